@@ -1,0 +1,90 @@
+"""The application context shared by the CLI and the TUI: settings, store, runtime, chat.
+
+Everything heavy (the model, adapters) loads on first use and only once per process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from uno_local import paths
+from uno_local.chat import ChatService
+from uno_local.config import Config, load_config
+from uno_local.runtime import GenerationSettings, Runtime
+from uno_local.store import Store
+
+
+@dataclass
+class Overrides:
+    """Command-line values that win over uno.toml."""
+
+    model: str | None = None
+    threads: int | None = None
+    n_ctx: int | None = None
+
+
+@dataclass
+class App:
+    home: Path
+    config: Config
+    _closers: list = field(default_factory=list)
+
+    @classmethod
+    def open(cls, overrides: Overrides | None = None, home: Path | None = None) -> App:
+        home = home or paths.user_dir()
+        config = load_config(paths.config_path(home))
+        if overrides:
+            if overrides.model:
+                config.model.path = overrides.model
+            if overrides.threads:
+                config.model.n_threads = overrides.threads
+            if overrides.n_ctx:
+                config.model.n_ctx = overrides.n_ctx
+        return cls(home=home, config=config)
+
+    @property
+    def model_path(self) -> Path:
+        return Path(self.config.model.path).expanduser() if self.config.model.path else paths.embedded_chat_model()
+
+    @cached_property
+    def store(self) -> Store:
+        store = Store(paths.db_path(self.home))
+        self._closers.append(store.close)
+        return store
+
+    @cached_property
+    def runtime(self) -> Runtime:
+        from backends import open_runtime
+
+        runtime = open_runtime(
+            self.model_path,
+            n_ctx=self.config.model.n_ctx,
+            n_threads=self.config.model.n_threads,
+            n_batch=self.config.model.n_batch,
+            system_prompt=self.config.generation.system_prompt,
+        )
+        self._closers.append(runtime.close)
+        return runtime
+
+    @cached_property
+    def chat(self) -> ChatService:
+        return ChatService(self.store, self.runtime, self.responder())
+
+    def responder(self):
+        """The router that picks base, Expert or Reflective per query (base until something is learned)."""
+        from uno_local.chat import BaseResponder
+
+        return BaseResponder(self.runtime)
+
+    def settings(self, greedy: bool = False, **changes) -> GenerationSettings:
+        base = GenerationSettings.from_config(self.config.generation)
+        if greedy:
+            base = GenerationSettings.greedy(base.max_tokens)
+        values = {**base.as_dict(), **{k: v for k, v in changes.items() if v is not None}}
+        return GenerationSettings(**values)
+
+    def close(self) -> None:
+        while self._closers:
+            self._closers.pop()()

@@ -1,0 +1,131 @@
+"""`uno ask`: one answer streamed to stdout, or a reproducible batch from JSONL; both are logged."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from uno_local.app import App
+from uno_local.cli import cli
+from uno_local.errors import ImportFormatError
+from uno_local.logs import MAX_LINE_BYTES
+
+
+@cli.command()
+@click.argument("query", required=False)
+@click.option("--batch", "batch", type=click.Path(path_type=Path), help="JSONL of {id, query} or {id, messages}.")
+@click.option("--out", "out", type=click.Path(path_type=Path), help="Where --batch writes {id, response, route, tokens}.")
+@click.option("--greedy/--sample", default=None, help="Greedy decoding (default for --batch) or sampling (default for one query).")
+@click.option("--temperature", type=float, help="Sampling temperature.")
+@click.option("--max-tokens", type=int, help="Longest answer in tokens.")
+@click.option("--seed", type=int, help="Sampling seed.")
+@click.option("--conversation", "conversation_id", type=int, help="Continue this conversation id.")
+@click.pass_obj
+def ask(
+    app: App,
+    query: str | None,
+    batch: Path | None,
+    out: Path | None,
+    greedy: bool | None,
+    temperature: float | None,
+    max_tokens: int | None,
+    seed: int | None,
+    conversation_id: int | None,
+) -> None:
+    """Answer QUERY (streamed to stdout), or every line of --batch into --out.
+
+    Each answer is logged as a conversation, so feedback and retraining can use it.
+    """
+    if batch is None:
+        if not query:
+            raise click.UsageError('Give a query, e.g. uno ask "What is a prime number?", or --batch FILE --out FILE.')
+        settings = app.settings(greedy=bool(greedy), temperature=temperature, max_tokens=max_tokens, seed=seed)
+        if conversation_id is None:
+            conversation_id = app.store.new_conversation(_title(query))
+        else:
+            app.store.get_conversation(conversation_id)
+        turn = app.chat.send(conversation_id, query, settings, source="ask")
+        for delta in turn:
+            click.echo(delta, nl=False)
+        click.echo()
+        return
+    if out is None:
+        raise click.UsageError("--batch needs --out FILE for the answers.")
+    settings = app.settings(greedy=greedy is not False, temperature=temperature, max_tokens=max_tokens, seed=seed)
+    items = read_batch(batch)
+    results = []
+    with click.progressbar(items, label="Answering", file=click.get_text_stream("stderr")) as bar:
+        for item_id, messages in bar:
+            conversation = app.store.new_conversation(_title(messages[-1]["content"]))
+            for message in messages[:-1]:
+                app.store.add_message(conversation, message["role"], message["content"], source="context")
+            turn = app.chat.send(conversation, messages[-1]["content"], settings, source="ask")
+            text = turn.run()
+            stats = turn.stats
+            results.append(
+                {
+                    "id": item_id,
+                    "response": text,
+                    "route": turn.plan.route,
+                    "tokens": {
+                        "prompt": stats.prompt_tokens if stats else None,
+                        "completion": stats.completion_tokens if stats else None,
+                    },
+                }
+            )
+    _write_jsonl(out, results)
+    click.echo(f"Wrote {len(results)} answers to {out}.", err=True)
+
+
+def _title(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else "New chat"
+    return line[:60]
+
+
+def read_batch(path: Path) -> list[tuple[object, list[dict]]]:
+    """Parse a batch file: every line {id, query} or {id, messages}; all or nothing."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImportFormatError(f"Cannot read {path} ({exc.strerror}); check the path.") from exc
+    items = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        where = f"{path}, line {number}"
+        if len(raw) > MAX_LINE_BYTES:
+            raise ImportFormatError(f"{where} is longer than {MAX_LINE_BYTES // 1_000_000} MB; nothing was answered.")
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ImportFormatError(f"{where} is not valid UTF-8 JSON ({exc}); nothing was answered.") from exc
+        if not isinstance(obj, dict) or "id" not in obj:
+            raise ImportFormatError(f'{where} needs an object with "id" and "query" or "messages".')
+        if isinstance(obj.get("query"), str) and obj["query"].strip():
+            messages = [{"role": "user", "content": obj["query"]}]
+        elif isinstance(obj.get("messages"), list) and obj["messages"]:
+            messages = obj["messages"]
+            ok = all(
+                isinstance(m, dict) and m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
+                for m in messages
+            )
+            if not ok or messages[-1]["role"] != "user":
+                raise ImportFormatError(f'{where}: "messages" must be role/content objects ending with a user turn.')
+        else:
+            raise ImportFormatError(f'{where} needs a non-empty "query" string or a "messages" list.')
+        items.append((obj["id"], messages))
+    if not items:
+        raise ImportFormatError(f"{path} holds no queries; nothing was answered.")
+    return items
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".uno-")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,250 @@
+"""The JSONL log format: parse (pure), import into the store (all or nothing), export.
+
+One record per answered turn:
+  {"id", "messages": [context..., the assistant answer last],
+   "feedback": {"rating": 1|-1|null, "comment": str|null, "correction": str|null}, "created_at"}
+Import also accepts UNO/MemoryBench records {"dialog": [user, assistant, user, ...]}: the user
+turns after the first answer become that answer's feedback comment. See docs/log-format.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from uno_local.errors import ImportFormatError
+from uno_local.store import Store, now_iso
+
+MAX_LINE_BYTES = 1_000_000
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class LogRecord:
+    uid: str
+    messages: list[dict]
+    rating: int | None
+    comment: str | None
+    correction: str | None
+    created_at: str
+
+
+@dataclass
+class ImportResult:
+    added: int
+    skipped: int
+
+
+def parse_log_lines(data: bytes, source: str = "input") -> list[LogRecord]:
+    """Parse a whole JSONL file; the first bad line raises ImportFormatError naming it."""
+    records: list[LogRecord] = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        where = f"{source}, line {number}"
+        if len(raw) > MAX_LINE_BYTES:
+            raise ImportFormatError(
+                f"{where} is {len(raw) / 1e6:.1f} MB, over the {MAX_LINE_BYTES // 1_000_000} MB limit "
+                "for one record; nothing was imported."
+            )
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ImportFormatError(f"{where} is not valid UTF-8 (byte {exc.start}); nothing was imported.") from exc
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ImportFormatError(f"{where} is not valid JSON ({exc.msg}); nothing was imported.") from exc
+        try:
+            records.append(parse_record(obj))
+        except ValueError as exc:
+            raise ImportFormatError(f"{where}: {exc}; nothing was imported.") from exc
+    if not records:
+        raise ImportFormatError(f"{source} holds no log records; nothing was imported.")
+    return records
+
+
+def parse_record(obj: object) -> LogRecord:
+    """One record in either accepted form; ValueError says what is wrong."""
+    if not isinstance(obj, dict):
+        raise ValueError("a record must be a JSON object")
+    if "messages" in obj:
+        return _parse_messages_record(obj)
+    if "dialog" in obj:
+        return _parse_dialog_record(obj)
+    raise ValueError('a record needs "messages" (or "dialog")')
+
+
+def _parse_messages_record(obj: dict) -> LogRecord:
+    messages = _messages(obj["messages"], "messages")
+    if messages[-1]["role"] != "assistant":
+        raise ValueError('the last of "messages" must be the assistant answer')
+    if not any(m["role"] == "user" for m in messages):
+        raise ValueError('"messages" must contain a user turn before the answer')
+    feedback = obj.get("feedback") or {}
+    if not isinstance(feedback, dict):
+        raise ValueError('"feedback" must be an object')
+    rating = feedback.get("rating")
+    if rating is not None and (isinstance(rating, bool) or rating not in (1, -1)):
+        raise ValueError('"feedback.rating" must be 1, -1 or null')
+    comment = _optional_str(feedback, "comment")
+    correction = _optional_str(feedback, "correction")
+    return LogRecord(_uid(obj), messages, rating, comment, correction, _created_at(obj))
+
+
+def _parse_dialog_record(obj: dict) -> LogRecord:
+    # Plain strings alternate user, assistant, user, ...; objects carry their own role.
+    raw = _list(obj["dialog"], "dialog")
+    turns = _messages(
+        [t if isinstance(t, dict) else {"role": ("user", "assistant")[i % 2], "content": t} for i, t in enumerate(raw)],
+        "dialog",
+    )
+    first_answer = next((i for i, m in enumerate(turns) if m["role"] == "assistant"), None)
+    if first_answer is None or not any(m["role"] == "user" for m in turns[:first_answer]):
+        raise ValueError('"dialog" needs a user turn followed by an assistant answer')
+    later_user = [m["content"] for m in turns[first_answer + 1 :] if m["role"] == "user"]
+    comment = "\n".join(later_user) if later_user else None
+    return LogRecord(_uid(obj), turns[: first_answer + 1], None, comment, None, _created_at(obj))
+
+
+def _list(value: object, name: str) -> list:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f'"{name}" must be a non-empty list')
+    return value
+
+
+def _messages(value: object, name: str) -> list[dict]:
+    out = []
+    for index, item in enumerate(_list(value, name)):
+        if not isinstance(item, dict):
+            raise ValueError(f'"{name}[{index}]" must be an object with "role" and "content"')
+        role, content = item.get("role"), item.get("content")
+        if role not in ROLES:
+            raise ValueError(f'"{name}[{index}].role" must be one of {", ".join(ROLES)}')
+        if not isinstance(content, str):
+            raise ValueError(f'"{name}[{index}].content" must be a string')
+        out.append({"role": role, "content": content})
+    return out
+
+
+def _optional_str(feedback: dict, key: str) -> str | None:
+    value = feedback.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f'"feedback.{key}" must be a string or null')
+    return value or None
+
+
+def _uid(obj: dict) -> str:
+    if obj.get("id") is not None:
+        if not isinstance(obj["id"], str | int) or isinstance(obj["id"], bool):
+            raise ValueError('"id" must be a string or an integer')
+        return str(obj["id"])
+    canonical = json.dumps({k: obj[k] for k in ("messages", "dialog", "feedback") if k in obj}, sort_keys=True)
+    return "sha256-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _created_at(obj: dict) -> str:
+    value = obj.get("created_at")
+    if value is None:
+        return now_iso()
+    if not isinstance(value, str):
+        raise ValueError('"created_at" must be an ISO 8601 string')
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f'"created_at" is not an ISO 8601 time: {value[:40]!r}') from None
+    return value
+
+
+def import_records(store: Store, records: list[LogRecord], title_prefix: str = "Imported") -> ImportResult:
+    """Add each record as its own conversation, in one transaction; known ids are skipped."""
+    added = skipped = 0
+    db = store.db
+    db.execute("BEGIN")
+    try:
+        for record in records:
+            if store.has_uid(record.uid):
+                skipped += 1
+                continue
+            title = f"{title_prefix}: {record.messages[-2]['content'][:40] if len(record.messages) > 1 else ''}"
+            cur = db.execute(
+                "INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)",
+                [title.strip(), record.created_at, record.created_at],
+            )
+            conversation_id = cur.lastrowid
+            for index, message in enumerate(record.messages):
+                last = index == len(record.messages) - 1
+                db.execute(
+                    "INSERT INTO messages (uid, conversation_id, role, content, created_at, source) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        record.uid if last else f"{record.uid}:{index}",
+                        conversation_id,
+                        message["role"],
+                        message["content"],
+                        record.created_at,
+                        "import" if last else "context",
+                    ],
+                )
+                if last and (record.rating is not None or record.comment or record.correction):
+                    db.execute(
+                        "INSERT INTO feedback (message_id, rating, comment, correction, created_at, updated_at) "
+                        "VALUES (last_insert_rowid(), ?, ?, ?, ?, ?)",
+                        [record.rating, record.comment, record.correction, record.created_at, record.created_at],
+                    )
+            added += 1
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return ImportResult(added, skipped)
+
+
+def import_file(store: Store, path: Path) -> ImportResult:
+    """Read, validate every line, then import all records or none."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImportFormatError(f"Cannot read {path} ({exc.strerror}); check the path.") from exc
+    return import_records(store, parse_log_lines(data, source=str(path)))
+
+
+def export_records(store: Store) -> list[dict]:
+    """Every answered turn in the log format, oldest conversation first."""
+    out = []
+    for log in store.logs():
+        fb = log.feedback
+        out.append(
+            {
+                "id": log.uid,
+                "messages": log.messages,
+                "feedback": {
+                    "rating": fb.rating if fb else None,
+                    "comment": fb.comment if fb else None,
+                    "correction": fb.correction if fb else None,
+                },
+                "created_at": log.created_at,
+            }
+        )
+    return out
+
+
+def export_file(store: Store, path: Path) -> int:
+    """Write the JSONL export atomically (temp file + rename); returns the record count."""
+    records = export_records(store)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".uno-export-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(records)

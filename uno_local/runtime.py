@@ -1,0 +1,80 @@
+"""The narrow interface between the app and a chat runtime (llama.cpp in `backends/`).
+
+`Runtime.stream(messages, settings, adapter=...)` yields `StreamEvent`s: text deltas, then one
+final event carrying the statistics. Adapters are loaded once by name and picked per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+from uno_local.config import GenerationConfig
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    temperature: float = 0.2
+    top_p: float = 0.9
+    max_tokens: int = 512
+    seed: int = -1
+
+    @classmethod
+    def from_config(cls, config: GenerationConfig) -> GenerationSettings:
+        return cls(config.temperature, config.top_p, config.max_tokens, config.seed)
+
+    @classmethod
+    def greedy(cls, max_tokens: int = 512) -> GenerationSettings:
+        return cls(temperature=0.0, top_p=1.0, max_tokens=max_tokens, seed=0)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ChatStats:
+    prompt_tokens: int
+    completion_tokens: int
+    ttft_ms: float
+    duration_ms: float
+    finish_reason: str | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        gen_s = (self.duration_ms - self.ttft_ms) / 1000
+        return (self.completion_tokens - 1) / gen_s if self.completion_tokens > 1 and gen_s > 0 else 0.0
+
+
+@dataclass
+class StreamEvent:
+    delta: str = ""
+    stats: ChatStats | None = None  # set on the last event only
+
+
+class Runtime(Protocol):
+    model_name: str
+    model_path: Path
+
+    def stream(
+        self, messages: list[dict], settings: GenerationSettings, *, adapter: str | None = None
+    ) -> Iterator[StreamEvent]: ...
+
+    def load_adapter(self, name: str, path: Path) -> None: ...
+
+    def unload_adapter(self, name: str) -> None: ...
+
+    def adapters(self) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+def complete(runtime: Runtime, messages: list[dict], settings: GenerationSettings, adapter: str | None = None):
+    """Run a whole answer; returns (text, stats)."""
+    parts: list[str] = []
+    stats = None
+    for event in runtime.stream(messages, settings, adapter=adapter):
+        parts.append(event.delta)
+        stats = event.stats or stats
+    return "".join(parts), stats

@@ -1,0 +1,256 @@
+"""The SQLite store: conversations, messages and feedback (sqlite-utils, WAL, foreign keys).
+
+`Store(path)` opens (creating owner-only) and migrates the database. Answers are written while
+they stream (`start_answer` / `update_answer` / `finish_answer`), so a crash mid-answer leaves the
+user's message and the partial answer, marked incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from uno_local.errors import NotFoundError, StoreError
+from uno_local.store.migrations import migrate
+from uno_local.store.records import Conversation, Feedback, Log, Message, now_iso
+
+UNSET: Any = object()
+
+__all__ = ["Store", "Conversation", "Feedback", "Log", "Message", "UNSET", "now_iso"]
+
+
+class Store:
+    """All reads and writes of the app's SQLite database."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            if not self.path.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            os.chmod(self.path, 0o600)
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA busy_timeout=30000")
+            migrate(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"Cannot open the database {self.path} ({exc}); move it aside to start fresh "
+                "or restore a backup."
+            ) from exc
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def transaction(self):
+        """Context manager: everything inside commits together or not at all."""
+        return self.db.conn
+
+    # conversations
+    def new_conversation(self, title: str = "New chat") -> int:
+        stamp = now_iso()
+        with self.db.conn:
+            cur = self.db.execute(
+                "INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)",
+                [title, stamp, stamp],
+            )
+        return cur.lastrowid
+
+    def rename_conversation(self, conversation_id: int, title: str) -> None:
+        self.get_conversation(conversation_id)
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
+                [title.strip() or "Untitled", now_iso(), conversation_id],
+            )
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        self.get_conversation(conversation_id)
+        with self.db.conn:
+            self.db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
+
+    def get_conversation(self, conversation_id: int) -> Conversation:
+        rows = self.list_conversations(ids=[conversation_id])
+        if not rows:
+            raise NotFoundError(f"Conversation {conversation_id} does not exist; `uno status` lists the data.")
+        return rows[0]
+
+    def list_conversations(self, search: str | None = None, ids: list[int] | None = None) -> list[Conversation]:
+        """Newest first; `search` matches titles and message text (case-insensitive)."""
+        where, params = [], []
+        if search:
+            where.append(
+                "(c.title LIKE ? OR EXISTS (SELECT 1 FROM messages s WHERE s.conversation_id = c.id "
+                "AND s.content LIKE ?))"
+            )
+            params += [f"%{search}%", f"%{search}%"]
+        if ids is not None:
+            where.append(f"c.id IN ({','.join('?' * len(ids))})")
+            params += ids
+        sql = (
+            "SELECT c.id, c.title, c.created_at, c.updated_at, "
+            "(SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) FROM conversations c"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY c.updated_at DESC, c.id DESC"
+        )
+        return [Conversation(*row) for row in self.db.execute(sql, params).fetchall()]
+
+    # messages
+    def add_message(self, conversation_id: int, role: str, content: str, **meta: Any) -> int:
+        """Append a finished message; `meta` fills the optional columns (model, settings, route...)."""
+        return self._insert_message(conversation_id, role, content, complete=True, **meta)
+
+    def _insert_message(self, conversation_id: int, role: str, content: str, **meta: Any) -> int:
+        self.get_conversation(conversation_id)
+        row = {
+            "uid": meta.pop("uid", None) or uuid.uuid4().hex,
+            "conversation_id": conversation_id,
+            "role": role,
+            "content": content,
+            "created_at": meta.pop("created_at", None) or now_iso(),
+            **meta,
+        }
+        if isinstance(row.get("settings"), dict):
+            row["settings"] = json.dumps(row["settings"], sort_keys=True)
+        row["complete"] = int(bool(row.get("complete", True)))
+        columns = ", ".join(row)
+        with self.db.conn:
+            cur = self.db.execute(
+                f"INSERT INTO messages ({columns}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
+            self.db.execute(
+                "UPDATE conversations SET updated_at = ? WHERE id = ?", [now_iso(), conversation_id]
+            )
+        return cur.lastrowid
+
+    def start_answer(self, conversation_id: int, **meta: Any) -> int:
+        """Insert an empty assistant message marked incomplete; the stream fills it in."""
+        return self._insert_message(conversation_id, "assistant", "", complete=False, **meta)
+
+    def update_answer(self, message_id: int, content: str) -> None:
+        """Checkpoint the partial text of a streaming answer."""
+        with self.db.conn:
+            self.db.execute("UPDATE messages SET content = ? WHERE id = ?", [content, message_id])
+
+    def finish_answer(self, message_id: int, content: str, *, complete: bool = True, **meta: Any) -> None:
+        """Write the final text and statistics (tokens, timing, route, adapter)."""
+        fields = {"content": content, "complete": int(complete), **meta}
+        sets = ", ".join(f"{key} = ?" for key in fields)
+        with self.db.conn:
+            self.db.execute(f"UPDATE messages SET {sets} WHERE id = ?", [*fields.values(), message_id])
+
+    def get_message(self, message_id: int) -> Message:
+        rows = self._messages("m.id = ?", [message_id])
+        if not rows:
+            raise NotFoundError(f"Message {message_id} does not exist.")
+        return rows[0]
+
+    def messages(self, conversation_id: int) -> list[Message]:
+        return self._messages("m.conversation_id = ?", [conversation_id])
+
+    def _messages(self, where: str, params: list) -> list[Message]:
+        sql = (
+            "SELECT m.id, m.uid, m.conversation_id, m.role, m.content, m.created_at, m.model, m.settings, "
+            "m.prompt_tokens, m.completion_tokens, m.ttft_ms, m.duration_ms, m.route, m.cluster, m.adapter, "
+            "m.complete, m.source, f.rating, f.comment, f.correction, f.created_at, f.updated_at "
+            f"FROM messages m LEFT JOIN feedback f ON f.message_id = m.id WHERE {where} ORDER BY m.id"
+        )
+        out = []
+        for row in self.db.execute(sql, params).fetchall():
+            msg = Message(*row[:17])
+            msg.settings = json.loads(msg.settings) if msg.settings else None
+            msg.complete = bool(msg.complete)
+            if row[20] is not None:
+                msg.feedback = Feedback(msg.id, row[17], row[18], row[19], row[20], row[21])
+            out.append(msg)
+        return out
+
+    def has_uid(self, uid: str) -> bool:
+        return self.db.execute("SELECT 1 FROM messages WHERE uid = ?", [uid]).fetchone() is not None
+
+    # feedback
+    def set_feedback(
+        self, message_id: int, *, rating: Any = UNSET, comment: Any = UNSET, correction: Any = UNSET
+    ) -> Feedback | None:
+        """Create or change the feedback on an assistant message; fields left UNSET keep their value.
+
+        When every field ends up empty the row is deleted (the feedback was removed).
+        """
+        message = self.get_message(message_id)
+        if message.role != "assistant":
+            raise NotFoundError(f"Message {message_id} is not an assistant answer; feedback goes on answers.")
+        if rating is not UNSET and rating not in (1, -1, None):
+            raise StoreError(f"A rating must be 1, -1 or empty, not {rating!r}.")
+        old = message.feedback
+        new = {
+            "rating": (old.rating if old else None) if rating is UNSET else rating,
+            "comment": (old.comment if old else None) if comment is UNSET else (comment or None),
+            "correction": (old.correction if old else None) if correction is UNSET else (correction or None),
+        }
+        stamp = now_iso()
+        with self.db.conn:
+            if all(value is None for value in new.values()):
+                self.db.execute("DELETE FROM feedback WHERE message_id = ?", [message_id])
+                return None
+            self.db.execute(
+                "INSERT INTO feedback (message_id, rating, comment, correction, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(message_id) DO UPDATE SET rating = excluded.rating, "
+                "comment = excluded.comment, correction = excluded.correction, updated_at = excluded.updated_at",
+                [message_id, new["rating"], new["comment"], new["correction"], stamp, stamp],
+            )
+        return self.get_message(message_id).feedback
+
+    def delete_feedback(self, message_id: int) -> None:
+        with self.db.conn:
+            self.db.execute("DELETE FROM feedback WHERE message_id = ?", [message_id])
+
+    # logs: answered turns with their context
+    def logs(self, *, with_feedback_only: bool = False) -> Iterator[Log]:
+        """Every complete assistant answer with its context (oldest first)."""
+        conversation_ids = [row[0] for row in self.db.execute("SELECT id FROM conversations ORDER BY id")]
+        for conversation_id in conversation_ids:
+            history = self.messages(conversation_id)
+            for index, msg in enumerate(history):
+                # "context" answers came in as another record's history: not turns of their own.
+                if msg.role != "assistant" or not msg.complete or msg.source == "context":
+                    continue
+                if with_feedback_only and msg.feedback is None:
+                    continue
+                context = [{"role": m.role, "content": m.content} for m in history[: index + 1]]
+                following = next((m for m in history[index + 1 :] if m.role == "user"), None)
+                yield Log(
+                    message_id=msg.id,
+                    uid=msg.uid,
+                    conversation_id=conversation_id,
+                    messages=context,
+                    created_at=msg.created_at,
+                    feedback=msg.feedback,
+                    next_user=following.content if following else None,
+                )
+
+    def counts(self) -> dict[str, int]:
+        """Row counts for `uno status`."""
+        one = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
+        return {
+            "conversations": one("SELECT COUNT(*) FROM conversations"),
+            "messages": one("SELECT COUNT(*) FROM messages"),
+            "answers": one("SELECT COUNT(*) FROM messages WHERE role = 'assistant'"),
+            "incomplete": one("SELECT COUNT(*) FROM messages WHERE complete = 0"),
+            "feedback": one("SELECT COUNT(*) FROM feedback"),
+            "corrections": one("SELECT COUNT(*) FROM feedback WHERE correction IS NOT NULL"),
+        }

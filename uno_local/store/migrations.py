@@ -1,0 +1,90 @@
+"""Append-only schema migrations, recorded in the `_migrations` table.
+
+Never edit a migration that has shipped: add a new function to `MIGRATIONS` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import sqlite_utils
+
+
+def m001_initial(db: sqlite_utils.Database) -> None:
+    _run_statements(
+        db,
+        """
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            title TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            uid TEXT NOT NULL UNIQUE,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            content TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            model TEXT,
+            settings TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            ttft_ms REAL,
+            duration_ms REAL,
+            route TEXT,
+            cluster TEXT,
+            adapter TEXT,
+            complete INTEGER NOT NULL DEFAULT 1,
+            source TEXT NOT NULL DEFAULT 'chat'
+        );
+        CREATE INDEX messages_conversation ON messages(conversation_id, id);
+        CREATE TABLE feedback (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL UNIQUE REFERENCES messages(id) ON DELETE CASCADE,
+            rating INTEGER CHECK (rating IN (1, -1)),
+            comment TEXT,
+            correction TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        """
+    )
+
+
+def _run_statements(db: sqlite_utils.Database, script: str) -> None:
+    # executescript() would COMMIT first; single statements keep a migration in one transaction.
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial]
+
+
+def migrate(db: sqlite_utils.Database, migrations: list[Callable] | None = None) -> list[str]:
+    """Apply the migrations not yet recorded, in order, each in its own transaction."""
+    migrations = MIGRATIONS if migrations is None else migrations
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+    applied = []
+    for fn in migrations:
+        if fn.__name__ in done:
+            continue
+        db.execute("BEGIN")
+        try:
+            fn(db)
+            db.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                [fn.__name__, datetime.now(UTC).isoformat()],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        applied.append(fn.__name__)
+    return applied
