@@ -39,7 +39,7 @@ def test_blank_migrate_gives_exact_columns(store):
 
 def test_migrate_is_idempotent_and_appends(tmp_path):
     db = sqlite_utils.Database(tmp_path / "x.db")
-    assert migrate(db) == ["m001_initial"]
+    assert migrate(db) == [m.__name__ for m in MIGRATIONS]
     assert migrate(db) == []
 
     def m002_extra(database):
@@ -60,7 +60,7 @@ def test_failed_migration_rolls_back(tmp_path):
     with pytest.raises(RuntimeError):
         migrate(db, [*MIGRATIONS, m002_broken])
     assert "half" not in db.table_names()
-    assert [r[0] for r in db.execute("SELECT name FROM _migrations")] == ["m001_initial"]
+    assert [r[0] for r in db.execute("SELECT name FROM _migrations")] == [m.__name__ for m in MIGRATIONS]
 
 
 def test_database_file_is_owner_only(tmp_path):

@@ -88,3 +88,32 @@ def migrate(db: sqlite_utils.Database, migrations: list[Callable] | None = None)
             raise
         applied.append(fn.__name__)
     return applied
+
+
+def m002_adapters(db: sqlite_utils.Database) -> None:
+    _run_statements(
+        db,
+        """
+        CREATE TABLE adapters (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            cluster TEXT,
+            status TEXT NOT NULL CHECK (status IN ('deployed', 'previous', 'retired')),
+            enabled INTEGER NOT NULL DEFAULT 1,
+            path TEXT NOT NULL,
+            checksum TEXT NOT NULL,
+            base_model TEXT NOT NULL,
+            backend TEXT,
+            sources TEXT NOT NULL,
+            metrics TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (name, version)
+        );
+        CREATE INDEX adapters_name ON adapters(name, version)
+        """,
+    )
+
+
+MIGRATIONS.append(m002_adapters)

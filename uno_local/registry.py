@@ -1,0 +1,199 @@
+"""The adapter registry: versioned adapter folders in the user dir plus the `adapters` table.
+
+Each version lives in `adapters/<name>/v<N>/` with `adapter.gguf` (what llama.cpp serves), `peft/`
+(the trainer's weights), and `manifest.json` (resolved config, ids of the feedback rows used,
+metrics, checksum). Deploy is atomic: stage, verify, rename, then one transaction flips the
+statuses; the version it replaces stays as `previous` for rollback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from uno_local.errors import AdapterError, NotFoundError
+from uno_local.store import Store, now_iso
+
+GGUF_NAME = "adapter.gguf"
+
+
+@dataclass
+class AdapterRecord:
+    id: int
+    name: str
+    version: int
+    kind: str  # "expert", "critic"
+    cluster: str | None
+    status: str  # "deployed", "previous", "retired"
+    enabled: bool
+    path: Path  # the version folder
+    checksum: str
+    base_model: str
+    backend: str | None
+    sources: list[int]
+    metrics: dict
+    created_at: str
+
+    @property
+    def key(self) -> str:
+        """The name the runtime knows this version by."""
+        return f"{self.name}@v{self.version}"
+
+    @property
+    def gguf(self) -> Path:
+        return self.path / GGUF_NAME
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Registry:
+    def __init__(self, store: Store, root: Path) -> None:
+        self.store = store
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def _rows(self, where: str = "1", params: list | None = None) -> list[AdapterRecord]:
+        sql = (
+            "SELECT id, name, version, kind, cluster, status, enabled, path, checksum, base_model, backend, "
+            f"sources, metrics, created_at FROM adapters WHERE {where} ORDER BY name, version"
+        )
+        out = []
+        for row in self.store.db.execute(sql, params or []).fetchall():
+            rec = AdapterRecord(*row)
+            rec.enabled = bool(rec.enabled)
+            rec.path = Path(rec.path)
+            rec.sources = json.loads(rec.sources)
+            rec.metrics = json.loads(rec.metrics)
+            out.append(rec)
+        return out
+
+    def list(self) -> list[AdapterRecord]:
+        return self._rows()
+
+    def active(self) -> list[AdapterRecord]:
+        """The deployed, enabled version of every adapter name: what the chat serves."""
+        return self._rows("status = 'deployed' AND enabled = 1")
+
+    def deployed(self, name: str) -> AdapterRecord | None:
+        rows = self._rows("name = ? AND status = 'deployed'", [name])
+        return rows[0] if rows else None
+
+    def versions(self, name: str) -> list[AdapterRecord]:
+        rows = self._rows("name = ?", [name])
+        if not rows:
+            raise NotFoundError(f"No adapter named {name!r}; `uno adapters` lists them.")
+        return rows
+
+    def deploy(
+        self,
+        *,
+        name: str,
+        kind: str,
+        gguf_file: Path,
+        peft_dir: Path | None,
+        base_model: str,
+        sources: list[int],
+        metrics: dict,
+        config: dict,
+        cluster: str | None = None,
+        backend: str | None = None,
+        verify: Callable[[Path], None] | None = None,
+    ) -> AdapterRecord:
+        """Stage, verify (checksum, then `verify(gguf)` e.g. the parity check), move in, switch."""
+        staging = self.root / f".staging-{uuid.uuid4().hex[:8]}"
+        staging.mkdir(mode=0o700)
+        try:
+            shutil.copy2(gguf_file, staging / GGUF_NAME)
+            if peft_dir is not None:
+                shutil.copytree(peft_dir, staging / "peft")
+            checksum = sha256_file(staging / GGUF_NAME)
+            if verify is not None:
+                verify(staging / GGUF_NAME)
+            if sha256_file(staging / GGUF_NAME) != checksum:
+                raise AdapterError(f"The adapter file for {name} changed while it was checked; retrain.")
+            version = 1 + max((r.version for r in self._rows("name = ?", [name])), default=0)
+            manifest = {
+                "name": name, "version": version, "kind": kind, "cluster": cluster, "base_model": base_model,
+                "backend": backend, "checksum": checksum, "sources": sources, "metrics": metrics,
+                "config": config, "created_at": now_iso(),
+            }
+            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+            final = self.root / name / f"v{version}"
+            final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            staging.rename(final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        db = self.store.db
+        db.execute("BEGIN")
+        try:
+            db.execute("UPDATE adapters SET status = 'retired' WHERE name = ? AND status = 'previous'", [name])
+            db.execute("UPDATE adapters SET status = 'previous' WHERE name = ? AND status = 'deployed'", [name])
+            enabled = db.execute(
+                "SELECT COALESCE(MIN(enabled), 1) FROM adapters WHERE name = ?", [name]
+            ).fetchone()[0]
+            db.execute(
+                "INSERT INTO adapters (name, version, kind, cluster, status, enabled, path, checksum, base_model, "
+                "backend, sources, metrics, created_at) VALUES (?, ?, ?, ?, 'deployed', ?, ?, ?, ?, ?, ?, ?, ?)",
+                [name, version, kind, cluster, enabled, str(final), checksum, base_model, backend,
+                 json.dumps(sources), json.dumps(metrics, default=str), manifest["created_at"]],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return self.deployed(name)
+
+    def rollback(self, name: str) -> AdapterRecord | None:
+        """Retire the deployed version and bring back the previous one (None: back to the base)."""
+        current = self.deployed(name)
+        if current is None:
+            raise NotFoundError(f"Adapter {name!r} has no deployed version to roll back; `uno adapters` lists them.")
+        previous = self._rows("name = ? AND status = 'previous'", [name])
+        with self.store.transaction():
+            self.store.db.execute("UPDATE adapters SET status = 'retired' WHERE id = ?", [current.id])
+            if previous:
+                self.store.db.execute("UPDATE adapters SET status = 'deployed' WHERE id = ?", [previous[-1].id])
+        return self.deployed(name)
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        self.versions(name)
+        with self.store.transaction():
+            self.store.db.execute("UPDATE adapters SET enabled = ? WHERE name = ?", [int(enabled), name])
+
+    def delete(self, name: str) -> int:
+        """Remove every version of `name`, files included; returns how many versions went."""
+        rows = self.versions(name)
+        with self.store.transaction():
+            self.store.db.execute("DELETE FROM adapters WHERE name = ?", [name])
+        shutil.rmtree(self.root / name, ignore_errors=True)
+        return len(rows)
+
+    def verify_file(self, record: AdapterRecord) -> Path:
+        """The GGUF path after checking it exists and matches its checksum."""
+        if not record.gguf.is_file():
+            raise AdapterError(
+                f"Adapter {record.key} is missing its file {record.gguf}; run `uno adapters rollback {record.name}`."
+            )
+        if sha256_file(record.gguf) != record.checksum:
+            raise AdapterError(
+                f"Adapter {record.key} is corrupt (checksum mismatch); run `uno adapters rollback {record.name}` "
+                "or retrain."
+            )
+        return record.gguf
+
+    def clean_staging(self) -> None:
+        """Remove folders left by a deploy that was interrupted."""
+        for folder in self.root.glob(".staging-*"):
+            shutil.rmtree(folder, ignore_errors=True)
