@@ -12,6 +12,7 @@ from pathlib import Path
 from uno_local import paths
 from uno_local.chat import ChatService
 from uno_local.config import Config, load_config
+from uno_local.registry import Registry
 from uno_local.runtime import GenerationSettings, Runtime
 from uno_local.store import Store
 
@@ -53,6 +54,10 @@ class App:
         store = Store(paths.db_path(self.home))
         self._closers.append(store.close)
         return store
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry(self.store, paths.adapters_dir(self.home))
 
     @cached_property
     def runtime(self) -> Runtime:

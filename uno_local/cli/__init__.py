@@ -54,4 +54,4 @@ def main() -> None:
 
 
 # The command modules register themselves on `cli`.
-from uno_local.cli import chat_commands, data_commands  # noqa: E402, F401
+from uno_local.cli import adapter_commands, chat_commands, data_commands  # noqa: E402, F401

@@ -1,0 +1,83 @@
+"""`uno adapters`: list, roll back, disable, enable and delete learned adapters."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from uno_local.app import App
+from uno_local.cli import cli
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def adapters(ctx: click.Context, as_json: bool) -> None:
+    """List the learned adapters (every version; * marks what is serving)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    app: App = ctx.obj
+    rows = app.registry.list()
+    if as_json:
+        click.echo(json.dumps([_row_dict(r) for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo("No adapters yet: give feedback on some answers, then run `uno retrain`.")
+        return
+    click.echo(f"{'':2}{'name':<16}{'ver':>4}  {'kind':<8}{'status':<10}{'enabled':<9}{'win rate':>9}  sources  created")
+    for r in rows:
+        mark = "*" if r.status == "deployed" and r.enabled else " "
+        win = r.metrics.get("win_rate")
+        click.echo(
+            f"{mark:2}{r.name:<16}{r.version:>4}  {r.kind:<8}{r.status:<10}{'yes' if r.enabled else 'no':<9}"
+            f"{'' if win is None else f'{win:.2f}':>9}  {len(r.sources):>7}  {r.created_at[:19]}"
+        )
+
+
+def _row_dict(r) -> dict:
+    return {
+        "name": r.name, "version": r.version, "kind": r.kind, "cluster": r.cluster, "status": r.status,
+        "enabled": r.enabled, "path": str(r.path), "checksum": r.checksum, "sources": r.sources,
+        "metrics": r.metrics, "created_at": r.created_at,
+    }
+
+
+@adapters.command()
+@click.argument("name")
+@click.pass_obj
+def rollback(app: App, name: str) -> None:
+    """Serve NAME's previous version again (or the base model when there is none)."""
+    now = app.registry.rollback(name)
+    click.echo(f"{name}: now serving {'v%d' % now.version if now else 'the base model'}.")
+
+
+@adapters.command()
+@click.argument("name")
+@click.pass_obj
+def disable(app: App, name: str) -> None:
+    """Stop serving NAME (its queries go to the base model); keeps every version."""
+    app.registry.set_enabled(name, False)
+    click.echo(f"{name}: disabled.")
+
+
+@adapters.command()
+@click.argument("name")
+@click.pass_obj
+def enable(app: App, name: str) -> None:
+    """Serve NAME's deployed version again."""
+    app.registry.set_enabled(name, True)
+    click.echo(f"{name}: enabled.")
+
+
+@adapters.command()
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def delete(app: App, name: str, yes: bool) -> None:
+    """Delete every version of NAME, files included."""
+    app.registry.versions(name)
+    if not yes:
+        click.confirm(f"Delete every version of {name}?", abort=True)
+    count = app.registry.delete(name)
+    click.echo(f"{name}: deleted {count} version(s).")
