@@ -1,0 +1,153 @@
+"""Metrics: adherence per topic and overall, control drift, tokens, and the report's shape."""
+
+from __future__ import annotations
+
+import pytest
+
+from uno_local.eval.metrics import (
+    MethodRun,
+    Usage,
+    build_report,
+    control_unchanged,
+    normalise,
+    overall_adherence,
+    token_means,
+    topic_adherence,
+)
+from uno_local.eval.scenario import Scenario, parse_scenario
+
+
+def scenario() -> Scenario:
+    def topic(name: str, check: dict, n_test: int) -> dict:
+        return {
+            "name": name,
+            "rule": {"text": name, "check": check, "feedback": ["no"]},
+            "train": [f"{name} train"],
+            "test": [f"{name} test {i}" for i in range(n_test)],
+        }
+
+    return parse_scenario(
+        {
+            "name": "m",
+            "seed": 1,
+            "topics": [
+                topic("sign", {"type": "ends_with", "value": "Bye."}, 4),
+                topic("short", {"type": "max_words", "n": 3}, 2),
+            ],
+            "controls": ["c0", "c1", "c2", "c3"],
+        },
+        "m.json",
+    )
+
+
+ANSWERS = {"sign": ["a Bye.", "b", "c Bye.  ", "Bye"], "short": ["one two", "one two three four"]}
+
+
+def test_topic_and_overall_adherence() -> None:
+    s = scenario()
+    assert topic_adherence(s, ANSWERS) == {"sign": 0.5, "short": 0.5}
+    assert overall_adherence(s, ANSWERS) == pytest.approx(3 / 6)
+    skewed = {"sign": ["Bye."] * 4, "short": ["too many words here"] * 2}
+    assert overall_adherence(s, skewed) == pytest.approx(4 / 6)  # pooled, not the mean of 1.0 and 0.0
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [{"sign": ["Bye."] * 4}, {"sign": ["Bye."] * 3, "short": ["a", "b"]}],
+)
+def test_adherence_needs_every_test_answer(answers: dict) -> None:
+    with pytest.raises(ValueError, match="test answers"):
+        topic_adherence(scenario(), answers)
+
+
+@pytest.mark.parametrize(
+    ("answers", "base", "expected"),
+    [
+        (["Tokyo.", "b"], ["Tokyo.", "b"], 1.0),
+        ([" Tokyo.\n\n", "a  b"], ["Tokyo.", "a b"], 1.0),
+        (["tokyo.", "a b"], ["Tokyo.", "a b"], 0.5),
+        (["x", "y", "z", "w"], ["x", "Y", "z.", "q"], 0.25),
+    ],
+)
+def test_control_unchanged(answers: list[str], base: list[str], expected: float) -> None:
+    assert control_unchanged(answers, base) == expected
+
+
+@pytest.mark.parametrize(("answers", "base"), [([], []), (["a"], ["a", "b"])])
+def test_control_unchanged_needs_matching_lists(answers: list[str], base: list[str]) -> None:
+    with pytest.raises(ValueError):
+        control_unchanged(answers, base)
+
+
+def test_normalise_and_token_means() -> None:
+    assert normalise("  a\n\tb  c ") == "a b c"
+    assert token_means([Usage(10, 5), Usage(30, 7)]) == {"prompt": 20.0, "completion": 6.0, "total": 26.0}
+    with pytest.raises(ValueError, match="no token usage"):
+        token_means([])
+
+
+def _run(name: str, answers: dict, controls: list[str], prompt: int, **extra: object) -> MethodRun:
+    return MethodRun(name, answers, controls, [Usage(prompt, 10)] * 10, **extra)  # type: ignore[arg-type]
+
+
+def test_build_report_shape_and_values() -> None:
+    s = scenario()
+    base_controls = ["A.", "B.", "C.", "D."]
+    runs = [
+        _run("base", {"sign": ["x"] * 4, "short": ["a"] * 2}, base_controls, 40),
+        _run("rag", ANSWERS, ["A.", "b.", "C.", "D."], 160),
+        _run(
+            "uno",
+            {"sign": ["Bye."] * 4, "short": ["a b"] * 2},
+            ["A. ", "B.", "C.", "D.\n"],
+            40,
+            training={"wall_s": 12.5, "tokens": 3000},
+            validator=[{"cluster": 0, "accepted": True}],
+            extra={"feedback": {"thumbs_up": 3}},
+        ),
+    ]
+    report = build_report(s, runs, meta={"quick": True})
+    assert report["scenario"] == {
+        "name": "m",
+        "seed": 1,
+        "topics": ["sign", "short"],
+        "n_train": 2,
+        "n_test": 6,
+        "n_controls": 4,
+        "noise_rate": 0.0,
+    }
+    assert report["meta"] == {"quick": True}
+    base, rag, uno = (report["methods"][n] for n in ("base", "rag", "uno"))
+    assert (base["adherence"], base["control_unchanged"], base["per_topic"]) == (
+        pytest.approx(2 / 6),
+        1.0,
+        {"sign": 0.0, "short": 1.0},
+    )
+    assert (rag["adherence"], rag["control_unchanged"], rag["passed"]) == (0.5, 0.75, 3)
+    assert (uno["adherence"], uno["control_unchanged"], uno["passed"], uno["n_test"]) == (1.0, 1.0, 6, 6)
+    assert rag["tokens_per_answer"] == 170.0 and rag["prompt_tokens_per_answer"] == 160.0
+    assert rag["extra_prompt_tokens"] == 120.0 and uno["extra_prompt_tokens"] == 0.0
+    assert uno["adherence_gain"] == pytest.approx(4 / 6)
+    assert uno["training"] == {"wall_s": 12.5, "tokens": 3000, "gap_skipped_tokens": None}
+    assert base["training"] == {"wall_s": None, "tokens": None, "gap_skipped_tokens": None}
+    assert uno["validator"] == [{"cluster": 0, "accepted": True}] and uno["extra"] == {
+        "feedback": {"thumbs_up": 3}
+    }
+    for entry in report["methods"].values():
+        assert 0.0 <= entry["adherence"] <= 1.0 and 0.0 <= entry["control_unchanged"] <= 1.0
+        assert all(0.0 <= v <= 1.0 for v in entry["per_topic"].values())
+
+
+def test_build_report_needs_a_reference_and_unique_names() -> None:
+    s = scenario()
+    uno = _run("uno", ANSWERS, ["a"] * 4, 40)
+    with pytest.raises(ValueError, match="no 'base' run"):
+        build_report(s, [uno])
+    assert (
+        build_report(s, [uno], base_control_answers=["a", "a", "b", "a"])["methods"]["uno"][
+            "control_unchanged"
+        ]
+        == 0.75
+    )
+    with pytest.raises(ValueError, match="repeat"):
+        build_report(s, [uno, uno], base_control_answers=["a"] * 4)

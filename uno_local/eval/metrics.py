@@ -1,0 +1,141 @@
+"""Scoring: each method's answers on the test and control queries -> the report dict of `uno eval`.
+
+- adherence (per topic): share of the topic's test answers that pass the topic's check.
+- adherence (overall): share of all test answers that pass, pooled over topics (micro average).
+- control_unchanged: share of control answers equal to the base model's greedy answers after
+  whitespace normalisation (runs of whitespace -> one space, ends trimmed).
+- tokens_per_answer: mean prompt + completion tokens over every answer the method gave (test and
+  control queries); the prompt/completion split is kept beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from statistics import fmean
+from typing import Any
+
+from uno_local.eval.checks import check
+from uno_local.eval.scenario import Scenario
+
+TRAINING_SLOTS = ("wall_s", "tokens", "gap_skipped_tokens")
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class MethodRun:
+    """What the runner collected for one method."""
+
+    name: str
+    test_answers: dict[str, list[str]]  # topic name -> answers in the order of topic.test
+    control_answers: list[str]  # in the order of scenario.controls
+    usage: list[Usage]  # one per answer given, test and control
+    training: dict[str, Any] = field(default_factory=dict)  # wall_s, tokens, gap_skipped_tokens, ...
+    validator: list[dict[str, Any]] = field(default_factory=list)  # one decision per candidate adapter
+    extra: dict[str, Any] = field(default_factory=dict)  # anything else worth keeping in report.json
+
+
+def normalise(text: str) -> str:
+    """Whitespace-insensitive form used to compare control answers."""
+    return " ".join(text.split())
+
+
+def topic_adherence(scenario: Scenario, test_answers: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    """Share of passing test answers per topic, in scenario order."""
+    out = {}
+    for topic in scenario.topics:
+        answers = test_answers.get(topic.name)
+        if answers is None or len(answers) != len(topic.test):
+            got = "none" if answers is None else len(answers)
+            raise ValueError(f"topic {topic.name!r} needs {len(topic.test)} test answers, got {got}")
+        out[topic.name] = sum(check(a, topic.rule.check) for a in answers) / len(answers)
+    return out
+
+
+def overall_adherence(scenario: Scenario, test_answers: Mapping[str, Sequence[str]]) -> float:
+    """Share of passing test answers pooled over all topics."""
+    per_topic = topic_adherence(scenario, test_answers)
+    passed = sum(per_topic[t.name] * len(t.test) for t in scenario.topics)
+    return passed / sum(len(t.test) for t in scenario.topics)
+
+
+def control_unchanged(answers: Sequence[str], base_answers: Sequence[str]) -> float:
+    """Share of control answers identical to the base model's, whitespace aside."""
+    if len(answers) != len(base_answers) or not answers:
+        raise ValueError(
+            f"need the same non-zero number of answers, got {len(answers)} and {len(base_answers)}"
+        )
+    return sum(normalise(a) == normalise(b) for a, b in zip(answers, base_answers, strict=True)) / len(
+        answers
+    )
+
+
+def token_means(usage: Sequence[Usage]) -> dict[str, float]:
+    """Mean prompt, completion and total tokens per answer."""
+    if not usage:
+        raise ValueError("no token usage was recorded")
+    prompt = fmean(u.prompt_tokens for u in usage)
+    completion = fmean(u.completion_tokens for u in usage)
+    return {"prompt": prompt, "completion": completion, "total": prompt + completion}
+
+
+def method_report(scenario: Scenario, run: MethodRun, base_control_answers: Sequence[str]) -> dict[str, Any]:
+    """One entry of report['methods']."""
+    per_topic = topic_adherence(scenario, run.test_answers)
+    tokens = token_means(run.usage)
+    passed = sum(round(per_topic[t.name] * len(t.test)) for t in scenario.topics)
+    return {
+        "adherence": overall_adherence(scenario, run.test_answers),
+        "control_unchanged": control_unchanged(run.control_answers, base_control_answers),
+        "tokens_per_answer": tokens["total"],
+        "prompt_tokens_per_answer": tokens["prompt"],
+        "completion_tokens_per_answer": tokens["completion"],
+        "per_topic": per_topic,
+        "passed": passed,
+        "n_test": sum(len(t.test) for t in scenario.topics),
+        "n_answers": len(run.usage),
+        "training": {**dict.fromkeys(TRAINING_SLOTS), **run.training},
+        "validator": list(run.validator),
+        "extra": dict(run.extra),
+    }
+
+
+def build_report(
+    scenario: Scenario,
+    runs: Sequence[MethodRun],
+    base_control_answers: Sequence[str] | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The whole report; control answers are compared with the `base` run's unless given."""
+    names = [run.name for run in runs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"method names repeat: {names}")
+    if base_control_answers is None:
+        base = next((run for run in runs if run.name == "base"), None)
+        if base is None:
+            raise ValueError("no 'base' run to compare control answers with; pass base_control_answers")
+        base_control_answers = base.control_answers
+    methods = {run.name: method_report(scenario, run, base_control_answers) for run in runs}
+    if "base" in methods:  # gains over the base model: what learning added, and what context cost it paid
+        ref = methods["base"]
+        for entry in methods.values():
+            entry["adherence_gain"] = entry["adherence"] - ref["adherence"]
+            entry["extra_prompt_tokens"] = entry["prompt_tokens_per_answer"] - ref["prompt_tokens_per_answer"]
+    return {
+        "scenario": {
+            "name": scenario.name,
+            "seed": scenario.seed,
+            "topics": [t.name for t in scenario.topics],
+            "n_train": sum(len(t.train) for t in scenario.topics),
+            "n_test": sum(len(t.test) for t in scenario.topics),
+            "n_controls": len(scenario.controls),
+            "noise_rate": scenario.noise.rate,
+        },
+        "methods": methods,
+        "meta": dict(meta or {}),
+    }
