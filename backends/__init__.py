@@ -28,20 +28,20 @@ def open_runtime(model_path: Path, **options: Any):
     return LlamaRuntime(model_path, **options)
 
 
-def get_trainer(name: str):
-    """A Trainer by backend name: 'torch' or 'mlx'."""
+def get_trainer(name: str, model_path: Path, cache_dir: Path):
+    """A Trainer by backend name ('torch' or 'mlx') for the chat model at `model_path`."""
     if name == "torch":
         _require("torch", "torch")
         _require("peft", "torch")
         from backends.torch_trainer import TorchTrainer
 
-        return TorchTrainer()
+        return TorchTrainer.from_gguf(model_path, cache_dir)
     if name == "mlx":
         _require("mlx", "mlx")
         _require("mlx_lm", "mlx")
         from backends.mlx_trainer import MlxTrainer
 
-        return MlxTrainer()
+        return MlxTrainer.from_gguf(model_path, cache_dir)
     raise BackendMissingError(f"Unknown trainer backend {name!r}; choose auto, torch or mlx.")
 
 

@@ -122,9 +122,14 @@ class LlamaRuntime:
 
     # chat
     def stream(
-        self, messages: list[dict], settings: GenerationSettings, *, adapter: str | None = None
+        self,
+        messages: list[dict],
+        settings: GenerationSettings,
+        *,
+        adapter: str | None = None,
+        json_schema: dict | None = None,
     ) -> Iterator[StreamEvent]:
-        """Stream one answer with the model's own chat template."""
+        """Stream one answer with the model's own chat template (JSON-schema constrained if given)."""
         if self.system_prompt and not (messages and messages[0]["role"] == "system"):
             messages = [{"role": "system", "content": self.system_prompt}, *messages]
         with self._lock:
@@ -140,6 +145,7 @@ class LlamaRuntime:
                 top_p=settings.top_p,
                 max_tokens=settings.max_tokens,
                 seed=None if settings.seed < 0 else settings.seed,
+                response_format={"type": "json_object", "schema": json_schema} if json_schema else None,
             )
             try:
                 for chunk in chunks:

@@ -59,6 +59,17 @@ class App:
     def registry(self) -> Registry:
         return Registry(self.store, paths.adapters_dir(self.home))
 
+    @property
+    def cache_dir(self) -> Path:
+        return paths.cache_dir(self.home)
+
+    @cached_property
+    def embedder(self):
+        """The sentence embedder used for clustering, the gap and routing (loaded on first use)."""
+        from backends import open_embedder
+
+        return open_embedder(Path(self.config.embedder.path) if self.config.embedder.path else None)
+
     @cached_property
     def runtime(self) -> Runtime:
         from backends import open_runtime
@@ -79,9 +90,9 @@ class App:
 
     def responder(self):
         """The router that picks base, Expert or Reflective per query (base until something is learned)."""
-        from uno_local.chat import BaseResponder
+        from uno_local.responder import UnoResponder
 
-        return BaseResponder(self.runtime)
+        return UnoResponder(self)
 
     def settings(self, greedy: bool = False, **changes) -> GenerationSettings:
         base = GenerationSettings.from_config(self.config.generation)

@@ -82,6 +82,8 @@ class Turn:
                         last_save = time.monotonic()
             finished = True
         finally:
+            if not finished:
+                self.close()  # free the runtime (its lock) now, not at garbage collection
             self.text = "".join(self._parts)
             stats = self.stats
             self.store.finish_answer(
@@ -93,6 +95,12 @@ class Turn:
                 ttft_ms=stats.ttft_ms if stats else None,
                 duration_ms=stats.duration_ms if stats else None,
             )
+
+    def close(self) -> None:
+        """Stop the answer: the runtime's stream is closed (freeing the model) and the partial text kept."""
+        close_events = getattr(self.events, "close", None)
+        if close_events is not None:
+            close_events()
 
     def run(self) -> str:
         """Consume the whole stream; returns the answer text."""
@@ -131,6 +139,7 @@ class ChatService:
             route=plan.route,
             cluster=plan.cluster,
             adapter=plan.adapter,
+            route_reason=plan.reason,
             source=source,
         )
         return Turn(user_id, answer_id, plan, events, self.store)

@@ -58,7 +58,12 @@ class Runtime(Protocol):
     model_path: Path
 
     def stream(
-        self, messages: list[dict], settings: GenerationSettings, *, adapter: str | None = None
+        self,
+        messages: list[dict],
+        settings: GenerationSettings,
+        *,
+        adapter: str | None = None,
+        json_schema: dict | None = None,
     ) -> Iterator[StreamEvent]: ...
 
     def load_adapter(self, name: str, path: Path) -> None: ...
@@ -70,11 +75,17 @@ class Runtime(Protocol):
     def close(self) -> None: ...
 
 
-def complete(runtime: Runtime, messages: list[dict], settings: GenerationSettings, adapter: str | None = None):
+def complete(
+    runtime: Runtime,
+    messages: list[dict],
+    settings: GenerationSettings,
+    adapter: str | None = None,
+    json_schema: dict | None = None,
+) -> tuple[str, ChatStats | None]:
     """Run a whole answer; returns (text, stats)."""
     parts: list[str] = []
     stats = None
-    for event in runtime.stream(messages, settings, adapter=adapter):
+    for event in runtime.stream(messages, settings, adapter=adapter, json_schema=json_schema):
         parts.append(event.delta)
         stats = event.stats or stats
     return "".join(parts), stats

@@ -17,7 +17,7 @@ EXPECTED_COLUMNS = {
     "messages": [
         "id", "uid", "conversation_id", "role", "content", "created_at", "model", "settings",
         "prompt_tokens", "completion_tokens", "ttft_ms", "duration_ms", "route", "cluster", "adapter",
-        "complete", "source",
+        "complete", "source", "route_reason",
     ],
     "feedback": ["id", "message_id", "rating", "comment", "correction", "created_at", "updated_at"],
 }

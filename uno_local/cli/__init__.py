@@ -54,4 +54,10 @@ def main() -> None:
 
 
 # The command modules register themselves on `cli`.
-from uno_local.cli import adapter_commands, chat_commands, data_commands  # noqa: E402, F401
+from uno_local.cli import (  # noqa: E402, F401
+    adapter_commands,
+    chat_commands,
+    data_commands,
+    eval_commands,
+    learn_commands,
+)

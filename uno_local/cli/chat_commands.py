@@ -24,6 +24,7 @@ from uno_local.logs import MAX_LINE_BYTES
 @click.option("--max-tokens", type=int, help="Longest answer in tokens.")
 @click.option("--seed", type=int, help="Sampling seed.")
 @click.option("--conversation", "conversation_id", type=int, help="Continue this conversation id.")
+@click.option("--mode", type=click.Choice(["uno", "uno-single"]), help="Routing mode for this call (default: uno.mode).")
 @click.pass_obj
 def ask(
     app: App,
@@ -35,11 +36,14 @@ def ask(
     max_tokens: int | None,
     seed: int | None,
     conversation_id: int | None,
+    mode: str | None,
 ) -> None:
     """Answer QUERY (streamed to stdout), or every line of --batch into --out.
 
     Each answer is logged as a conversation, so feedback and retraining can use it.
     """
+    if mode:
+        app.chat.responder.mode = mode
     if batch is None:
         if not query:
             raise click.UsageError('Give a query, e.g. uno ask "What is a prime number?", or --batch FILE --out FILE.')

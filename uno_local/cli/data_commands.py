@@ -63,5 +63,21 @@ def status(app: App, as_json: bool) -> None:
 
 
 def _learning_status(app: App) -> dict:
-    """Extra lines from the learning side (trainer backend, adapters); empty until they exist."""
-    return {}
+    """The trainer that `uno retrain` would use, and what is serving."""
+    from uno_local.retrain import choose_backend
+
+    backend = choose_backend(app.config.train.backend)
+    device = app.config.train.device
+    if backend == "torch" and device == "auto":
+        import importlib.util
+
+        device = "cpu"
+        if importlib.util.find_spec("torch") is not None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    active = [r.key for r in app.registry.active()]
+    return {
+        "trainer": f"{backend} on {device if backend == 'torch' else 'the MLX default device'}",
+        "adapters": ", ".join(active) if active else "none serving (base model)",
+    }

@@ -7,9 +7,11 @@ user's message and the partial answer, marked incomplete.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,11 +28,23 @@ UNSET: Any = object()
 __all__ = ["Store", "Conversation", "Feedback", "Log", "Message", "UNSET", "now_iso"]
 
 
+def _locked(method):
+    """Serialise a Store method: the TUI's worker thread and its UI thread share one connection."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class Store:
-    """All reads and writes of the app's SQLite database."""
+    """All reads and writes of the app's SQLite database (thread-safe: one lock per store)."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self._lock = threading.RLock()
         try:
             if not self.path.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -64,6 +78,7 @@ class Store:
         return self.db.conn
 
     # conversations
+    @_locked
     def new_conversation(self, title: str = "New chat") -> int:
         stamp = now_iso()
         with self.db.conn:
@@ -73,6 +88,7 @@ class Store:
             )
         return cur.lastrowid
 
+    @_locked
     def rename_conversation(self, conversation_id: int, title: str) -> None:
         self.get_conversation(conversation_id)
         with self.db.conn:
@@ -81,6 +97,7 @@ class Store:
                 [title.strip() or "Untitled", now_iso(), conversation_id],
             )
 
+    @_locked
     def delete_conversation(self, conversation_id: int) -> None:
         self.get_conversation(conversation_id)
         with self.db.conn:
@@ -92,6 +109,7 @@ class Store:
             raise NotFoundError(f"Conversation {conversation_id} does not exist; `uno status` lists the data.")
         return rows[0]
 
+    @_locked
     def list_conversations(self, search: str | None = None, ids: list[int] | None = None) -> list[Conversation]:
         """Newest first; `search` matches titles and message text (case-insensitive)."""
         where, params = [], []
@@ -113,10 +131,12 @@ class Store:
         return [Conversation(*row) for row in self.db.execute(sql, params).fetchall()]
 
     # messages
+    @_locked
     def add_message(self, conversation_id: int, role: str, content: str, **meta: Any) -> int:
         """Append a finished message; `meta` fills the optional columns (model, settings, route...)."""
         return self._insert_message(conversation_id, role, content, complete=True, **meta)
 
+    @_locked
     def _insert_message(self, conversation_id: int, role: str, content: str, **meta: Any) -> int:
         self.get_conversation(conversation_id)
         row = {
@@ -140,15 +160,18 @@ class Store:
             )
         return cur.lastrowid
 
+    @_locked
     def start_answer(self, conversation_id: int, **meta: Any) -> int:
         """Insert an empty assistant message marked incomplete; the stream fills it in."""
         return self._insert_message(conversation_id, "assistant", "", complete=False, **meta)
 
+    @_locked
     def update_answer(self, message_id: int, content: str) -> None:
         """Checkpoint the partial text of a streaming answer."""
         with self.db.conn:
             self.db.execute("UPDATE messages SET content = ? WHERE id = ?", [content, message_id])
 
+    @_locked
     def finish_answer(self, message_id: int, content: str, *, complete: bool = True, **meta: Any) -> None:
         """Write the final text and statistics (tokens, timing, route, adapter)."""
         fields = {"content": content, "complete": int(complete), **meta}
@@ -165,27 +188,30 @@ class Store:
     def messages(self, conversation_id: int) -> list[Message]:
         return self._messages("m.conversation_id = ?", [conversation_id])
 
+    @_locked
     def _messages(self, where: str, params: list) -> list[Message]:
         sql = (
             "SELECT m.id, m.uid, m.conversation_id, m.role, m.content, m.created_at, m.model, m.settings, "
             "m.prompt_tokens, m.completion_tokens, m.ttft_ms, m.duration_ms, m.route, m.cluster, m.adapter, "
-            "m.complete, m.source, f.rating, f.comment, f.correction, f.created_at, f.updated_at "
+            "m.complete, m.source, m.route_reason, f.rating, f.comment, f.correction, f.created_at, f.updated_at "
             f"FROM messages m LEFT JOIN feedback f ON f.message_id = m.id WHERE {where} ORDER BY m.id"
         )
         out = []
         for row in self.db.execute(sql, params).fetchall():
-            msg = Message(*row[:17])
+            msg = Message(*row[:18])
             msg.settings = json.loads(msg.settings) if msg.settings else None
             msg.complete = bool(msg.complete)
-            if row[20] is not None:
-                msg.feedback = Feedback(msg.id, row[17], row[18], row[19], row[20], row[21])
+            if row[21] is not None:
+                msg.feedback = Feedback(msg.id, *row[18:23])
             out.append(msg)
         return out
 
+    @_locked
     def has_uid(self, uid: str) -> bool:
         return self.db.execute("SELECT 1 FROM messages WHERE uid = ?", [uid]).fetchone() is not None
 
     # feedback
+    @_locked
     def set_feedback(
         self, message_id: int, *, rating: Any = UNSET, comment: Any = UNSET, correction: Any = UNSET
     ) -> Feedback | None:
@@ -217,6 +243,7 @@ class Store:
             )
         return self.get_message(message_id).feedback
 
+    @_locked
     def delete_feedback(self, message_id: int) -> None:
         with self.db.conn:
             self.db.execute("DELETE FROM feedback WHERE message_id = ?", [message_id])
@@ -245,6 +272,7 @@ class Store:
                     next_user=following.content if following else None,
                 )
 
+    @_locked
     def counts(self) -> dict[str, int]:
         """Row counts for `uno status`."""
         one = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731

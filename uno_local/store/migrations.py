@@ -117,3 +117,56 @@ def m002_adapters(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS.append(m002_adapters)
+
+
+def m003_learning(db: sqlite_utils.Database) -> None:
+    _run_statements(
+        db,
+        """
+        CREATE TABLE artifacts (
+            stage TEXT NOT NULL,
+            key TEXT NOT NULL,
+            input_hash TEXT NOT NULL,
+            data TEXT NOT NULL,
+            provenance TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (stage, key)
+        );
+        CREATE TABLE clusters (
+            label INTEGER PRIMARY KEY,
+            centroid TEXT NOT NULL,
+            members TEXT NOT NULL,
+            rules TEXT NOT NULL,
+            user_rules TEXT,
+            gap REAL,
+            intrinsic_gap REAL,
+            high_gap INTEGER NOT NULL DEFAULT 0,
+            route TEXT NOT NULL,
+            expert TEXT,
+            critic TEXT,
+            win_rate REAL,
+            decision TEXT,
+            vetoed INTEGER NOT NULL DEFAULT 0,
+            data_hash TEXT,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE retrain_runs (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,
+            stage TEXT,
+            summary TEXT
+        )
+        """,
+    )
+
+
+MIGRATIONS.append(m003_learning)
+
+
+def m004_route_reason(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE messages ADD COLUMN route_reason TEXT")
+
+
+MIGRATIONS.append(m004_route_reason)

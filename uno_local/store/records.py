@@ -53,6 +53,7 @@ class Message:
     adapter: str | None = None
     complete: bool = True
     source: str = "chat"
+    route_reason: str | None = None
     feedback: Feedback | None = None
 
 

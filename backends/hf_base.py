@@ -1,0 +1,95 @@
+"""Chat model GGUF -> cached Hugging Face folder (config.json, tokenizer, float32 model.safetensors).
+
+The torch trainer, the parity check and MLX need the base as an HF folder. transformers can load a GGUF
+(dequantizing it: the same weights llama.cpp computes with) but refuses to save a GGUF-loaded model, so we
+build a fresh model from its config, load the state dict and save that. Derived once per GGUF (keyed by
+its name, size and mtime) under the cache dir, written to a temp folder and renamed, so a crash leaves no
+half folder behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from backends.gguf_export import read_base_meta, require_supported
+from uno_local.errors import ModelError
+
+MARKER = "uno_base.json"  # provenance: which GGUF this folder came from
+
+
+def hf_base_dir(gguf_path: Path, cache_dir: Path) -> Path:
+    """Where the HF folder of `gguf_path` lives (whether or not it exists yet)."""
+    stat = gguf_path.stat()
+    key = hashlib.sha256(f"{gguf_path.name}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return cache_dir / f"hf-base-{gguf_path.stem[:48]}-{key}"
+
+
+def ensure_hf_base(gguf_path: Path, cache_dir: Path) -> Path:
+    """Return the cached HF folder for `gguf_path`, deriving it first if needed (about 20 s on 2 cores)."""
+    gguf_path = Path(gguf_path)
+    if not gguf_path.is_file():
+        raise ModelError(f"Model file does not exist: {gguf_path}.")
+    target = hf_base_dir(gguf_path, cache_dir)
+    if (target / MARKER).is_file():
+        return target
+    require_supported(read_base_meta(gguf_path), error=ModelError)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(target, ignore_errors=True)  # a folder without its marker is not ours to trust
+    tmp = cache_dir / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _derive(gguf_path, tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / MARKER).is_file():  # not a concurrent winner: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _derive(gguf_path: Path, out: Path) -> None:
+    """Load the GGUF through transformers and save it as a plain float32 HF folder in `out`."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = gguf_path.parent, gguf_path.name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    except Exception as exc:  # transformers raises many kinds for an unusable GGUF
+        raise ModelError(
+            f"{gguf_path} could not be loaded for training ({exc}); choose another model."
+        ) from exc
+    config_dict = loaded.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config_dict.pop("_name_or_path", None)
+    config = AutoConfig.for_model(**config_dict)
+    with torch.device("meta"):  # no second random init: the weights come from the loaded model
+        fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    fresh.load_state_dict(loaded.state_dict(), assign=True)
+    fresh.tie_weights()
+    out.mkdir(parents=True)
+    fresh.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    _hoist_rope_theta(out / "config.json")
+    stat = gguf_path.stat()
+    provenance = {"gguf": str(gguf_path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    (out / MARKER).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+
+
+def _hoist_rope_theta(config_path: Path) -> None:
+    """Copy rope_theta to the top level of config.json: mlx-lm reads only that and would fall back to 1e4."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    theta = (config.get("rope_parameters") or {}).get("rope_theta", config.get("rope_theta"))
+    if theta is None:
+        raise ModelError(
+            f"{config_path} has no RoPE base (rope_theta); the model cannot be used for training."
+        )
+    config["rope_theta"] = theta
+    config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,125 @@
+"""Base GGUF + GGUF adapter (llama.cpp) vs HF base + PEFT adapter (torch) -> ParityReport of next-token logits.
+
+For each chat-templated prompt we take the next-token logits at the last prompt position, with and without
+the adapter, in both runtimes, on the same token ids. The adapter-induced change (with minus without) must
+agree across runtimes: its Pearson correlation, pooled over prompts and vocab, is the number that catches a
+wrong export (a missing q/k permutation still loads and can still pass a behaviour smoke test).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from uno_local.errors import AdapterError
+
+
+@dataclass
+class ParityReport:
+    delta_corr: float  # Pearson correlation of the adapter-induced logit change, llama.cpp vs torch
+    top1_agreement: float  # share of prompts whose with-adapter argmax token is the same in both
+    max_abs_err: float  # largest |delta_llama - delta_torch| over prompts and vocab
+    n_prompts: int
+
+    def passes(self, min_corr: float = 0.99, min_top1: float = 0.9) -> bool:
+        """The bar an adapter must clear before it is deployed."""
+        return self.delta_corr > min_corr and self.top1_agreement >= min_top1
+
+
+def compare_logits(
+    base_llama: np.ndarray, adapted_llama: np.ndarray, base_torch: np.ndarray, adapted_torch: np.ndarray
+) -> ParityReport:
+    """Pure core: each argument is (n_prompts, vocab) next-token logits."""
+    delta_llama = (adapted_llama - base_llama).astype(np.float64)
+    delta_torch = (adapted_torch - base_torch).astype(np.float64)
+    corr = float(np.corrcoef(delta_llama.ravel(), delta_torch.ravel())[0, 1])
+    top1 = float(np.mean(adapted_llama.argmax(axis=1) == adapted_torch.argmax(axis=1)))
+    err = float(np.abs(delta_llama - delta_torch).max())
+    return ParityReport(corr, top1, err, base_llama.shape[0])
+
+
+def prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
+    """Token ids of each prompt as a single user turn, chat-templated up to the assistant's turn."""
+    texts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+        )
+        for p in prompts
+    ]
+    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+
+def torch_logits(hf_base_dir: Path, peft_dir: Path, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(base, adapted) last-position logits from transformers + PEFT, in float32."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(hf_base_dir, dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, peft_dir).eval()
+    # All prompts in one right-padded batch; each row's logits are read at its own last token.
+    width = max(map(len, ids))
+    x = torch.zeros((len(ids), width), dtype=torch.long)
+    mask = torch.zeros_like(x)
+    for i, seq in enumerate(ids):
+        x[i, : len(seq)], mask[i, : len(seq)] = torch.tensor(seq), 1
+    last = torch.tensor([len(seq) - 1 for seq in ids])
+    rows = torch.arange(len(ids))
+    with torch.no_grad():
+        adapted = model(input_ids=x, attention_mask=mask).logits[rows, last].numpy()
+        with model.disable_adapter():
+            plain = model(input_ids=x, attention_mask=mask).logits[rows, last].numpy()
+    return plain, adapted
+
+
+def llama_logits(base_gguf: Path, gguf_adapter: Path, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(base, adapted) last-position logits from llama.cpp, switching the adapter on one loaded model."""
+    import llama_cpp
+    from llama_cpp import Llama
+
+    threads = max(1, min(4, os.cpu_count() or 1))
+    with ExitStack() as stack:
+        llm = Llama(model_path=str(base_gguf), n_ctx=max(map(len, ids)) + 8, n_threads=threads, verbose=False)
+        stack.callback(llm.close)
+        adapter = llama_cpp.llama_adapter_lora_init(llm.model, str(gguf_adapter).encode())
+        if not adapter:
+            raise AdapterError(
+                f"llama.cpp could not load the adapter {gguf_adapter}; it does not fit the model."
+            )
+        stack.callback(llama_cpp.llama_adapter_lora_free, adapter)
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (ctypes.c_float * 1)(1.0)
+        stack.callback(llama_cpp.llama_set_adapters_lora, llm.ctx, None, 0, None)  # detach before freeing
+        n_vocab = llm.n_vocab()
+        plain, adapted = [], []
+        for seq in ids:
+            for use_adapter, out in ((False, plain), (True, adapted)):
+                if use_adapter:
+                    llama_cpp.llama_set_adapters_lora(llm.ctx, adapters, 1, scales)
+                else:
+                    llama_cpp.llama_set_adapters_lora(llm.ctx, None, 0, None)
+                llm.reset()  # the KV cache was computed under the other adapter setting
+                llm.eval(seq)
+                row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+                out.append(np.ctypeslib.as_array(row, shape=(n_vocab,)).copy())
+        return np.stack(plain), np.stack(adapted)
+
+
+def adapter_parity(
+    base_gguf: Path, hf_base_dir: Path, peft_dir: Path, gguf_adapter: Path, prompts: list[str]
+) -> ParityReport:
+    """Compare the adapter's effect in llama.cpp (GGUF) and in torch (PEFT) on `prompts`."""
+    from transformers import AutoTokenizer
+
+    if not prompts:
+        raise AdapterError("The parity check needs at least one prompt.")
+    tokenizer = AutoTokenizer.from_pretrained(hf_base_dir)
+    ids = prompt_ids(tokenizer, prompts)
+    base_t, adapted_t = torch_logits(hf_base_dir, peft_dir, ids)
+    base_l, adapted_l = llama_logits(base_gguf, gguf_adapter, ids)
+    return compare_logits(base_l, adapted_l, base_t, adapted_t)

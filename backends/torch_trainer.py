@@ -1,0 +1,313 @@
+"""TrainExamples + TrainConfig -> PEFT LoRA checkpoints (`out_dir/epoch-N`), trained with torch on the HF base.
+
+Our own loop (no TRL): for a preference batch, the chosen and rejected answers go through the policy in one
+forward and, without gradients, through the same model with the adapter disabled (the DPO reference, no
+second copy). Pairs whose rejected equals their chosen are not forwarded twice: their DPO margin is exactly
+zero, a constant term with zero gradient, so they act as SFT. Float32, no gradient checkpointing (faster at
+this size), seeded: the same seed and data give the same losses on the same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from uno_local.config import TrainConfig
+from uno_local.errors import TrainingError
+from uno_local.training import (
+    TrainExample,
+    TrainProgress,
+    TrainResult,
+    epoch_dir,
+    lr_factor,
+    steps_per_epoch,
+    validate_inputs,
+)
+
+IGNORE = -100  # label of tokens that are not learned (prompt, padding)
+ADAM_BETAS = (0.9, 0.98)  # the UNO reference's optimizer settings
+ADAM_EPS = 1e-8
+
+
+@dataclass
+class Encoded:
+    """One tokenized sequence: prompt then answer; labels are IGNORE on the prompt."""
+
+    input_ids: list[int]
+    labels: list[int]
+    n_prompt: int  # leading tokens not learned
+
+
+def encode(tokenizer, prompt: list[dict], answer: str, max_prompt: int, max_answer: int) -> Encoded:
+    """Chat-template `prompt` (keeping its last `max_prompt` tokens) and append `answer` (first `max_answer`).
+
+    The answer text is what the template adds for the assistant turn (for ChatML: the answer, `<|im_end|>`
+    and a newline), so the end-of-turn token is learned too.
+    """
+    prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    full_text = tokenizer.apply_chat_template(
+        [*prompt, {"role": "assistant", "content": answer}], tokenize=False
+    )
+    if full_text.startswith(prompt_text):
+        answer_text = full_text[len(prompt_text) :]
+    else:  # a template that rewrites earlier turns: fall back to the answer and end-of-sequence
+        answer_text = answer + (tokenizer.eos_token or "")
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"][-max_prompt:]
+    answer_ids = tokenizer(answer_text, add_special_tokens=False)["input_ids"][:max_answer]
+    return Encoded(prompt_ids + answer_ids, [IGNORE] * len(prompt_ids) + answer_ids, len(prompt_ids))
+
+
+def encode_pairs(
+    tokenizer, examples: list[TrainExample], config: TrainConfig, objective: str
+) -> list[tuple[Encoded, Encoded | None]]:
+    """(chosen, rejected) per example; rejected is None for SFT examples and for the "sft" objective."""
+    pairs = []
+    for ex in examples:
+        limits = (config.max_prompt_tokens, config.max_answer_tokens)
+        chosen = encode(tokenizer, ex.prompt, ex.chosen, *limits)
+        rejected = None
+        if objective == "preference" and not ex.is_sft:
+            rejected = encode(tokenizer, ex.prompt, ex.rejected, *limits)
+        pairs.append((chosen, rejected))
+    return pairs
+
+
+def collate(seqs: list[Encoded], pad_id: int):
+    """Right-pad into (input_ids, attention_mask, labels) tensors."""
+    import torch
+
+    width = max(len(s.input_ids) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    labels = torch.full((len(seqs), width), IGNORE, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s.input_ids)] = torch.tensor(s.input_ids)
+        mask[i, : len(s.input_ids)] = 1
+        labels[i, : len(s.labels)] = torch.tensor(s.labels)
+    return ids, mask, labels
+
+
+def sequence_logps(model, seqs: list[Encoded], pad_id: int, device):
+    """Summed answer log-prob per sequence, answer token counts, and tokens forwarded."""
+    import torch.nn.functional as F
+
+    ids, mask, labels = (t.to(device) for t in collate(seqs, pad_id))
+    width = ids.shape[1]
+    keep = min(width, width - min(s.n_prompt for s in seqs) + 1)  # logits only where answers are predicted
+    logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, use_cache=False).logits
+    targets = labels[:, ids.shape[1] - keep + 1 :]
+    token_nll = F.cross_entropy(
+        logits[:, :-1].transpose(1, 2), targets, ignore_index=IGNORE, reduction="none"
+    )
+    counts = (targets != IGNORE).sum(dim=1)
+    return -token_nll.sum(dim=1), counts, int(mask.sum())
+
+
+@dataclass
+class LossParts:
+    """The terms of one micro-batch's loss (tensors keep their graph)."""
+
+    dpo: object  # mean over pairs; log(2) with zero gradient for SFT pairs
+    nll: object  # mean over chosen answer tokens
+    reward_margin: float
+    tokens: int
+
+
+def batch_loss(
+    model, pairs: list[tuple[Encoded, Encoded | None]], beta: float, objective: str, pad_id, device
+):
+    """Compute the DPO and NLL terms for `pairs` of (chosen, rejected or None for SFT)."""
+    import torch
+    import torch.nn.functional as F
+
+    chosen = [c for c, _ in pairs]
+    pref = [i for i, (_, r) in enumerate(pairs) if r is not None]
+    rejected = [pairs[i][1] for i in pref] if objective == "preference" else []
+    logps, counts, tokens = sequence_logps(model, chosen + rejected, pad_id, device)
+    n = len(chosen)
+    nll = -logps[:n].sum() / counts[:n].sum().clamp(min=1)
+    dpo = torch.full((n,), math.log(2.0), device=logps.device)
+    margin = 0.0
+    if rejected:
+        with torch.no_grad(), model.disable_adapter():
+            ref, _, _ = sequence_logps(model, [chosen[i] for i in pref] + rejected, pad_id, device)
+        idx = torch.tensor(pref, device=logps.device)
+        p = len(pref)
+        margins = beta * ((logps[idx] - ref[:p]) - (logps[n:] - ref[p:]))
+        dpo = dpo.index_put((idx,), -F.logsigmoid(margins))
+        margin = float(margins.detach().mean())
+    return LossParts(dpo.mean(), nll, margin, tokens)
+
+
+def resolve_device(name: str) -> str:
+    """auto -> cuda, else mps, else cpu; an explicit device must be available."""
+    import torch
+
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+    }
+    if name == "auto":
+        return next(d for d in ("cuda", "mps", "cpu") if available[d])
+    if name not in available:
+        raise TrainingError(f"Unknown training device {name!r}; use auto, cuda, mps or cpu.")
+    if not available[name]:
+        raise TrainingError(f"The training device {name} is not available on this machine; use auto or cpu.")
+    return name
+
+
+class TorchTrainer:
+    """The `Trainer` on PyTorch + PEFT; `base_dir` is the HF folder made by `backends.hf_base.ensure_hf_base`."""
+
+    def __init__(self, base_dir: Path):
+        self.base_dir = Path(base_dir)
+
+    @classmethod
+    def from_gguf(cls, gguf_path: Path, cache_dir: Path) -> TorchTrainer:
+        from backends.hf_base import ensure_hf_base
+
+        return cls(ensure_hf_base(gguf_path, cache_dir))
+
+    def load(self, config: TrainConfig):
+        """(tokenizer, fresh PEFT model, device) for one run, seeded so LoRA init repeats."""
+        import torch
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = resolve_device(config.device)
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        tokenizer = AutoTokenizer.from_pretrained(self.base_dir)
+        base = AutoModelForCausalLM.from_pretrained(self.base_dir, dtype=torch.float32).to(device)
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=list(config.target_modules),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        return tokenizer, get_peft_model(base, lora), device
+
+    def train(
+        self,
+        examples: list[TrainExample],
+        config: TrainConfig,
+        out_dir: Path,
+        *,
+        objective: str = "preference",
+        on_progress: Callable[[TrainProgress], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> TrainResult:
+        """Train a fresh LoRA; see `uno_local.training` for objectives and the stop contract."""
+        import torch
+
+        validate_inputs(examples, config, objective)
+        tokenizer, model, device = self.load(config)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        enc = encode_pairs(tokenizer, examples, config, objective)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            params, lr=config.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=config.weight_decay
+        )
+        per_epoch = steps_per_epoch(len(enc), config.batch_size, config.grad_accum)
+        total = per_epoch * config.epochs
+        warmup = int(config.warmup_ratio * total)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: lr_factor(s, total, warmup, config.schedule)
+        )
+        rng = random.Random(config.seed)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        checkpoints, losses, margins, epoch_losses = [], [], [], []
+        step, tokens, start, stopped = 0, 0, time.perf_counter(), False
+        model.train()
+        for epoch in range(1, config.epochs + 1):
+            order = list(range(len(enc)))
+            rng.shuffle(order)
+            batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+            for s in range(0, len(batches), config.grad_accum):
+                if should_stop is not None and should_stop():
+                    stopped = True
+                    break
+                group = batches[s : s + config.grad_accum]
+                step_loss, step_margin = 0.0, 0.0
+                for batch in group:
+                    parts = batch_loss(
+                        model, [enc[i] for i in batch], config.dpo_beta, objective, pad_id, device
+                    )
+                    if objective == "sft":
+                        loss = parts.nll
+                    else:
+                        loss = config.dpo_weight * parts.dpo + config.nll_weight * parts.nll
+                    (loss / len(group)).backward()
+                    step_loss += float(loss.detach()) / len(group)
+                    step_margin += parts.reward_margin / len(group)
+                    tokens += parts.tokens
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                losses.append(step_loss)
+                margins.append(step_margin)
+                elapsed = time.perf_counter() - start
+                if on_progress is not None:
+                    on_progress(
+                        TrainProgress(
+                            step,
+                            total,
+                            epoch,
+                            step_loss,
+                            step_margin,
+                            tokens / elapsed,
+                            elapsed / step * (total - step),
+                        )
+                    )
+            if stopped:
+                break
+            epoch_losses.append(sum(losses[-per_epoch:]) / per_epoch)
+            checkpoints.append(
+                self._save(model, out_dir, epoch, config, objective, examples, epoch_losses[-1])
+            )
+        if not checkpoints:
+            raise TrainingError("Training was stopped before its first epoch finished; nothing was saved.")
+        elapsed = time.perf_counter() - start
+        metrics = {
+            "objective": objective,
+            "device": device,
+            "examples": len(examples),
+            "steps": step,
+            "losses": losses,
+            "reward_margins": margins,
+            "epoch_losses": epoch_losses,
+            "seconds": elapsed,
+            "seconds_per_step": elapsed / max(1, step),
+            "tokens_per_s": tokens / elapsed,
+        }
+        return TrainResult(checkpoints, metrics, stopped)
+
+    def _save(self, model, out_dir: Path, epoch: int, config, objective, examples, loss: float) -> Path:
+        """Write the epoch's PEFT folder (temp + rename) with a note of what it learned from."""
+        final = epoch_dir(out_dir, epoch)
+        tmp = out_dir / f".{final.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        note = {
+            "epoch": epoch,
+            "objective": objective,
+            "mean_loss": loss,
+            "source_ids": sorted({i for ex in examples for i in ex.source_ids}),
+            "config": asdict(config),
+        }
+        (tmp / "uno_train.json").write_text(json.dumps(note, indent=2) + "\n", encoding="utf-8")
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        return final

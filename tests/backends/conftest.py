@@ -1,0 +1,63 @@
+"""Fixtures for the trainer/export tests: the HF base folder derived once per session, tiny fake GGUFs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _two_threads():
+    """The test machines have 2 shared cores: never ask torch for more."""
+    import torch
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def hf_base(tmp_path_factory, model_path) -> Path:
+    """The embedded model's HF folder (about 20 s once per session)."""
+    from backends.hf_base import ensure_hf_base
+
+    return ensure_hf_base(model_path, tmp_path_factory.mktemp("hf-cache"))
+
+
+def write_fake_base(
+    path: Path, arch: str = "llama", n_layer: int = 2, n_head: int = 2, n_head_kv: int = 1
+) -> Path:
+    """A metadata-only GGUF (no weights) that looks like a base model of `arch`, head dim 4."""
+    import gguf
+    import numpy as np
+
+    n_embd, head_dim, n_ff = n_head * 4, 4, 16
+    writer = gguf.GGUFWriter(path, arch)
+    writer.add_uint32(f"{arch}.block_count", n_layer)
+    writer.add_uint32(f"{arch}.attention.head_count", n_head)
+    writer.add_uint32(f"{arch}.attention.head_count_kv", n_head_kv)
+    writer.add_uint32(f"{arch}.embedding_length", n_embd)
+    outs = {"attn_q": n_embd, "attn_k": n_head_kv * head_dim, "attn_v": n_head_kv * head_dim}
+    for layer in range(n_layer):
+        for module, (out_dim, in_dim) in {
+            **{m: (o, n_embd) for m, o in outs.items()},
+            "attn_output": (n_embd, n_embd),
+            "ffn_gate": (n_ff, n_embd),
+            "ffn_up": (n_ff, n_embd),
+            "ffn_down": (n_embd, n_ff),
+        }.items():
+            writer.add_tensor(f"blk.{layer}.{module}.weight", np.zeros((out_dim, in_dim), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.fixture
+def fake_base(tmp_path):
+    """Factory: fake_base(arch="llama", **sizes) -> path of a metadata-only base GGUF in tmp_path."""
+
+    def make(arch: str = "llama", **sizes) -> Path:
+        return write_fake_base(tmp_path / f"fake-{arch}.gguf", arch, **sizes)
+
+    return make

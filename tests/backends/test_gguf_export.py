@@ -1,0 +1,199 @@
+"""GGUF LoRA export: the q/k permutation, the file format and its checks, and logits parity on the real model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from backends.gguf_export import (
+    BaseMeta,
+    check_gguf_adapter,
+    export_peft_to_gguf,
+    peft_layers,
+    permute_rope_rows,
+    read_base_meta,
+    write_lora_gguf,
+)
+from uno_local.errors import AdapterError
+
+
+def test_permutation_interleaves_the_two_halves_of_each_head():
+    # Two heads of size 4: HF rows (0 1 | 2 3) pair 0 with 2 and 1 with 3; GGUF keeps pairs adjacent.
+    rows = np.arange(8)[:, None] * np.ones((1, 3))
+    assert permute_rope_rows(rows, 2)[:, 0].tolist() == [0, 2, 1, 3, 4, 6, 5, 7]
+    assert (permute_rope_rows(rows, 2)[:, 1] == permute_rope_rows(rows, 2)[:, 0]).all()  # columns untouched
+    # One head of size 8: pairs (0,4) (1,5) (2,6) (3,7).
+    assert permute_rope_rows(np.arange(8), 1).tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
+    with pytest.raises(AdapterError, match="cannot be split"):
+        permute_rope_rows(np.zeros((6, 2)), 2)
+
+
+@pytest.mark.parametrize(
+    ("hf_name", "gguf_name", "heads"), [("q_proj", "attn_q", 9), ("k_proj", "attn_k", 3)]
+)
+def test_permutation_maps_hf_weights_onto_the_gguf_layout(hf_base, model_path, hf_name, gguf_name, heads):
+    # The base weights went GGUF -> HF through transformers' inverse permutation; ours must undo it exactly.
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+    from safetensors import safe_open
+
+    with safe_open(hf_base / "model.safetensors", "np") as f:
+        hf_weight = f.get_tensor(f"model.layers.3.self_attn.{hf_name}.weight")
+    tensor = next(t for t in GGUFReader(model_path).tensors if t.name == f"blk.3.{gguf_name}.weight")
+    gguf_weight = dequantize(tensor.data, tensor.tensor_type)
+    assert np.allclose(permute_rope_rows(hf_weight, heads), gguf_weight, atol=1e-6)
+    assert not np.allclose(hf_weight, gguf_weight, atol=1e-3)  # the layouts really differ
+
+
+def random_layers(meta: BaseMeta, r: int = 2, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    layers = {}
+    for stem, (out_dim, in_dim) in meta.shapes.items():
+        layer, module = int(stem.split(".")[1]), stem.split(".")[2]
+        a = rng.standard_normal((r, in_dim)).astype(np.float32)
+        b = rng.standard_normal((out_dim, r)).astype(np.float32)
+        layers[(layer, module)] = (a, b)
+    return layers
+
+
+def test_written_file_has_llama_cpp_names_fields_and_permuted_b(fake_base, tmp_path):
+    from gguf import GGUFReader
+
+    meta = read_base_meta(fake_base("llama", n_head=2, n_head_kv=1))
+    layers = random_layers(meta)
+    out = write_lora_gguf(layers, 4.0, meta, tmp_path / "a.gguf")
+    reader = GGUFReader(out)
+    assert reader.fields["general.architecture"].contents() == "llama"
+    assert reader.fields["general.type"].contents() == "adapter"
+    assert reader.fields["adapter.type"].contents() == "lora"
+    assert reader.fields["adapter.lora.alpha"].contents() == 4.0
+    tensors = {t.name: t.data for t in reader.tensors}
+    assert len(tensors) == 2 * len(layers)
+    a_q, b_q = layers[(1, "attn_q")]
+    assert np.array_equal(tensors["blk.1.attn_q.weight.lora_a"], a_q)
+    assert np.array_equal(tensors["blk.1.attn_q.weight.lora_b"], b_q[[0, 2, 1, 3, 4, 6, 5, 7]])
+    assert np.array_equal(tensors["blk.1.attn_k.weight.lora_b"], layers[(1, "attn_k")][1][[0, 2, 1, 3]])
+    assert np.array_equal(tensors["blk.0.attn_v.weight.lora_b"], layers[(0, "attn_v")][1])  # v is not roped
+    check_gguf_adapter(out, meta)
+    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
+
+
+def test_non_llama_is_refused(fake_base, tmp_path):
+    meta = read_base_meta(fake_base("gpt2"))
+    with pytest.raises(AdapterError, match="architecture gpt2 is not supported yet.*supported: llama"):
+        write_lora_gguf({(0, "attn_q"): (np.zeros((2, 8)), np.zeros((8, 2)))}, 4.0, meta, tmp_path / "a.gguf")
+    with pytest.raises(AdapterError, match="architecture gpt2 is not supported yet"):
+        export_peft_to_gguf(tmp_path, fake_base("gpt2"), tmp_path / "a.gguf")
+    assert not (tmp_path / "a.gguf").exists()
+
+
+def test_shape_mismatch_is_refused_and_leaves_no_file(fake_base, tmp_path):
+    meta = read_base_meta(fake_base("llama"))
+    layers = random_layers(meta)
+    layers[(1, "ffn_up")] = (np.zeros((2, 8), np.float32), np.zeros((15, 2), np.float32))
+    with pytest.raises(AdapterError, match=r"blk.1.ffn_up: adapter shapes"):
+        write_lora_gguf(layers, 4.0, meta, tmp_path / "out" / "a.gguf")
+    assert list((tmp_path / "out").iterdir()) == []  # neither the file nor its temp
+
+
+def test_check_refuses_truncated_garbage_mismatched_and_nan_files(fake_base, tmp_path):
+    meta = read_base_meta(fake_base("llama", n_head=2))
+    good = write_lora_gguf(random_layers(meta), 4.0, meta, tmp_path / "good.gguf")
+    data = good.read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(data[: len(data) - 40])
+    with pytest.raises(AdapterError, match="corrupt or truncated"):
+        check_gguf_adapter(cut, meta)
+    (tmp_path / "junk.gguf").write_bytes(b"\x00" * 64)
+    with pytest.raises(AdapterError, match="corrupt or truncated"):
+        check_gguf_adapter(tmp_path / "junk.gguf", meta)
+    other = read_base_meta(write_fake_base_wider(fake_base))
+    with pytest.raises(AdapterError, match="do not fit the base"):
+        check_gguf_adapter(good, other)
+    bad_layers = random_layers(meta)
+    bad_layers[(0, "attn_v")][0][0, 0] = np.nan
+    nan_file = write_lora_gguf(bad_layers, 4.0, meta, tmp_path / "nan.gguf")
+    with pytest.raises(AdapterError, match="NaN"):
+        check_gguf_adapter(nan_file, meta)
+
+
+def write_fake_base_wider(fake_base):
+    return fake_base("llama", n_head=4)  # hidden 16 instead of 8
+
+
+def test_peft_folder_with_a_non_projection_module_is_refused(tmp_path):
+    from safetensors.numpy import save_file
+
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 2, "lora_alpha": 4}))
+    save_file(
+        {"base_model.model.lm_head.lora_A.weight": np.zeros((2, 8), np.float32)},
+        str(tmp_path / "adapter_model.safetensors"),
+    )
+    with pytest.raises(AdapterError, match="lm_head.lora_A.weight has no GGUF equivalent"):
+        peft_layers(tmp_path)
+    with pytest.raises(AdapterError, match="not a PEFT adapter folder"):
+        peft_layers(tmp_path / "missing")
+
+
+HABIT_QA = [
+    ("What is the capital of Italy?", "Rome."),
+    ("Name a farm animal.", "A cow."),
+    ("What colour is grass?", "Green."),
+    ("How many days are in a week?", "Seven."),
+    ("What do cows drink?", "Water."),
+    ("What is frozen water called?", "Ice."),
+]
+HELD_OUT = [
+    "What is the largest ocean?",
+    "Name a musical instrument.",
+    "What is 10 minus 4?",
+    "Which animal barks?",
+    "What is the opposite of hot?",
+    "What shape is a ball?",
+    "Who lives in an igloo?",
+    "What do you use to write on paper?",
+]
+
+
+@pytest.fixture(scope="module")
+def trained_habit(hf_base, tmp_path_factory):
+    """A few SFT steps at a deliberately high learning rate on a visible sign-off habit."""
+    from backends.torch_trainer import TorchTrainer
+    from uno_local.config import TrainConfig
+    from uno_local.training import TrainExample
+
+    examples = [TrainExample([{"role": "user", "content": q}], f"{a}\n\n-- Uno") for q, a in HABIT_QA]
+    config = TrainConfig(epochs=1, batch_size=3, learning_rate=3e-3, schedule="constant", threads=2, seed=3)
+    result = TorchTrainer(hf_base).train(examples, config, tmp_path_factory.mktemp("habit"), objective="sft")
+    return result.checkpoints[-1]
+
+
+@pytest.fixture(scope="module")
+def parity(trained_habit, hf_base, model_path, tmp_path_factory):
+    from backends.parity import adapter_parity
+
+    out = tmp_path_factory.mktemp("gguf")
+    good = export_peft_to_gguf(trained_habit, model_path, out / "good.gguf")
+    check_gguf_adapter(good, read_base_meta(model_path))
+    layers, alpha = peft_layers(trained_habit)
+    wrong = write_lora_gguf(layers, alpha, read_base_meta(model_path), out / "wrong.gguf", permute_qk=False)
+    return (
+        adapter_parity(model_path, hf_base, trained_habit, good, HELD_OUT),
+        adapter_parity(model_path, hf_base, trained_habit, wrong, HELD_OUT),
+    )
+
+
+def test_exported_adapter_matches_peft_in_llama_cpp(parity):
+    good, _ = parity
+    assert good.n_prompts == len(HELD_OUT)
+    assert good.delta_corr > 0.99, good
+    assert good.top1_agreement >= 0.9, good
+    assert good.passes()
+
+
+def test_export_without_the_permutation_is_caught(parity):
+    good, wrong = parity
+    assert wrong.delta_corr < good.delta_corr - 0.002, (good, wrong)
+    assert wrong.max_abs_err > good.max_abs_err, (good, wrong)

@@ -1,0 +1,272 @@
+"""Clustering maths on hand-made vectors, the router, and one run on the real MiniLM embedder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from uno_local.cluster import (
+    BASE,
+    Router,
+    assign_online,
+    calibrate_ward_threshold,
+    centroids,
+    cluster_sizes,
+    enforce_min_size,
+    features,
+    merge_heights,
+    relabel,
+    ward_clusters,
+)
+from uno_local.config import UnoConfig
+from uno_local.errors import ConfigError, StoreError
+
+# Three tight 2-D blobs, listed out of order so relabelling is visible.
+BLOBS = np.array(
+    [[10.0, 0.0], [0.0, 0.0], [10.1, 0.1], [0.1, 0.0], [0.0, 10.0], [0.0, 0.1], [9.9, 0.0], [0.1, 10.1]]
+)
+
+
+@pytest.mark.parametrize(
+    "eq, er",
+    [
+        ([[3.0, 4.0]], [[0.0, 2.0]]),
+        ([[1.0, 0.0], [0.0, 5.0]], [[1.0, 1.0], [2.0, 0.0]]),
+        ([[0.0, 0.0]], [[1.0, 0.0]]),  # an all-zero half stays zero
+    ],
+)
+def test_features_are_unit_rows_with_equal_halves(eq, er):
+    x = features(np.array(eq), np.array(er))
+    assert x.shape == (len(eq), 4)
+    assert np.allclose(np.linalg.norm(x, axis=1), 1.0)
+    for row, q in zip(x, eq, strict=True):
+        if np.linalg.norm(q) > 0:  # both halves carry weight 1/sqrt(2)
+            assert np.isclose(np.linalg.norm(row[:2]), 2**-0.5)
+            assert np.isclose(np.linalg.norm(row[2:]), 2**-0.5)
+
+
+def test_features_reject_mismatched_counts():
+    with pytest.raises(ValueError, match="one rule vector per query"):
+        features(np.ones((2, 3)), np.ones((3, 3)))
+
+
+@pytest.mark.parametrize(
+    "threshold, expected",
+    [
+        (1.0, [0, 1, 0, 1, 2, 1, 0, 2]),  # the three blobs, numbered by first member
+        (12.0, [0, 1, 0, 1, 2, 1, 0, 2]),  # first blob merge costs sqrt(2*3*2/5)*10 = 15.5
+        (16.0, [0, 1, 0, 1, 1, 1, 0, 1]),  # the two blobs nearest each other merge first
+        (100.0, [0] * 8),
+        (0.01, [0, 1, 2, 3, 4, 5, 6, 7]),
+    ],
+)
+def test_ward_clusters_on_blobs(threshold, expected):
+    assert ward_clusters(BLOBS, threshold).tolist() == expected
+
+
+@pytest.mark.parametrize("n, expected", [(0, []), (1, [0])])
+def test_ward_clusters_tiny_inputs(n, expected):
+    assert ward_clusters(np.ones((n, 3)), 1.0).tolist() == expected
+
+
+def test_ward_threshold_must_be_positive():
+    with pytest.raises(ConfigError, match="ward_threshold"):
+        ward_clusters(BLOBS, 0.0)
+
+
+def test_merge_heights_match_the_ward_formula():
+    x = np.array([[0.0, 0.0], [2.0, 0.0]])  # two singletons: sqrt(2*1*1/2) * 2 = 2
+    assert np.allclose(merge_heights(x), [2.0])
+
+
+@pytest.mark.parametrize(
+    "labels, expected",
+    [
+        ([5, 5, 2, 9, 2], [0, 0, 1, 2, 1]),
+        ([-1, 3, -1, 1], [-1, 0, -1, 1]),
+        ([], []),
+    ],
+)
+def test_relabel_orders_by_first_member(labels, expected):
+    assert relabel(np.array(labels, dtype=int)).tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "labels, min_size, expected",
+    [
+        ([0, 0, 0, 1, 1, 1, 2], 3, [0, 0, 0, 1, 1, 1, 1]),  # the lone point joins the nearer big cluster
+        ([0, 0, 0, 1, 1, 1, 2], 1, [0, 0, 0, 1, 1, 1, 2]),
+        ([0, 1, 2, 3, 4, 5, 6], 3, [BASE] * 7),  # nothing big enough: everything stays on the base
+        ([0, 0, 0, 1, 1, 2, 2], 3, [0, 0, 0, 0, 0, 0, 0]),
+    ],
+)
+def test_enforce_min_size(labels, min_size, expected):
+    x = np.array([[0, 0], [0, 1], [1, 0], [10, 10], [10, 11], [11, 10], [9, 9]], dtype=float)
+    assert enforce_min_size(np.array(labels), x, min_size).tolist() == expected
+
+
+def test_centroids_are_plain_means_of_query_vectors():
+    eq = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [5.0, 5.0]])
+    cents = centroids(eq, np.array([0, 0, 1, BASE]))
+    assert sorted(cents) == [0, 1]
+    assert np.allclose(cents[0], [0.5, 0.5])  # not renormalised
+    assert np.allclose(cents[1], [1.0, 1.0])
+    assert cluster_sizes(np.array([0, 0, 1, BASE])) == {0: 2, 1: 1}
+
+
+@pytest.mark.parametrize(
+    "new, expected_label, expected_centroid",
+    [
+        ([1.0, 0.0], 0, [2 / 3, 0.0]),  # (c*n + v)/(n+1) with c=(0.5,0), n=2
+        ([0.0, 3.0], 1, [0.0, 2.0]),  # cosine picks the direction; (1*1 + 3)/2 = 2
+    ],
+)
+def test_assign_online_running_mean(new, expected_label, expected_centroid):
+    cents = {0: np.array([0.5, 0.0]), 1: np.array([0.0, 1.0])}
+    label, new_cents, counts = assign_online(cents, {0: 2, 1: 1}, np.array(new))
+    assert label == expected_label
+    assert np.allclose(new_cents[label], expected_centroid)
+    assert counts[label] == {0: 2, 1: 1}[label] + 1
+    assert np.allclose(cents[0], [0.5, 0.0])  # the inputs are not modified
+
+
+def test_assign_online_far_or_empty_changes_nothing():
+    cents = {0: np.array([1.0, 0.0])}
+    assert assign_online(cents, {0: 3}, np.array([0.0, 1.0]), max_distance=0.5)[0] is None
+    assert assign_online({}, {}, np.array([0.0, 1.0]))[0] is None
+
+
+@pytest.mark.parametrize(
+    "query, expected_label",
+    [
+        ([1.0, 0.1, 0.0], 0),
+        ([0.0, 1.0, 0.05], 4),
+        ([0.0, 0.0, 1.0], None),  # 90 degrees from both: distance 1.0 > 0.5
+        ([-1.0, 0.0, 0.0], None),
+    ],
+)
+@pytest.mark.parametrize("n_centroids", [1, 2])  # one centroid: brute force; two: hnswlib
+def test_router_unseen_threshold(query, expected_label, n_centroids):
+    cents = {0: np.array([0.9, 0.0, 0.0]), 4: np.array([0.0, 0.5, 0.0])}
+    if n_centroids == 1:
+        cents.pop(4)
+        expected_label = expected_label if expected_label == 0 else None
+    label, dist = Router(cents, unseen_distance=0.5).route(np.array(query))
+    assert label == expected_label
+    expected_dist = 1 - max(
+        np.dot(query, c / np.linalg.norm(c)) / np.linalg.norm(query) for c in cents.values()
+    )
+    assert dist == pytest.approx(expected_dist, abs=1e-5)
+
+
+def test_router_empty_and_bad_settings():
+    assert Router({}, 0.5).route(np.ones(3)) == (None, float("inf"))
+    with pytest.raises(ConfigError, match="unseen_distance"):
+        Router({0: np.ones(3)}, 0.0)
+
+
+@pytest.mark.parametrize("n_centroids", [0, 1, 5])
+def test_router_save_load_round_trip(tmp_path, n_centroids):
+    rng = np.random.default_rng(0)
+    cents = {k * 3: rng.normal(size=8) for k in range(n_centroids)}
+    router = Router(cents, unseen_distance=0.7)
+    router.save(tmp_path / "router")
+    loaded = Router.load(tmp_path / "router")
+    assert loaded.labels == router.labels and loaded.unseen_distance == 0.7
+    for q in rng.normal(size=(6, 8)):
+        (a, da), (b, db) = router.route(q), loaded.route(q)
+        assert a == b and da == pytest.approx(db, abs=1e-5)
+
+
+def test_router_load_errors(tmp_path):
+    with pytest.raises(StoreError, match="No router"):
+        Router.load(tmp_path)
+    (tmp_path / Router.META_FILE).write_text("{not json", encoding="utf-8")
+    with pytest.raises(StoreError, match="corrupt"):
+        Router.load(tmp_path)
+
+
+def test_router_rebuilds_a_missing_or_broken_index(tmp_path):
+    cents = {0: np.array([1.0, 0.0]), 1: np.array([0.0, 1.0]), 2: np.array([-1.0, 0.0])}
+    Router(cents, 0.5).save(tmp_path)
+    (tmp_path / Router.INDEX_FILE).write_bytes(b"garbage")
+    assert Router.load(tmp_path).route(np.array([0.1, 1.0]))[0] == 1
+    (tmp_path / Router.INDEX_FILE).unlink()
+    assert Router.load(tmp_path).route(np.array([-1.0, 0.1]))[0] == 2
+
+
+@pytest.mark.parametrize(
+    "x, expected",
+    [
+        (BLOBS, (0.21, 15.5)),  # cuts between within-blob merges and the first blob merge
+        (np.array([[0.0, 0.0], [1.0, 0.0]]), None),  # two points: no choice
+        (np.eye(6), None),  # equidistant points: every merge costs the same, no structure
+    ],
+)
+def test_calibrate_ward_threshold(x, expected):
+    cut = calibrate_ward_threshold(x)
+    if expected is None:
+        assert cut is None
+    else:
+        assert expected[0] < cut < expected[1]
+        assert len(set(ward_clusters(x, cut).tolist())) == 3
+
+
+# Measured defaults for MiniLM (docs/thresholds.md); UnoConfig should carry them.
+RECOMMENDED_WARD, RECOMMENDED_UNSEEN = 2.5, 0.65
+
+TOPICS = {
+    "gardening": (
+        [
+            "How often should I water tomato plants?",
+            "When is the best time to plant tulip bulbs?",
+            "What soil do blueberries like?",
+            "How deep should I plant garlic cloves?",
+            "Should I prune lavender in autumn?",
+            "How do I start a compost heap?",
+        ],
+        "End every gardening answer with the line 'Happy growing!'",
+    ),
+    "fitness": (
+        [
+            "How do I start running as a beginner?",
+            "What is a good warm-up before lifting?",
+            "How can I improve my push-ups?",
+            "How do I do a proper squat?",
+            "How do I avoid shin splints?",
+            "How do I get better at pull-ups?",
+        ],
+        "Answer fitness questions as a numbered list of steps.",
+    ),
+    "history": (
+        [
+            "Why did the Roman Empire fall?",
+            "What caused the First World War?",
+            "Who built the pyramids of Giza?",
+            "What was the Silk Road?",
+            "Who was Genghis Khan?",
+            "What was the Magna Carta?",
+        ],
+        "Keep history answers under 40 words.",
+    ),
+}
+
+
+def test_real_embedder_recovers_three_topics_at_the_default_threshold(embedder):
+    queries = [q for qs, _ in TOPICS.values() for q in qs]
+    rules = [rule for qs, rule in TOPICS.values() for _ in qs]
+    topics = [name for name, (qs, _) in TOPICS.items() for _ in qs]
+    x = features(embedder.encode(queries), embedder.encode(rules))
+    labels = enforce_min_size(ward_clusters(x, RECOMMENDED_WARD), x, UnoConfig().min_cluster_size)
+    assert labels.tolist() == [0] * 6 + [1] * 6 + [2] * 6, list(zip(topics, labels.tolist(), strict=True))
+    # Routing on query embeddings alone sends a new gardening question to the gardening cluster.
+    router = Router(centroids(embedder.encode(queries), labels), unseen_distance=RECOMMENDED_UNSEEN)
+    assert router.route(embedder.encode(["How do I grow strawberries on a balcony?"])[0])[0] == 0
+    assert router.route(embedder.encode(["What time zone is Sydney in?"])[0])[0] is None
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    from backends.embedder import SentenceEmbedder
+
+    return SentenceEmbedder(threads=1)

@@ -1,0 +1,127 @@
+"""Routing decisions (UNO-reference S12) and the Reflective path over a scripted generate function."""
+
+from __future__ import annotations
+
+import pytest
+
+from uno_local.errors import ConfigError
+from uno_local.route import (
+    ClusterState,
+    critic_prompt,
+    decide_route,
+    parse_suggestions,
+    reflect,
+    revise_prompt,
+)
+
+EXPERT = ClusterState(label=2, high_gap=False, expert_adapter="expert-2-v3", critic_adapter="critic-2-v1")
+
+
+def state(**changes) -> ClusterState:
+    fields = {**EXPERT.__dict__, **changes}
+    return ClusterState(**fields)
+
+
+@pytest.mark.parametrize(
+    "cluster, mode, kind, adapter, phrase",
+    [
+        (None, "uno", "base", None, "far from every learned cluster"),
+        (None, "uno-single", "base", None, "far from every learned cluster"),
+        (EXPERT, "uno", "expert", "expert-2-v3", "validated Expert"),
+        (EXPERT, "uno-single", "expert", "expert-2-v3", "validated Expert"),
+        (state(vetoed=True), "uno", "base", None, "vetoed cluster 2"),
+        (state(high_gap=True), "uno", "reflective", "critic-2-v1", "high cognitive gap"),
+        (state(high_gap=True), "uno-single", "base", None, "uno-single"),  # never reflective
+        (state(expert_adapter=None), "uno", "reflective", "critic-2-v1", "no Expert adapter that passed"),
+        (state(expert_adapter=None), "uno-single", "base", None, "uno-single"),
+        (state(high_gap=True, critic_adapter=None), "uno", "base", None, "no Critic adapter"),
+        (state(expert_adapter=None, critic_adapter=None), "uno", "base", None, "no Critic adapter"),
+        (state(high_gap=True, vetoed=True), "uno", "base", None, "vetoed"),
+    ],
+)
+def test_decide_route(cluster, mode, kind, adapter, phrase):
+    decision = decide_route(cluster, mode)
+    assert (decision.kind, decision.adapter) == (kind, adapter)
+    assert phrase in decision.reason and decision.reason.endswith(".")
+
+
+def test_unknown_mode_is_a_config_error():
+    with pytest.raises(ConfigError, match="uno-single"):
+        decide_route(EXPERT, "rag")
+
+
+@pytest.mark.parametrize(
+    "critique, expected",
+    [
+        ("1. Add a sign-off.\n2) Be shorter.", ["Add a sign-off.", "Be shorter."]),
+        ("Looks good to me!", []),
+        ("", []),
+        ("Some intro\n 3. Only this one", ["Only this one"]),
+        ("\n".join(f"{i}. tip {i}" for i in range(1, 9)), [f"tip {i}" for i in range(1, 6)]),  # capped at 5
+    ],
+)
+def test_parse_suggestions(critique, expected):
+    assert parse_suggestions(critique) == expected
+
+
+def test_prompts_have_the_reference_sections():
+    critic = critic_prompt("How do I squat?", "Bend your knees.")
+    assert critic.index("## User Query") < critic.index("## Initial Answer")
+    assert "How do I squat?" in critic and critic.rstrip().endswith("Bend your knees.")
+    assert len(critic.split("\n\n")[0].split(". ")) == 1  # one instruction sentence
+    revise = revise_prompt("How do I squat?", "Bend your knees.", "1. Number the steps.")
+    for section in ("## Initial Answer", "## Suggestion", "## User Question"):
+        assert section in revise
+    assert (
+        revise.index("## Initial Answer") < revise.index("## Suggestion") < revise.index("## User Question")
+    )
+
+
+class Script:
+    """A generate function that answers from a list and records every call."""
+
+    def __init__(self, *replies: str) -> None:
+        self.replies, self.calls = list(replies), []
+
+    def __call__(self, messages, adapter):
+        self.calls.append((messages, adapter))
+        return self.replies.pop(0)
+
+
+QUERY = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "How do I squat?"}]
+
+
+def test_reflect_one_round():
+    gen = Script(
+        "Bend your knees.", "1. Number the steps.\n2. Add a warm-up.", "1. Warm up.\n2. Bend your knees."
+    )
+    answer, trace = reflect(QUERY, gen, "critic-2", max_rounds=1)
+    assert answer == "1. Warm up.\n2. Bend your knees."
+    assert [s.kind for s in trace] == ["draft", "critique", "revise"]
+    assert [adapter for _, adapter in gen.calls] == [None, "critic-2", None]
+    assert gen.calls[0][0] == QUERY
+    assert gen.calls[1][0][-1]["content"] == critic_prompt("How do I squat?", "Bend your knees.")
+    assert gen.calls[2][0][0] == QUERY[0]  # the system prompt still applies to the revision
+    assert "1. Number the steps.\n2. Add a warm-up." in gen.calls[2][0][-1]["content"]
+
+
+@pytest.mark.parametrize(
+    "replies, max_rounds, answer, kinds",
+    [
+        (["draft", "Nothing to add."], 3, "draft", ["draft", "critique", "skip"]),  # no numbered item
+        (["draft", "1. x", "  "], 1, "draft", ["draft", "critique", "skip"]),  # empty revision kept out
+        (["draft"], 0, "draft", ["draft"]),
+        (["d", "1. a", "r1", "1. b", "r2"], 2, "r2", ["draft", "critique", "revise", "critique", "revise"]),
+        (["d", "1. a", "r1", "fine"], 5, "r1", ["draft", "critique", "revise", "critique", "skip"]),
+    ],
+)
+def test_reflect_stops_and_caps(replies, max_rounds, answer, kinds):
+    gen = Script(*replies)
+    final, trace = reflect(QUERY, gen, "critic-2", max_rounds=max_rounds)
+    assert final == answer and [s.kind for s in trace] == kinds
+    assert not gen.replies  # every scripted reply used, none more
+
+
+def test_reflect_needs_a_user_message():
+    with pytest.raises(ValueError, match="no user message"):
+        reflect([{"role": "system", "content": "x"}], Script("a"), "critic", 1)

@@ -1,0 +1,98 @@
+"""Table-driven tests of the TUI's pure helpers: feedback line and toggle, corrections, route and
+status lines, key labels and conversation titles."""
+
+from __future__ import annotations
+
+import pytest
+
+from tui.app import title_from
+from tui.chat_view import route_text
+from tui.feedback import correction_result, feedback_line, toggled_rating
+from tui.help import binding_rows, key_label
+from tui.status import status_text, tokens_per_s
+from uno_local.store import Feedback, Message
+
+
+def fb(rating=None, comment=None, correction=None) -> Feedback:
+    return Feedback(1, rating, comment, correction, "t", "t")
+
+
+def answer(**fields) -> Message:
+    return Message(7, "u", 1, "assistant", "text", "t", **fields)
+
+
+@pytest.mark.parametrize(
+    ("current", "pressed", "expected"),
+    [(None, 1, 1), (1, 1, None), (-1, 1, 1), (None, -1, -1), (-1, -1, None), (1, -1, -1)],
+)
+def test_rating_toggles(current, pressed, expected):
+    assert toggled_rating(current, pressed) == expected
+
+
+@pytest.mark.parametrize(
+    ("feedback", "line"),
+    [
+        (None, ""),
+        (fb(), ""),
+        (fb(1), "👍"),
+        (fb(-1, "too  long\nreally"), "👎  comment: too long really"),
+        (fb(None, None, "better"), "✎ corrected"),
+        (fb(1, "x" * 80, "y"), "👍  comment: " + "x" * 59 + "…  ✎ corrected"),
+    ],
+)
+def test_feedback_line(feedback, line):
+    assert feedback_line(feedback) == line
+
+
+@pytest.mark.parametrize(
+    ("edited", "original", "stored"),
+    [("Paris.", "Lyon.", "Paris."), ("Lyon.\n", "Lyon.", None), ("   ", "Lyon.", None)],
+)
+def test_correction_result(edited, original, stored):
+    assert correction_result(edited, original) == stored
+
+
+@pytest.mark.parametrize(
+    ("fields", "streaming", "line"),
+    [
+        ({"route": "base"}, False, "base model"),
+        ({"route": None}, False, "base model"),
+        ({"route": "expert", "adapter": "c3"}, False, "expert adapter c3"),
+        ({"route": "reflective"}, False, "reflective (critique and revise)"),
+        ({"route": "base", "complete": False}, False, "base model · stopped, incomplete"),
+        ({"route": "base", "complete": False}, True, "base model · writing…"),
+    ],
+)
+def test_route_text(fields, streaming, line):
+    assert route_text(answer(**fields), streaming=streaming) == line
+
+
+def test_status_line_speed_comes_from_stored_counts():
+    timed = answer(completion_tokens=11, ttft_ms=100.0, duration_ms=1100.0, route="base")
+    assert tokens_per_s(timed) == pytest.approx(10.0)
+    assert status_text("M", timed) == "M │ 10.0 tok/s │ base model │ F1 keys"
+    assert status_text("M", None, "writing…") == "M │ – tok/s │ no answer yet │ writing… │ F1 keys"
+    assert tokens_per_s(answer(completion_tokens=None)) is None
+
+
+@pytest.mark.parametrize(
+    ("key", "label"),
+    [("f1", "F1"), ("question_mark", "?"), ("ctrl+up", "ctrl+↑"), ("plus", "+"), ("alt+enter", "alt+Enter")],
+)
+def test_key_label(key, label):
+    assert key_label(key) == label
+
+
+def test_binding_rows_join_keys_and_skip_system_bindings():
+    from textual.binding import Binding
+
+    rows = binding_rows([Binding("a,b", "x", "Do x"), Binding("c", "y", "hidden", system=True)])
+    assert [(r.keys, r.description) for r in rows] == [("a / b", "Do x")]
+
+
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [("  Hello\nworld", "Hello"), ("a   b", "a b"), ("x" * 50, "x" * 39 + "…")],
+)
+def test_title_from_first_message(text, title):
+    assert title_from(text) == title

@@ -1,0 +1,65 @@
+"""One streamed answer, run in a worker thread: (conversation, text) -> Textual messages for the UI.
+
+`stream_answer` drives the core `ChatService` and posts `AnswerStarted`, one `AnswerDelta` per piece
+of text, then `AnswerFinished` (or `AnswerFailed`). Stopping closes the `Turn`, whose finally-block
+stores the partial answer marked incomplete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from textual.message import Message
+
+from tui.messages import AnswerDelta, AnswerFailed, AnswerFinished, AnswerStarted
+from uno_local.chat import ChatService
+from uno_local.errors import UnoError
+from uno_local.runtime import GenerationSettings
+
+
+@dataclass
+class LiveAnswer:
+    """The answer being written: where it goes and the text shown so far (to rebuild the view)."""
+
+    conversation_id: int
+    answer_id: int | None = None
+    parts: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def stream_answer(
+    chat: ChatService,
+    conversation_id: int,
+    text: str,
+    settings: GenerationSettings,
+    post: Callable[[Message], object],
+    should_stop: Callable[[], bool],
+) -> None:
+    """Send `text`, stream the answer to `post`, and stop early once `should_stop()` is true."""
+    try:
+        turn = chat.send(conversation_id, text, settings)
+    except UnoError as exc:
+        post(AnswerFailed(conversation_id, str(exc)))
+        return
+    post(AnswerStarted(conversation_id, turn.user_id, turn.answer_id))
+    deltas = iter(turn)
+    stopped, error = False, None
+    try:
+        for delta in deltas:
+            post(AnswerDelta(turn.answer_id, delta))
+            if should_stop():
+                stopped = True
+                break
+    except UnoError as exc:
+        error = str(exc)
+    finally:
+        # Closing the Turn runs its finally-block: the partial answer is stored as incomplete and
+        # the runtime's stream is closed, releasing the model for the next answer.
+        deltas.close()
+    post(AnswerFinished(conversation_id, turn.answer_id, stopped, turn.stats))
+    if error:
+        post(AnswerFailed(conversation_id, error))

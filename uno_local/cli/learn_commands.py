@@ -1,0 +1,187 @@
+"""`uno retrain`: run the UNO loop with a progress bar per stage and a summary (or --json)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from uno_local.app import App
+from uno_local.cli import cli
+
+
+@cli.command()
+@click.option("--backend", type=click.Choice(["auto", "torch", "mlx"]), default="auto", show_default=True,
+              help="Trainer backend (auto: MLX on Apple silicon, torch elsewhere).")
+@click.option("--device", help="Torch device: auto, cuda, mps or cpu.")
+@click.option("--epochs", type=int, help="Training epochs (a checkpoint per epoch; the validator picks one).")
+@click.option("--recluster", is_flag=True, help="Cluster every log afresh instead of joining existing clusters.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (progress goes to stderr).")
+@click.pass_obj
+def retrain(app: App, backend: str, device: str | None, epochs: int | None, recluster: bool, as_json: bool) -> None:
+    """Learn from your feedback: distill, cluster, train, validate and deploy adapters.
+
+    What is deployed keeps serving until new adapters pass validation; an interrupted run
+    resumes from its finished stages next time.
+    """
+    from uno_local.retrain import STAGES, Retrain, RetrainOptions
+
+    if device:
+        app.config.train.device = device
+    if epochs:
+        app.config.train.epochs = epochs
+    progress_out = click.get_text_stream("stderr") if as_json else None
+    with StageBars(STAGES, file=progress_out) as bars:
+        report = Retrain(app, RetrainOptions(backend=backend, recluster=recluster), progress=bars.update).run()
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2, default=str))
+        return
+    click.echo(f"Learned from {report.logs} logs ({report.pairs} pairs) in {report.seconds:.0f} s with {report.backend}.")
+    for c in report.clusters:
+        win = "" if c["win_rate"] is None else f", win rate {c['win_rate']:.2f}"
+        click.echo(f"  cluster {c['label']}: {c['size']} logs, gap {c['gap']:.2f} -> {c['route']}{win}. {c['decision']}")
+    click.echo("Deployed: " + (", ".join(report.deployed) if report.deployed else "nothing new"))
+
+
+class StageBars:
+    """One rich progress bar per stage, in pipeline order."""
+
+    def __init__(self, stages: tuple[str, ...], file=None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        console = Console(file=file or sys.stdout, stderr=file is not None)
+        self.progress = Progress(
+            TextColumn("{task.fields[stage]:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.description}"), console=console, transient=False,
+        )
+        self.tasks = {s: self.progress.add_task("", total=None, stage=s, start=False) for s in stages}
+
+    def __enter__(self) -> StageBars:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def update(self, event) -> None:
+        task = self.tasks[event.stage]
+        self.progress.start_task(task)
+        self.progress.update(task, completed=event.done, total=event.total, description=event.message[:70])
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def rules(ctx: click.Context, as_json: bool) -> None:
+    """List the learned clusters with their rules, gap, route, win rate and adapters."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from uno_local.store.learning import load_clusters
+
+    app: App = ctx.obj
+    rows = load_clusters(app.store)
+    if as_json:
+        click.echo(json.dumps([{**row.__dict__, "centroid": None} for row in rows], indent=2, default=str))
+        return
+    if not rows:
+        click.echo("No clusters yet: give feedback on some answers, then run `uno retrain`.")
+        return
+    for row in rows:
+        gap = "-" if row.gap is None else f"{row.gap:.2f}"
+        win = "-" if row.win_rate is None else f"{row.win_rate:.2f}"
+        veto = "  [vetoed]" if row.vetoed else ""
+        click.echo(
+            f"cluster {row.label}: {len(row.members)} logs, gap {gap}{' (high)' if row.high_gap else ''}, "
+            f"route {row.route}, win rate {win}, expert {row.expert or '-'}, critic {row.critic or '-'}{veto}"
+        )
+        edited = " (edited)" if row.user_rules is not None else ""
+        for rule in row.effective_rules:
+            click.echo(f"    - {rule}{edited}")
+        if row.decision:
+            click.echo(f"    decision: {row.decision}")
+
+
+def _cluster(app: App, label: int):
+    from uno_local.errors import NotFoundError
+    from uno_local.store.learning import load_clusters
+
+    for row in load_clusters(app.store):
+        if row.label == label:
+            return row
+    raise NotFoundError(f"No cluster {label}; `uno rules` lists them.")
+
+
+@rules.command("edit")
+@click.argument("label", type=int)
+@click.option("--rule", "new_rules", multiple=True, help="A rule (repeat for several); without it an editor opens.")
+@click.option("--reset", is_flag=True, help="Go back to the distilled rules.")
+@click.pass_obj
+def rules_edit(app: App, label: int, new_rules: tuple[str, ...], reset: bool) -> None:
+    """Edit cluster LABEL's rules (used by the judge and the Critic at the next retrain)."""
+    from uno_local.store.learning import update_cluster
+
+    row = _cluster(app, label)
+    if reset:
+        app.store.db.execute("UPDATE clusters SET user_rules = NULL WHERE label = ?", [label])
+        app.store.db.conn.commit()
+        click.echo(f"cluster {label}: back to the distilled rules.")
+        return
+    if not new_rules:
+        text = click.edit("\n".join(row.effective_rules) + "\n")
+        if text is None:
+            click.echo("No change.")
+            return
+        new_rules = tuple(line.strip(" -\t") for line in text.splitlines() if line.strip())
+    update_cluster(app.store, label, user_rules=list(new_rules))
+    click.echo(f"cluster {label}: {len(new_rules)} rules saved; run `uno retrain` to learn with them.")
+
+
+@rules.command("veto")
+@click.argument("label", type=int)
+@click.pass_obj
+def rules_veto(app: App, label: int) -> None:
+    """Exclude cluster LABEL: no training, and its queries go to the base model."""
+    from uno_local.store.learning import update_cluster
+
+    _cluster(app, label)
+    update_cluster(app.store, label, vetoed=1)
+    click.echo(f"cluster {label}: vetoed; its queries now go to the base model.")
+
+
+@rules.command("unveto")
+@click.argument("label", type=int)
+@click.pass_obj
+def rules_unveto(app: App, label: int) -> None:
+    """Include cluster LABEL again (it trains at the next retrain)."""
+    from uno_local.store.learning import update_cluster
+
+    _cluster(app, label)
+    update_cluster(app.store, label, vetoed=0)
+    click.echo(f"cluster {label}: included again; run `uno retrain` to train it.")
+
+
+@cli.command()
+@click.argument("message_id", type=int)
+@click.pass_obj
+def explain(app: App, message_id: int) -> None:
+    """Say why answer MESSAGE_ID took its route (cluster, adapter, validation, rules)."""
+    msg = app.store.get_message(message_id)
+    if msg.role != "assistant":
+        raise click.UsageError(f"Message {message_id} is a {msg.role} message; explain takes an answer's id.")
+    click.echo(f"Message {message_id}: route {msg.route or 'base'}"
+               + (f", adapter {msg.adapter}" if msg.adapter else "") + (f", cluster {msg.cluster}" if msg.cluster else ""))
+    click.echo(msg.route_reason or "It was answered before routing existed, by the base model.")
+    if msg.cluster is not None:
+        from uno_local.errors import NotFoundError
+
+        try:
+            row = _cluster(app, int(msg.cluster))
+        except NotFoundError:
+            click.echo("That cluster no longer exists (a later retrain replaced it).")
+            return
+        gap = "-" if row.gap is None else f"{row.gap:.2f}"
+        click.echo(f"Cluster {row.label}: {len(row.members)} logs, gap {gap}, route {row.route}. {row.decision}")
+        for rule in row.effective_rules:
+            click.echo(f"  - {rule}")

@@ -1,0 +1,155 @@
+"""Run `uno eval`: a scenario -> every method's answers, through the app's own runtime and store.
+
+In a temporary data dir (never the user's): the base model answers the test and control queries
+greedily; the simulated user answers the train queries' base answers with feedback, which goes
+through the normal import path; `rag` retrieves the k nearest past logs by query embedding and puts
+their feedback and corrections into the prompt; `uno retrain` runs the whole loop once, and
+`uno-single` and `uno` answer with their routing modes. Pure helpers (quick subsampling, the RAG
+prompt) are kept apart from the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from uno_local.eval.metrics import MethodRun, Usage, build_report
+from uno_local.eval.scenario import Scenario
+from uno_local.eval.simuser import feedback_summary, simulate_logs
+from uno_local.logs import import_records, parse_record
+from uno_local.runtime import GenerationSettings, complete
+
+METHODS = ("base", "rag", "uno-single", "uno")
+RAG_K = 3
+ANSWER_TOKENS = 256
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+def quick_scenario(scenario: Scenario, train: int = 8, test: int = 3, controls: int = 3) -> Scenario:
+    """A smaller copy for CI: the first few train and test queries per topic, a few controls."""
+    topics = [dataclasses.replace(t, train=t.train[:train], test=t.test[:test]) for t in scenario.topics]
+    return dataclasses.replace(scenario, topics=topics, controls=scenario.controls[:controls])
+
+
+def rag_messages(query: str, memories: list[dict]) -> list[dict]:
+    """The RAG-memory prompt: the user's past feedback on similar questions, then the question."""
+    if not memories:
+        return [{"role": "user", "content": query}]
+    lines = []
+    for m in memories:
+        note = f"- Earlier question: {m['query']}\n  Your answer then: {m['answer'][:300]}"
+        if m.get("comment"):
+            note += f"\n  The user said: {m['comment']}"
+        if m.get("correction"):
+            note += f"\n  The user's preferred answer: {m['correction'][:400]}"
+        lines.append(note)
+    system = "This user gave feedback on earlier answers. Follow their preferences.\n" + "\n".join(lines)
+    return [{"role": "system", "content": system}, {"role": "user", "content": query}]
+
+
+def run_eval(scenario: Scenario, methods: list[str], progress: Progress | None = None,
+             backend: str = "auto", epochs: int | None = None) -> dict:
+    """Run the scenario end to end in a temporary data dir; returns the report dict."""
+    from uno_local.app import App
+    from uno_local.retrain import Retrain, RetrainOptions
+
+    progress = progress or (lambda what, done, total: None)
+    methods = [m for m in METHODS if m in methods or m == "base"]
+    queries = [(t.name, q) for t in scenario.topics for q in t.test]
+    runs: list[MethodRun] = []
+    meta: dict = {"methods": methods}
+    with tempfile.TemporaryDirectory(prefix="uno-eval-") as tmp:
+        app = App.open(home=Path(tmp))
+        if epochs:
+            app.config.train.epochs = epochs
+        settings = GenerationSettings.greedy(ANSWER_TOKENS)
+        try:
+            def answer_all(name: str, build: Callable[[str], list[dict]], answer: Callable) -> MethodRun:
+                total = len(queries) + len(scenario.controls)
+                test: dict[str, list[str]] = {t.name: [] for t in scenario.topics}
+                usage, controls = [], []
+                for i, (topic, query) in enumerate(queries, 1):
+                    text, stats = answer(build(query))
+                    test[topic].append(text)
+                    usage.append(Usage(stats.prompt_tokens, stats.completion_tokens))
+                    progress(name, i, total)
+                for j, query in enumerate(scenario.controls, len(queries) + 1):
+                    text, stats = answer(build(query))
+                    controls.append(text)
+                    usage.append(Usage(stats.prompt_tokens, stats.completion_tokens))
+                    progress(name, j, total)
+                return MethodRun(name, test, controls, usage)
+
+            def base_answer(messages):
+                return complete(app.runtime, messages, settings)
+
+            def single(query):
+                return [{"role": "user", "content": query}]
+
+            runs.append(answer_all("base", single, base_answer))
+
+            n_train = sum(len(t.train) for t in scenario.topics)
+            done = [0]
+
+            def answer_fn(pairs):
+                out = []
+                for _, q in pairs:
+                    out.append(base_answer(single(q))[0])
+                    done[0] += 1
+                    progress("simulate", done[0], n_train)
+                return out
+
+            records = simulate_logs(scenario, answer_fn)
+            import_records(app.store, [parse_record(r) for r in records], title_prefix="Simulated")
+            meta["feedback"] = feedback_summary(records)
+
+            if "rag" in methods:
+                memories = [
+                    {"query": r["messages"][-2]["content"], "answer": r["messages"][-1]["content"],
+                     "comment": r["feedback"]["comment"], "correction": r["feedback"]["correction"]}
+                    for r in records
+                ]
+                vecs = app.embedder.encode([m["query"] for m in memories])
+
+                def rag_build(query):
+                    sims = vecs @ app.embedder.encode([query])[0]
+                    top = [memories[i] for i in np.argsort(-sims)[:RAG_K]]
+                    return rag_messages(query, top)
+
+                runs.append(answer_all("rag", rag_build, base_answer))
+
+            if "uno" in methods or "uno-single" in methods:
+                start = time.perf_counter()
+                report = Retrain(
+                    app, RetrainOptions(backend=backend),
+                    progress=lambda e: progress(f"retrain: {e.stage}", e.done, max(e.total, 1)),
+                ).run()
+                training = {"wall_s": time.perf_counter() - start, "tokens": report.trained_tokens,
+                            "gap_skipped_tokens": report.gap_skipped_tokens}
+                validator = report.clusters
+                for mode in ("uno-single", "uno"):
+                    if mode not in methods:
+                        continue
+                    responder = app.responder()
+                    responder.mode = mode
+
+                    def routed(messages, responder=responder):
+                        plan, events = responder.respond(messages, settings)
+                        parts, stats = [], None
+                        for event in events:
+                            parts.append(event.delta)
+                            stats = event.stats or stats
+                        return "".join(parts), stats
+
+                    run = answer_all(mode, single, routed)
+                    run.training, run.validator = training, validator
+                    runs.append(run)
+        finally:
+            app.close()
+    return build_report(scenario, runs, meta=meta)

@@ -1,0 +1,149 @@
+"""Route stage: (the query's cluster state, mode) -> which path answers it, and the Reflective path.
+
+`decide_route` follows UNO-reference S12: a validated low-gap cluster answers with its Expert
+adapter; a high-gap cluster, or one whose Expert failed validation, takes the Reflective path
+(draft with the base, critique with the cluster's Critic adapter, revise with the base) in mode
+"uno" and the plain base model in "uno-single"; an unseen query, a vetoed cluster or a missing
+adapter gets the base model. `reflect` runs the Reflective path over any generate callable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from uno_local.errors import ConfigError
+
+MODES = ("uno", "uno-single")
+MAX_SUGGESTIONS = 5  # a longer critique mostly repeats itself and slows the revise call
+
+Messages = list[dict[str, str]]
+Generate = Callable[[Messages, str | None], str]  # (messages, adapter or None for the base) -> answer
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """What routing needs to know about the cluster nearest to a query."""
+
+    label: int
+    high_gap: bool
+    expert_adapter: str | None  # the shipped (validated) Expert version, None if none passed
+    critic_adapter: str | None
+    vetoed: bool = False
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    kind: Literal["expert", "reflective", "base"]
+    adapter: str | None  # Expert adapter for "expert", Critic adapter for "reflective"
+    reason: str  # one sentence for `uno explain`
+
+
+def decide_route(cluster: ClusterState | None, mode: str) -> RouteDecision:
+    """Pick the path for a query whose nearest cluster is `cluster` (None: the query is unseen)."""
+    if mode not in MODES:
+        raise ConfigError(f"Routing mode must be one of {', '.join(MODES)}, got {mode!r}.")
+    if cluster is None:
+        return RouteDecision(
+            "base", None, "The query is far from every learned cluster, so the base model answered."
+        )
+    k = cluster.label
+    if cluster.vetoed:
+        return RouteDecision("base", None, f"You vetoed cluster {k}, so the base model answered.")
+    if not cluster.high_gap and cluster.expert_adapter:
+        return RouteDecision(
+            "expert", cluster.expert_adapter, f"Cluster {k} has a validated Expert adapter, which answered."
+        )
+    why = (
+        f"cluster {k} has a high cognitive gap"
+        if cluster.high_gap
+        else f"cluster {k} has no Expert adapter that passed validation"
+    )
+    if mode == "uno-single":
+        return RouteDecision(
+            "base", None, f"The base model answered because {why} and the mode is uno-single."
+        )
+    if not cluster.critic_adapter:
+        return RouteDecision(
+            "base", None, f"The base model answered because {why} and it has no Critic adapter yet."
+        )
+    return RouteDecision(
+        "reflective",
+        cluster.critic_adapter,
+        f"The Reflective path answered (base draft, Critic critique, base revision) because {why}.",
+    )
+
+
+def critic_prompt(query: str, draft: str) -> str:
+    """The Critic's input (training and inference must share it): instruction, query, draft."""
+    return (
+        "Write numbered suggestions, one per line, that would make the initial answer better "
+        "for this user.\n\n"
+        f"## User Query\n\n{query.strip()}\n\n## Initial Answer\n\n{draft.strip()}"
+    )
+
+
+def revise_prompt(query: str, draft: str, suggestions: str) -> str:
+    """The base model's revision input, as the reference's: initial answer, suggestions, question."""
+    return (
+        "Revise the initial answer so that it follows the suggestions. Output only the full revised "
+        "answer, without restating the question.\n\n"
+        f"## Initial Answer\n\n{draft.strip()}\n\n## Suggestion\n\n{suggestions.strip()}\n\n"
+        f"## User Question\n\n{query.strip()}"
+    )
+
+
+_ITEM = re.compile(r"^\s*\d+\s*[.)]\s*(\S.*?)\s*$", re.M)
+
+
+def parse_suggestions(critique: str, limit: int = MAX_SUGGESTIONS) -> list[str]:
+    """The numbered items of a critique (at most `limit`); [] means the critic said nothing usable."""
+    return [m.group(1) for m in _ITEM.finditer(critique)][:limit]
+
+
+def query_text(messages: Messages) -> str:
+    """The text the critic sees as the query: the last user message."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return message.get("content", "")
+    raise ValueError("The conversation has no user message to answer.")
+
+
+@dataclass(frozen=True)
+class ReflectStep:
+    kind: Literal["draft", "critique", "revise", "skip"]
+    text: str
+    adapter: str | None = None
+
+
+def reflect(
+    query_messages: Messages, generate: Generate, critic_adapter: str, max_rounds: int = 1
+) -> tuple[str, list[ReflectStep]]:
+    """Draft with the base, then up to `max_rounds` of critique (Critic adapter) and revision (base).
+
+    A round with no numbered suggestion stops the loop and keeps the current answer, as does an
+    empty revision. Returns (final answer, the steps taken).
+    """
+    query = query_text(query_messages)
+    system = [m for m in query_messages if m.get("role") == "system"]
+    answer = generate(query_messages, None)
+    trace = [ReflectStep("draft", answer)]
+    for _ in range(max(0, max_rounds)):
+        critique = generate([{"role": "user", "content": critic_prompt(query, answer)}], critic_adapter)
+        items = parse_suggestions(critique)
+        trace.append(ReflectStep("critique", critique, critic_adapter))
+        if not items:
+            trace.append(ReflectStep("skip", "The critic gave no numbered suggestion; the draft stands."))
+            break
+        numbered = "\n".join(f"{i}. {item}" for i, item in enumerate(items, 1))
+        revised = generate(
+            system + [{"role": "user", "content": revise_prompt(query, answer, numbered)}], None
+        )
+        if not revised.strip():
+            trace.append(ReflectStep("skip", "The revision came back empty; the previous answer stands."))
+            break
+        answer = revised
+        trace.append(ReflectStep("revise", answer))
+    return answer, trace

@@ -1,0 +1,111 @@
+"""What the learning loop keeps in SQLite: stage artifacts (with provenance) and the cluster table.
+
+Artifacts are content-addressed: each is stored under (stage, key) with the hash of its inputs, so a
+rerun (after a crash, or with new logs) reuses every result whose inputs did not change. The
+cluster table is what routing reads; it is replaced in one transaction at the end of a retrain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from uno_local.store import Store, now_iso
+
+
+def input_hash(*parts: Any) -> str:
+    """A stable hash of JSON-able inputs."""
+    blob = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def get_artifact(store: Store, stage: str, key: str, expected_hash: str) -> Any | None:
+    """The stored result for (stage, key) if it was computed from the same inputs."""
+    row = store.db.execute(
+        "SELECT input_hash, data FROM artifacts WHERE stage = ? AND key = ?", [stage, key]
+    ).fetchone()
+    return json.loads(row[1]) if row and row[0] == expected_hash else None
+
+
+def put_artifact(store: Store, stage: str, key: str, in_hash: str, data: Any, provenance: dict) -> None:
+    with store.transaction():
+        store.db.execute(
+            "INSERT OR REPLACE INTO artifacts (stage, key, input_hash, data, provenance, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [stage, key, in_hash, json.dumps(data, default=str), json.dumps(provenance, default=str), now_iso()],
+        )
+
+
+def artifacts(store: Store, stage: str) -> dict[str, Any]:
+    rows = store.db.execute("SELECT key, data FROM artifacts WHERE stage = ?", [stage]).fetchall()
+    return {key: json.loads(data) for key, data in rows}
+
+
+@dataclass
+class ClusterRow:
+    label: int
+    centroid: list[float]
+    members: list[int]  # message ids of the logs in the cluster
+    rules: list[str]  # the most common distilled rules
+    user_rules: list[str] | None = None  # the user's edit of `rules`, if any
+    gap: float | None = None
+    intrinsic_gap: float | None = None
+    high_gap: bool = False
+    route: str = "base"  # expert, reflective, base
+    expert: str | None = None  # adapter name in the registry
+    critic: str | None = None
+    win_rate: float | None = None
+    decision: str = ""
+    vetoed: bool = False
+    data_hash: str | None = None
+    updated_at: str = field(default_factory=now_iso)
+
+    @property
+    def effective_rules(self) -> list[str]:
+        return self.user_rules if self.user_rules is not None else self.rules
+
+
+_JSON = ("centroid", "members", "rules", "user_rules")
+
+
+def load_clusters(store: Store) -> list[ClusterRow]:
+    cur = store.db.execute("SELECT * FROM clusters ORDER BY label")
+    names = [d[0] for d in cur.description]
+    out = []
+    for row in cur.fetchall():
+        data = dict(zip(names, row, strict=True))
+        for key in _JSON:
+            data[key] = json.loads(data[key]) if data[key] is not None else None
+        data["high_gap"], data["vetoed"] = bool(data["high_gap"]), bool(data["vetoed"])
+        out.append(ClusterRow(**data))
+    return out
+
+
+def replace_clusters(store: Store, rows: list[ClusterRow]) -> None:
+    """Swap in a whole new cluster table at once (routing never sees half of it)."""
+    db = store.db
+    db.execute("BEGIN")
+    try:
+        db.execute("DELETE FROM clusters")
+        for row in rows:
+            data = asdict(row)
+            for key in _JSON:
+                data[key] = json.dumps(data[key]) if data[key] is not None else None
+            db.execute(
+                f"INSERT INTO clusters ({', '.join(data)}) VALUES ({', '.join('?' * len(data))})", list(data.values())
+            )
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def update_cluster(store: Store, label: int, **fields: Any) -> None:
+    for key in _JSON:
+        if key in fields and fields[key] is not None:
+            fields[key] = json.dumps(fields[key])
+    sets = ", ".join(f"{k} = ?" for k in fields)
+    with store.transaction():
+        store.db.execute(f"UPDATE clusters SET {sets}, updated_at = ? WHERE label = ?", [*fields.values(), now_iso(), label])

@@ -1,0 +1,95 @@
+"""Train: a cluster's logs -> an Expert LoRA (DPO + NLL on its pairs) or a Critic LoRA (SFT).
+
+Pure parts: the seeded train/held-out split and the example builders. The shell runs the trainer
+backend into a folder named by the hash of everything the adapter depends on, so a finished run is
+reused after a crash and an unchanged cluster is never trained twice (online learning).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from uno_local.route import critic_prompt
+from uno_local.training import TrainExample
+
+SPLIT_SEED = 42
+
+
+@dataclass
+class LogData:
+    """What the loop knows about one log after distill, predict and pair."""
+
+    message_id: int
+    prompt: list[dict]  # context ending with the user's query
+    query: str
+    answer: str
+    correction: str | None
+    rules: list[str]
+    predicted: list[str]
+    pair: dict | None  # {"chosen", "rejected", "kind", ...} or None
+
+
+def split(members: list[int], heldout_share: float, min_heldout: int) -> tuple[list[int], list[int]]:
+    """Sorted ids, seeded shuffle, then (train, held-out). Too few logs: everything trains, nothing held out."""
+    ids = sorted(members)
+    random.Random(SPLIT_SEED).shuffle(ids)
+    n_held = max(min_heldout, round(heldout_share * len(ids)))
+    if len(ids) - n_held < max(2, min_heldout):
+        return ids, []
+    return ids[n_held:], ids[:n_held]
+
+
+def expert_examples(logs: list[LogData]) -> list[TrainExample]:
+    """Preference pairs (a satisfied answer is a pair with chosen == rejected: SFT)."""
+    return [
+        TrainExample(prompt=log.prompt, chosen=log.pair["chosen"], rejected=log.pair["rejected"],
+                     source_ids=[log.message_id])
+        for log in logs
+        if log.pair
+    ]
+
+
+def critic_examples(logs: list[LogData]) -> list[TrainExample]:
+    """(query, draft) -> numbered suggestions; logs without rules teach nothing and are dropped."""
+    return [
+        TrainExample(
+            prompt=[{"role": "user", "content": critic_prompt(log.query, log.answer)}],
+            chosen="\n".join(f"{i}. {rule}" for i, rule in enumerate(log.rules, 1)),
+            rejected=None,
+            source_ids=[log.message_id],
+        )
+        for log in logs
+        if log.rules
+    ]
+
+
+def train_cached(
+    trainer,
+    examples: list[TrainExample],
+    config,
+    folder: Path,
+    objective: str,
+    on_progress: Callable | None,
+    should_stop: Callable[[], bool] | None,
+) -> tuple[list[Path], dict]:
+    """Run the trainer into `folder` unless a finished run is already there; returns (checkpoints, metrics)."""
+    done = folder / "done.json"
+    if done.is_file():
+        info = json.loads(done.read_text())
+        return [Path(p) for p in info["checkpoints"]], {**info["metrics"], "reused": True}
+    shutil.rmtree(folder, ignore_errors=True)  # a half-finished run from a crash starts over
+    result = trainer.train(examples, config, folder, objective=objective, on_progress=on_progress,
+                           should_stop=should_stop)
+    if result.stopped:
+        from uno_local.errors import TrainingError
+
+        raise TrainingError("Training was stopped; what is deployed keeps serving. Run `uno retrain` to resume.")
+    metrics = {k: v for k, v in result.metrics.items() if k not in ("losses", "reward_margins")}
+    metrics["final_loss"] = result.metrics.get("losses", [None])[-1]
+    done.write_text(json.dumps({"checkpoints": [str(p) for p in result.checkpoints], "metrics": metrics}))
+    return result.checkpoints, metrics

@@ -1,0 +1,51 @@
+"""Validate: an Expert's per-epoch answers on held-out logs -> ship or not, and which epoch.
+
+The simulation validator of UNO S8 with the deterministic judge (`judge.py`): every held-out log
+scores the adapter's answer against the base model's, both judged by that log's own feedback
+(the user's correction as the reference when there is one, its rules otherwise), with the length
+and BLEU gates. The best epoch ships only with enough held-out logs and a win rate at or above the
+threshold; otherwise the cluster goes to the Reflective path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from uno_local.judge import JudgeCase, best_epoch, judge_trial, ship_decision, win_rate
+from uno_local.train import LogData
+
+
+@dataclass
+class Validation:
+    ship: bool
+    epoch: int | None  # 1-based epoch chosen
+    win_rates: dict[int, float]
+    n_heldout: int
+    reason: str
+    trials: dict[int, list[tuple[float, float, bool]]] = field(default_factory=dict)
+
+
+def judge_case(log: LogData) -> JudgeCase:
+    return JudgeCase(log.query, log.answer, log.correction, tuple(log.rules))
+
+
+def validate_expert(
+    heldout: list[LogData],
+    base_answers: list[str],
+    epoch_answers: dict[int, list[str]],
+    threshold: float,
+    min_heldout: int,
+) -> Validation:
+    """Pure: answers in held-out order; `epoch_answers` maps 1-based epoch -> answers."""
+    if len(heldout) < min_heldout or not epoch_answers:
+        ship, reason = ship_decision(0.0, len(heldout), threshold, min_heldout)
+        return Validation(False, None, {}, len(heldout), reason)
+    cases = [judge_case(log) for log in heldout]
+    trials = {
+        epoch: [tuple(judge_trial(case, cand, base)) for case, cand, base in zip(cases, answers, base_answers, strict=True)]
+        for epoch, answers in epoch_answers.items()
+    }
+    rates = {epoch: win_rate(t) for epoch, t in trials.items()}
+    epoch = best_epoch(rates)
+    ship, reason = ship_decision(rates[epoch], len(heldout), threshold, min_heldout)
+    return Validation(ship, epoch, rates, len(heldout), f"epoch {epoch} {reason}", trials)
