@@ -21,6 +21,14 @@ from uno_local.errors import ModelError
 MARKER = "uno_base.json"  # provenance: which GGUF this folder came from
 
 
+def quiet_transformers() -> None:
+    """Silence transformers' own progress bars and notices: our callers report progress themselves."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
 def hf_base_dir(gguf_path: Path, cache_dir: Path) -> Path:
     """Where the HF folder of `gguf_path` lives (whether or not it exists yet)."""
     stat = gguf_path.stat()
@@ -58,6 +66,7 @@ def _derive(gguf_path: Path, out: Path) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    quiet_transformers()
     folder, name = gguf_path.parent, gguf_path.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)

@@ -77,14 +77,22 @@ def torch_logits(hf_base_dir: Path, peft_dir: Path, ids: list[list[int]]) -> tup
     return plain, adapted
 
 
-def llama_logits(base_gguf: Path, gguf_adapter: Path, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+def llama_logits(
+    base_gguf: Path, gguf_adapter: Path, ids: list[list[int]], n_threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(base, adapted) last-position logits from llama.cpp, switching the adapter on one loaded model."""
     import llama_cpp
     from llama_cpp import Llama
 
-    threads = max(1, min(4, os.cpu_count() or 1))
+    threads = n_threads or max(1, min(4, os.cpu_count() or 1))
     with ExitStack() as stack:
-        llm = Llama(model_path=str(base_gguf), n_ctx=max(map(len, ids)) + 8, n_threads=threads, verbose=False)
+        llm = Llama(
+            model_path=str(base_gguf),
+            n_ctx=max(map(len, ids)) + 8,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
+        )
         stack.callback(llm.close)
         adapter = llama_cpp.llama_adapter_lora_init(llm.model, str(gguf_adapter).encode())
         if not adapter:
@@ -111,15 +119,27 @@ def llama_logits(base_gguf: Path, gguf_adapter: Path, ids: list[list[int]]) -> t
 
 
 def adapter_parity(
-    base_gguf: Path, hf_base_dir: Path, peft_dir: Path, gguf_adapter: Path, prompts: list[str]
+    base_gguf: Path,
+    hf_base_dir: Path,
+    peft_dir: Path,
+    gguf_adapter: Path,
+    prompts: list[str],
+    *,
+    n_threads: int | None = None,
 ) -> ParityReport:
-    """Compare the adapter's effect in llama.cpp (GGUF) and in torch (PEFT) on `prompts`."""
+    """Compare the adapter's effect in llama.cpp (GGUF) and in torch (PEFT) on `prompts` (user messages).
+
+    Loads both models once; `n_threads` is for llama.cpp (default: up to 4 cores).
+    """
     from transformers import AutoTokenizer
 
+    from backends.hf_base import quiet_transformers
+
+    quiet_transformers()
     if not prompts:
         raise AdapterError("The parity check needs at least one prompt.")
     tokenizer = AutoTokenizer.from_pretrained(hf_base_dir)
     ids = prompt_ids(tokenizer, prompts)
     base_t, adapted_t = torch_logits(hf_base_dir, peft_dir, ids)
-    base_l, adapted_l = llama_logits(base_gguf, gguf_adapter, ids)
+    base_l, adapted_l = llama_logits(base_gguf, gguf_adapter, ids, n_threads)
     return compare_logits(base_l, adapted_l, base_t, adapted_t)

@@ -4,7 +4,9 @@ Our own loop (no TRL): for a preference batch, the chosen and rejected answers g
 forward and, without gradients, through the same model with the adapter disabled (the DPO reference, no
 second copy). Pairs whose rejected equals their chosen are not forwarded twice: their DPO margin is exactly
 zero, a constant term with zero gradient, so they act as SFT. Float32, no gradient checkpointing (faster at
-this size), seeded: the same seed and data give the same losses on the same machine.
+this size), seeded: the same seed and data give the same losses on the same machine. Activation memory
+grows with the tokens in one forward, so a micro-batch is cut into forwards of at most `max_forward_tokens`
+padded tokens, each backpropagated with its exact share of the loss (same gradients, bounded memory).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from uno_local.config import TrainConfig
 from uno_local.errors import TrainingError
@@ -29,6 +32,9 @@ from uno_local.training import (
     steps_per_epoch,
     validate_inputs,
 )
+
+if TYPE_CHECKING:  # torch is imported lazily: only type checkers see it here
+    import torch
 
 IGNORE = -100  # label of tokens that are not learned (prompt, padding)
 ADAM_BETAS = (0.9, 0.98)  # the UNO reference's optimizer settings
@@ -78,7 +84,7 @@ def encode_pairs(
     return pairs
 
 
-def collate(seqs: list[Encoded], pad_id: int):
+def collate(seqs: list[Encoded], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-pad into (input_ids, attention_mask, labels) tensors."""
     import torch
 
@@ -93,7 +99,9 @@ def collate(seqs: list[Encoded], pad_id: int):
     return ids, mask, labels
 
 
-def sequence_logps(model, seqs: list[Encoded], pad_id: int, device):
+def sequence_logps(
+    model, seqs: list[Encoded], pad_id: int, device: str
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Summed answer log-prob per sequence, answer token counts, and tokens forwarded."""
     import torch.nn.functional as F
 
@@ -102,26 +110,42 @@ def sequence_logps(model, seqs: list[Encoded], pad_id: int, device):
     keep = min(width, width - min(s.n_prompt for s in seqs) + 1)  # logits only where answers are predicted
     logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, use_cache=False).logits
     targets = labels[:, ids.shape[1] - keep + 1 :]
-    token_nll = F.cross_entropy(
-        logits[:, :-1].transpose(1, 2), targets, ignore_index=IGNORE, reduction="none"
-    )
+    # (rows, vocab) layout: the CPU kernel for (batch, vocab, time) was about 1e-4 off in float32 (measured).
+    flat = logits[:, :-1].reshape(-1, logits.shape[-1])
+    token_nll = F.cross_entropy(flat, targets.reshape(-1), ignore_index=IGNORE, reduction="none")
+    token_nll = token_nll.view(targets.shape)
     counts = (targets != IGNORE).sum(dim=1)
     return -token_nll.sum(dim=1), counts, int(mask.sum())
 
 
 @dataclass
 class LossParts:
-    """The terms of one micro-batch's loss (tensors keep their graph)."""
+    """Sums over some pairs of one micro-batch (tensors keep their graph); the means are properties."""
 
-    dpo: object  # mean over pairs; log(2) with zero gradient for SFT pairs
-    nll: object  # mean over chosen answer tokens
-    reward_margin: float
-    tokens: int
+    dpo_sum: torch.Tensor  # -log sigmoid(margin) per pair; log(2), with no gradient, for SFT pairs
+    nll_sum: torch.Tensor  # summed NLL of the chosen answer tokens
+    n_pairs: int
+    n_answer: int  # chosen answer tokens
+    margin_sum: float  # beta x (chosen - rejected log-ratio), over preference pairs
+    n_pref: int
+    tokens: int  # tokens forwarded through the policy
+
+    @property
+    def dpo(self) -> torch.Tensor:
+        return self.dpo_sum / self.n_pairs
+
+    @property
+    def nll(self) -> torch.Tensor:
+        return self.nll_sum / max(1, self.n_answer)
+
+    @property
+    def reward_margin(self) -> float:
+        return self.margin_sum / self.n_pref if self.n_pref else 0.0
 
 
 def batch_loss(
-    model, pairs: list[tuple[Encoded, Encoded | None]], beta: float, objective: str, pad_id, device
-):
+    model, pairs: list[tuple[Encoded, Encoded | None]], beta: float, objective: str, pad_id: int, device: str
+) -> LossParts:
     """Compute the DPO and NLL terms for `pairs` of (chosen, rejected or None for SFT)."""
     import torch
     import torch.nn.functional as F
@@ -131,9 +155,8 @@ def batch_loss(
     rejected = [pairs[i][1] for i in pref] if objective == "preference" else []
     logps, counts, tokens = sequence_logps(model, chosen + rejected, pad_id, device)
     n = len(chosen)
-    nll = -logps[:n].sum() / counts[:n].sum().clamp(min=1)
     dpo = torch.full((n,), math.log(2.0), device=logps.device)
-    margin = 0.0
+    margin_sum = 0.0
     if rejected:
         with torch.no_grad(), model.disable_adapter():
             ref, _, _ = sequence_logps(model, [chosen[i] for i in pref] + rejected, pad_id, device)
@@ -141,8 +164,59 @@ def batch_loss(
         p = len(pref)
         margins = beta * ((logps[idx] - ref[:p]) - (logps[n:] - ref[p:]))
         dpo = dpo.index_put((idx,), -F.logsigmoid(margins))
-        margin = float(margins.detach().mean())
-    return LossParts(dpo.mean(), nll, margin, tokens)
+        margin_sum = float(margins.detach().sum())
+    n_answer = int(counts[:n].sum())
+    return LossParts(dpo.sum(), -logps[:n].sum(), n, n_answer, margin_sum, len(rejected), tokens)
+
+
+def chunk_pairs(pairs: list[tuple[Encoded, Encoded | None]], max_tokens: int) -> list[list[int]]:
+    """Split a micro-batch (indices, in order) into forwards of at most `max_tokens` padded tokens.
+
+    Activation memory grows with the tokens in one forward (about 3.3 MB per token here, measured), so
+    a long-context batch is cut into several forwards; a single pair is never split.
+    """
+    chunks: list[list[int]] = []
+    width, rows = 0, 0
+    for i, (c, r) in enumerate(pairs):
+        seqs = [c] if r is None else [c, r]
+        new_width = max(width, *(len(s.input_ids) for s in seqs))
+        if chunks and (rows + len(seqs)) * new_width <= max_tokens:
+            chunks[-1].append(i)
+            width, rows = new_width, rows + len(seqs)
+        else:
+            chunks.append([i])
+            width, rows = max(len(s.input_ids) for s in seqs), len(seqs)
+    return chunks
+
+
+def micro_batch_backward(
+    model,
+    pairs: list[tuple[Encoded, Encoded | None]],
+    config: TrainConfig,
+    objective: str,
+    pad_id: int,
+    device: str,
+    max_tokens: int,
+    scale: float,
+) -> tuple[float, float, int, int]:
+    """Backpropagate `scale` x the micro-batch loss, chunk by chunk with exact weights.
+
+    Returns (loss, margin sum, preference pairs, tokens forwarded).
+    """
+    n_pairs = len(pairs)
+    n_answer = sum(len(c.input_ids) - c.n_prompt for c, _ in pairs)
+    loss_value, margin_sum, n_pref, tokens = 0.0, 0.0, 0, 0
+    for chunk in chunk_pairs(pairs, max_tokens):
+        parts = batch_loss(model, [pairs[i] for i in chunk], config.dpo_beta, objective, pad_id, device)
+        loss = parts.nll_sum / n_answer
+        if objective == "preference":
+            loss = config.dpo_weight * parts.dpo_sum / n_pairs + config.nll_weight * loss
+        (loss * scale).backward()
+        loss_value += float(loss.detach())
+        margin_sum += parts.margin_sum
+        n_pref += parts.n_pref
+        tokens += parts.tokens
+    return loss_value, margin_sum, n_pref, tokens
 
 
 def resolve_device(name: str) -> str:
@@ -166,21 +240,26 @@ def resolve_device(name: str) -> str:
 class TorchTrainer:
     """The `Trainer` on PyTorch + PEFT; `base_dir` is the HF folder made by `backends.hf_base.ensure_hf_base`."""
 
-    def __init__(self, base_dir: Path):
+    def __init__(self, base_dir: Path, *, max_forward_tokens: int = 512):
+        """`max_forward_tokens` bounds the padded tokens per forward (memory); it never changes the maths."""
         self.base_dir = Path(base_dir)
+        self.max_forward_tokens = max_forward_tokens
 
     @classmethod
-    def from_gguf(cls, gguf_path: Path, cache_dir: Path) -> TorchTrainer:
+    def from_gguf(cls, gguf_path: Path, cache_dir: Path, **options) -> TorchTrainer:
         from backends.hf_base import ensure_hf_base
 
-        return cls(ensure_hf_base(gguf_path, cache_dir))
+        return cls(ensure_hf_base(gguf_path, cache_dir), **options)
 
-    def load(self, config: TrainConfig):
+    def load(self, config: TrainConfig) -> tuple[object, torch.nn.Module, str]:
         """(tokenizer, fresh PEFT model, device) for one run, seeded so LoRA init repeats."""
         import torch
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from backends.hf_base import quiet_transformers
+
+        quiet_transformers()
         device = resolve_device(config.device)
         if config.threads > 0:
             torch.set_num_threads(config.threads)
@@ -238,19 +317,10 @@ class TorchTrainer:
                     stopped = True
                     break
                 group = batches[s : s + config.grad_accum]
-                step_loss, step_margin = 0.0, 0.0
-                for batch in group:
-                    parts = batch_loss(
-                        model, [enc[i] for i in batch], config.dpo_beta, objective, pad_id, device
-                    )
-                    if objective == "sft":
-                        loss = parts.nll
-                    else:
-                        loss = config.dpo_weight * parts.dpo + config.nll_weight * parts.nll
-                    (loss / len(group)).backward()
-                    step_loss += float(loss.detach()) / len(group)
-                    step_margin += parts.reward_margin / len(group)
-                    tokens += parts.tokens
+                step_loss, step_margin, n_tokens = self._accumulate(
+                    model, enc, group, config, objective, pad_id, device
+                )
+                tokens += n_tokens
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
@@ -290,11 +360,50 @@ class TorchTrainer:
             "epoch_losses": epoch_losses,
             "seconds": elapsed,
             "seconds_per_step": elapsed / max(1, step),
+            "tokens": tokens,
             "tokens_per_s": tokens / elapsed,
         }
         return TrainResult(checkpoints, metrics, stopped)
 
-    def _save(self, model, out_dir: Path, epoch: int, config, objective, examples, loss: float) -> Path:
+    def _accumulate(
+        self,
+        model,
+        enc: list,
+        group: list[list[int]],
+        config: TrainConfig,
+        objective: str,
+        pad_id: int,
+        device: str,
+    ) -> tuple[float, float, int]:
+        """Backpropagate one optimizer step's micro-batches; (mean loss, mean reward margin, tokens)."""
+        loss_sum, margin_sum, n_pref, tokens = 0.0, 0.0, 0, 0
+        for batch in group:
+            loss, m_sum, m_n, n_tokens = micro_batch_backward(
+                model,
+                [enc[i] for i in batch],
+                config,
+                objective,
+                pad_id,
+                device,
+                self.max_forward_tokens,
+                1.0 / len(group),
+            )
+            loss_sum += loss
+            margin_sum += m_sum
+            n_pref += m_n
+            tokens += n_tokens
+        return loss_sum / len(group), (margin_sum / n_pref if n_pref else 0.0), tokens
+
+    def _save(
+        self,
+        model,
+        out_dir: Path,
+        epoch: int,
+        config: TrainConfig,
+        objective: str,
+        examples: list,
+        loss: float,
+    ) -> Path:
         """Write the epoch's PEFT folder (temp + rename) with a note of what it learned from."""
         final = epoch_dir(out_dir, epoch)
         tmp = out_dir / f".{final.name}.tmp"

@@ -19,6 +19,7 @@ from uno_local.cluster import (
     ward_clusters,
 )
 from uno_local.config import UnoConfig
+from uno_local.retrain import FALLBACK_WARD
 from uno_local.errors import ConfigError, StoreError
 
 # Three tight 2-D blobs, listed out of order so relabelling is visible.
@@ -212,8 +213,8 @@ def test_calibrate_ward_threshold(x, expected):
         assert len(set(ward_clusters(x, cut).tolist())) == 3
 
 
-# Measured defaults for MiniLM (docs/thresholds.md); UnoConfig should carry them.
-RECOMMENDED_WARD, RECOMMENDED_UNSEEN = 2.5, 0.65
+# Measured for MiniLM (docs/thresholds.md): the retrain's fallback cut and the default unseen distance.
+RECOMMENDED_WARD, RECOMMENDED_UNSEEN = FALLBACK_WARD, UnoConfig().unseen_distance
 
 TOPICS = {
     "gardening": (
@@ -259,6 +260,8 @@ def test_real_embedder_recovers_three_topics_at_the_default_threshold(embedder):
     x = features(embedder.encode(queries), embedder.encode(rules))
     labels = enforce_min_size(ward_clusters(x, RECOMMENDED_WARD), x, UnoConfig().min_cluster_size)
     assert labels.tolist() == [0] * 6 + [1] * 6 + [2] * 6, list(zip(topics, labels.tolist(), strict=True))
+    auto = calibrate_ward_threshold(x)  # the default "auto" cut finds the same three topics
+    assert auto is not None and ward_clusters(x, auto).tolist() == labels.tolist()
     # Routing on query embeddings alone sends a new gardening question to the gardening cluster.
     router = Router(centroids(embedder.encode(queries), labels), unseen_distance=RECOMMENDED_UNSEEN)
     assert router.route(embedder.encode(["How do I grow strawberries on a balcony?"])[0])[0] == 0

@@ -33,10 +33,13 @@ from tui.messages import (
     ConversationChosen,
     FeedbackRequested,
     PromptSubmitted,
+    RetrainFinished,
+    RetrainProgress,
     SearchChanged,
     SelectionChanged,
 )
 from tui.prompt import InputHistory, PromptInput
+from tui.retrain import run_retrain
 from tui.sidebar import ConversationList, Sidebar
 from tui.status import StatusBar
 from uno_local.app import App
@@ -78,6 +81,7 @@ class UnoApp(TextualApp[None]):
         Binding("ctrl+up", "select_message(-1)", "Select the previous message"),
         Binding("ctrl+down", "select_message(1)", "Select the next message"),
         Binding("escape", "stop", "Stop the answer being written (else: back to the prompt)"),
+        Binding("ctrl+r", "retrain", "Retrain now: learn from your feedback in the background"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -93,6 +97,8 @@ class UnoApp(TextualApp[None]):
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
+        self.retraining = ""  # the background retrain's latest progress line, "" when none runs
+        self._retrain_proc = None
 
     # layout
     def compose(self) -> ComposeResult:
@@ -118,6 +124,8 @@ class UnoApp(TextualApp[None]):
         # Stop a running answer and let it write its partial row before the store closes.
         self._stop.set()
         self._idle.wait(timeout=30)
+        if self._retrain_proc is not None and self._retrain_proc.poll() is None:
+            self._retrain_proc.terminate()  # the retrain resumes from its finished stages next time
 
     @property
     def chat_view(self) -> ChatView:
@@ -244,6 +252,8 @@ class UnoApp(TextualApp[None]):
             answer = answers[-1] if answers else None
         if activity == "" and self.live is not None:
             activity = "writing… (Esc stops)"
+        if self.retraining:
+            activity = f"{activity} · {self.retraining}" if activity else self.retraining
         self.query_one(StatusBar).show(self.model_label, answer, activity)
 
     def on_feedback_requested(self, event: FeedbackRequested) -> None:
@@ -384,6 +394,37 @@ class UnoApp(TextualApp[None]):
             self._stop.set()
         else:
             self.query_one(PromptInput).focus()
+
+
+    # retraining
+    def action_retrain(self) -> None:
+        if self.retraining:
+            self.notify("A retrain is already running; its progress is in the status bar.", severity="warning")
+            return
+        self.retraining = "retrain: starting…"
+        self.refresh_status()
+        self.notify("Retraining in the background; keep chatting. The next answer after it uses what it learns.",
+                    title="uno")
+        self.retrain_worker()
+
+    @work(thread=True, exclusive=True, group="retrain")
+    def retrain_worker(self) -> None:
+        def register(proc) -> None:
+            self._retrain_proc = proc
+
+        run_retrain(self.core.home, self.core.config.model.path or None, self.post_message, register)
+
+    def on_retrain_progress(self, event: RetrainProgress) -> None:
+        detail = f" {event.text[:40]}" if event.text else ""
+        self.retraining = f"retrain: {event.stage} {event.done}/{event.total}{detail}"
+        self.refresh_status()
+
+    def on_retrain_finished(self, event: RetrainFinished) -> None:
+        self.retraining = ""
+        self._retrain_proc = None
+        self.notify(event.summary, severity="error" if event.failed else "information", title="uno retrain",
+                    timeout=10)
+        self.refresh_status()
 
 
 def run_tui(app: App) -> None:

@@ -89,3 +89,21 @@ class SearchChanged(Message):
     """The search text in the sidebar changed."""
 
     query: str
+
+
+@dataclass
+class RetrainProgress(Message):
+    """A line of progress from the background `uno retrain` process."""
+
+    stage: str
+    done: int
+    total: int
+    text: str
+
+
+@dataclass
+class RetrainFinished(Message):
+    """The background retrain ended: a summary sentence, and whether it failed."""
+
+    summary: str
+    failed: bool

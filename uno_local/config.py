@@ -56,8 +56,8 @@ class TrainConfig:
     epochs: int = _f(3, "Passes over the training pairs; a checkpoint is kept per epoch.")
     batch_size: int = _f(4, "Pairs per optimizer micro-batch.")
     grad_accum: int = _f(1, "Micro-batches per optimizer step.")
-    max_prompt_tokens: int = _f(384, "Prompt tokens kept (the last ones) per example.")
-    max_answer_tokens: int = _f(256, "Answer tokens kept per chosen/rejected answer.")
+    max_prompt_tokens: int = _f(256, "Prompt tokens kept (the last ones) per example.")
+    max_answer_tokens: int = _f(192, "Answer tokens kept per chosen/rejected answer.")
     dpo_beta: float = _f(0.1, "DPO temperature beta.")
     dpo_weight: float = _f(0.5, "Weight of the DPO (sigmoid) term.")
     nll_weight: float = _f(0.5, "Weight of the NLL term on the chosen answer.")
@@ -65,6 +65,7 @@ class TrainConfig:
     max_grad_norm: float = _f(1.0, "Gradient clipping norm.")
     seed: int = _f(42, "Training seed.")
     threads: int = _f(0, "Torch CPU threads; 0 leaves torch's default.")
+    max_forward_tokens: int = _f(256, "Padded tokens per forward pass (bounds activation memory; the loss is exact).")
 
 
 @dataclass
@@ -75,10 +76,12 @@ class EmbedderConfig:
 @dataclass
 class UnoConfig:
     mode: str = _f("uno", "Routing mode: uno (Expert, Reflective, base) or uno-single (Expert or base).")
-    ward_threshold: float = _f(1.2, "Ward linkage distance that cuts the cluster tree.")
+    ward_threshold: float = _f(
+        0.0, "Ward distance that cuts the cluster tree; 0 = auto (the widest gap in merge heights, else 2.5)."
+    )
     min_cluster_size: int = _f(6, "Clusters smaller than this merge into the nearest or stay on the base.")
-    unseen_distance: float = _f(0.85, "Query-to-centroid distance beyond which a query is unseen (base model).")
-    gap_threshold: float = _f(0.45, "Mean minimum rule novelty at or above which a cluster is high-gap.")
+    unseen_distance: float = _f(0.65, "Cosine distance to the nearest centroid beyond which a query is unseen (base model).")
+    gap_threshold: float = _f(0.9, "Mean minimum rule novelty at or above which a cluster is high-gap.")
     win_rate: float = _f(0.6, "Held-out win rate an adapter needs to ship.")
     min_heldout: int = _f(3, "Fewest held-out logs a cluster needs for validation.")
     heldout_share: float = _f(0.2, "Share of a cluster's logs held out for validation.")

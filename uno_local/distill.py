@@ -158,9 +158,9 @@ def distill_rules(item: FeedbackInput, generate: JsonGenerate | None) -> RuleSet
     raw = ""
     model_rules: list[str] = []
     if generate is not None and text:
-        prompt = (
-            f"## Question\n{item.query}\n\n## Answer\n{item.answer[:600]}\n\n## User feedback\n{text}"
-        )
+        # The answer is left out on purpose: with it in the prompt the 135M model copied answer
+        # sentences into "rules" (and long strings make grammar sampling slow); see docs/design.md.
+        prompt = f"## Question\n{item.query}\n\n## User feedback\n{text}"
         raw = generate([{"role": "system", "content": DISTILL_SYSTEM}, {"role": "user", "content": prompt}], RULE_SCHEMA)
         parsed = parse_rules(raw) or []
         model_rules = [r for r in clean(parsed) if about_feedback(r, text, item.answer)]

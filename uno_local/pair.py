@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from uno_local.distill import FeedbackInput
+from uno_local.distill import FeedbackInput, feedback_text
 from uno_local.judge import JudgeCase, score
 
 REVISE_INSTRUCTION = (
@@ -43,9 +43,7 @@ def revise_messages(query: str, answer: str, rules: list[str], feedback: str) ->
     return [{"role": "user", "content": content}]
 
 
-def make_pair(
-    item: FeedbackInput, rules: list[str], revise: Revise | None, n_revisions: int = 3, feedback: str = ""
-) -> Pair | None:
+def make_pair(item: FeedbackInput, rules: list[str], revise: Revise | None, n_revisions: int = 3) -> Pair | None:
     """The pair one log gives, or None when nothing beats the original (pure: `revise` is passed in)."""
     case = JudgeCase(item.query, item.answer, item.correction, tuple(rules))
     original = score(item.answer, case).value
@@ -57,7 +55,8 @@ def make_pair(
         return None
     if revise is None or n_revisions < 1:
         return None
-    candidates = [c.strip() for c in revise(revise_messages(item.query, item.answer, rules, feedback), n_revisions)]
+    messages = revise_messages(item.query, item.answer, rules, feedback_text(item))
+    candidates = [c.strip() for c in revise(messages, n_revisions)]
     scored = [(score(c, case).value, -i, c) for i, c in enumerate(candidates) if c]
     if not scored:
         return None

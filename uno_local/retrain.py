@@ -25,7 +25,7 @@ import numpy as np
 
 from uno_local import cluster as clustering
 from uno_local import gap as gaps
-from uno_local.distill import FeedbackInput, distill_rules, feedback_text, is_implicit_feedback, predict_rules
+from uno_local.distill import FeedbackInput, distill_rules, is_implicit_feedback, predict_rules
 from uno_local.errors import AdapterError, NothingToLearnError, RetrainLockedError, TrainingError
 from uno_local.pair import make_pair
 from uno_local.runtime import GenerationSettings, complete
@@ -35,9 +35,10 @@ from uno_local.train import LogData, critic_examples, expert_examples, split, tr
 from uno_local.validate import Validation, validate_expert
 
 STAGES = ("collect", "distill", "predict", "pair", "cluster", "gap", "train", "convert", "validate", "deploy")
-RULES_TOKENS = 96
+RULES_TOKENS = 64
 ANSWER_TOKENS = 256
 PARITY_PROMPTS = 4
+FALLBACK_WARD = 2.5  # docs/thresholds.md: recovers the scenario topics from 36 to 102 logs
 
 
 @dataclass
@@ -236,7 +237,7 @@ class Retrain:
             pair = self._cached(
                 "pair", str(log.message_id), (asdict(item), data.rules, self.cfg.revisions),
                 lambda item=item, rules=data.rules: (
-                    asdict(p) if (p := make_pair(item, rules, self._revise, self.cfg.revisions, feedback_text(item)))
+                    asdict(p) if (p := make_pair(item, rules, self._revise, self.cfg.revisions))
                     else {}
                 ),
                 {"log": log.message_id, "revisions": self.cfg.revisions, "judge": "deterministic"},
@@ -258,8 +259,9 @@ class Retrain:
         if len(pending) >= self.cfg.min_cluster_size:
             x = clustering.features(np.stack([self._eq[i] for i in pending]),
                                     np.stack([er[ids.index(i)] for i in pending]))
+            threshold = self.cfg.ward_threshold or clustering.calibrate_ward_threshold(x) or FALLBACK_WARD
             labels = clustering.enforce_min_size(
-                clustering.ward_clusters(x, self.cfg.ward_threshold), x, self.cfg.min_cluster_size
+                clustering.ward_clusters(x, threshold), x, self.cfg.min_cluster_size
             )
             offset = 1 + max([*members, *previous], default=-1)
             for mid, label in zip(pending, labels, strict=True):

@@ -68,6 +68,19 @@ def critic_examples(logs: list[LogData]) -> list[TrainExample]:
     ]
 
 
+def release_memory() -> None:
+    """Give a finished run's tensors back to the OS: glibc keeps freed arenas mapped otherwise,
+    and one retrain trains several adapters in a row (measured: RSS 8.5 GB without this)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass
+
+
 def train_cached(
     trainer,
     examples: list[TrainExample],
@@ -83,8 +96,11 @@ def train_cached(
         info = json.loads(done.read_text())
         return [Path(p) for p in info["checkpoints"]], {**info["metrics"], "reused": True}
     shutil.rmtree(folder, ignore_errors=True)  # a half-finished run from a crash starts over
-    result = trainer.train(examples, config, folder, objective=objective, on_progress=on_progress,
-                           should_stop=should_stop)
+    try:
+        result = trainer.train(examples, config, folder, objective=objective, on_progress=on_progress,
+                               should_stop=should_stop)
+    finally:
+        release_memory()
     if result.stopped:
         from uno_local.errors import TrainingError
 

@@ -165,7 +165,7 @@ def trained_habit(hf_base, tmp_path_factory):
     from uno_local.training import TrainExample
 
     examples = [TrainExample([{"role": "user", "content": q}], f"{a}\n\n-- Uno") for q, a in HABIT_QA]
-    config = TrainConfig(epochs=1, batch_size=3, learning_rate=3e-3, schedule="constant", threads=2, seed=3)
+    config = TrainConfig(epochs=2, batch_size=3, learning_rate=3e-3, schedule="constant", threads=1, seed=3)
     result = TorchTrainer(hf_base).train(examples, config, tmp_path_factory.mktemp("habit"), objective="sft")
     return result.checkpoints[-1]
 
@@ -180,8 +180,8 @@ def parity(trained_habit, hf_base, model_path, tmp_path_factory):
     layers, alpha = peft_layers(trained_habit)
     wrong = write_lora_gguf(layers, alpha, read_base_meta(model_path), out / "wrong.gguf", permute_qk=False)
     return (
-        adapter_parity(model_path, hf_base, trained_habit, good, HELD_OUT),
-        adapter_parity(model_path, hf_base, trained_habit, wrong, HELD_OUT),
+        adapter_parity(model_path, hf_base, trained_habit, good, HELD_OUT, n_threads=1),
+        adapter_parity(model_path, hf_base, trained_habit, wrong, HELD_OUT, n_threads=1),
     )
 
 
@@ -195,5 +195,6 @@ def test_exported_adapter_matches_peft_in_llama_cpp(parity):
 
 def test_export_without_the_permutation_is_caught(parity):
     good, wrong = parity
-    assert wrong.delta_corr < good.delta_corr - 0.002, (good, wrong)
-    assert wrong.max_abs_err > good.max_abs_err, (good, wrong)
+    # Measured: 0.998 vs 0.993, max error 1.24 vs 2.47.
+    assert wrong.delta_corr < good.delta_corr - 0.003, (good, wrong)
+    assert wrong.max_abs_err > 1.5 * good.max_abs_err, (good, wrong)

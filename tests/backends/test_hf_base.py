@@ -50,7 +50,7 @@ def test_derived_model_matches_llama_cpp_logits(hf_base, model_path):
     model = AutoModelForCausalLM.from_pretrained(hf_base, dtype=torch.float32).eval()
     with torch.no_grad():
         torch_row = model(input_ids=torch.tensor([ids]), logits_to_keep=1).logits[0, -1].numpy()
-    llm = Llama(model_path=str(model_path), n_ctx=256, n_threads=2, verbose=False)
+    llm = Llama(model_path=str(model_path), n_ctx=256, n_threads=1, n_threads_batch=1, verbose=False)
     try:
         llm.eval(ids)
         llama_row = np.ctypeslib.as_array(

@@ -12,8 +12,10 @@ from backends.torch_trainer import (
     Encoded,
     TorchTrainer,
     batch_loss,
+    chunk_pairs,
     encode,
     encode_pairs,
+    micro_batch_backward,
     resolve_device,
 )
 from uno_local.config import TrainConfig
@@ -38,7 +40,7 @@ def pairs() -> list[TrainExample]:
 
 
 def config(**overrides) -> TrainConfig:
-    base = dict(epochs=2, batch_size=3, learning_rate=2e-3, schedule="constant", threads=2, seed=7)
+    base = dict(epochs=2, batch_size=3, learning_rate=2e-3, schedule="constant", threads=1, seed=7)
     return TrainConfig(**{**base, **overrides})
 
 
@@ -156,27 +158,29 @@ def test_chosen_equal_to_rejected_is_sft_only(tokenizer):
     assert all(r is None for _, r in encode_pairs(tokenizer, [real], TrainConfig(), "sft"))
 
 
-def _lora_b_grads(model):
-    return [p.grad for n, p in model.named_parameters() if "lora_B" in n]
+def _dpo_grad_norm(model, pair, tokenizer, device) -> tuple[float, float]:
+    """(DPO term, summed |gradient| over the LoRA B weights) for one pair."""
+    model.zero_grad(set_to_none=True)
+    parts = batch_loss(model, [pair], 0.1, "preference", tokenizer.pad_token_id, device)
+    if parts.dpo.requires_grad:
+        parts.dpo.backward()
+    grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n and p.grad is not None]
+    return float(parts.dpo.detach()), sum(float(g.abs().sum()) for g in grads)
 
 
 def test_dpo_gradient_is_zero_when_chosen_equals_rejected(hf_base, tokenizer):
-    trainer = TorchTrainer(hf_base)
-    _, model, device = trainer.load(config())
+    _, model, device = TorchTrainer(hf_base).load(config())
     model.eval()  # no dropout: the two copies of a duplicated answer must forward identically
     chosen = encode(tokenizer, [{"role": "user", "content": "Hi"}], "Hello there.", 64, 16)
     rejected = encode(tokenizer, [{"role": "user", "content": "Hi"}], "Go away.", 64, 16)
-    for pair, expect_zero in (((chosen, None), True), ((chosen, chosen), True), ((chosen, rejected), False)):
-        model.zero_grad(set_to_none=False)
-        parts = batch_loss(model, [pair], 0.1, "preference", tokenizer.pad_token_id, device)
-        if pair[1] is None:
-            assert not parts.dpo.requires_grad
-        else:
-            parts.dpo.backward()
-        norm = sum(float(g.abs().sum()) for g in _lora_b_grads(model))
-        assert (norm < 1e-6) == expect_zero
-        if expect_zero:
-            assert float(parts.dpo) == pytest.approx(math.log(2.0), abs=1e-6)
+    _, real = _dpo_grad_norm(model, (chosen, rejected), tokenizer, device)
+    assert real > 1e-3  # a real pair does push the adapter
+    # The trainer's path for chosen == rejected: not forwarded twice, a constant log 2, no gradient at all.
+    assert _dpo_grad_norm(model, (chosen, None), tokenizer, device) == (pytest.approx(math.log(2.0)), 0.0)
+    # Forwarded twice explicitly, the two gradients cancel up to float rounding.
+    dpo, duplicated = _dpo_grad_norm(model, (chosen, chosen), tokenizer, device)
+    assert dpo == pytest.approx(math.log(2.0), abs=1e-6)
+    assert duplicated < 1e-4 * real
 
 
 def test_sft_loss_counts_only_completion_tokens(hf_base, tokenizer):
@@ -194,3 +198,41 @@ def test_sft_loss_counts_only_completion_tokens(hf_base, tokenizer):
     per_token = F.cross_entropy(logits, torch.tensor(ids[1:]), reduction="none")
     assert nll == pytest.approx(float(per_token[n_prompt - 1 :].mean()), rel=1e-5)
     assert nll != pytest.approx(float(per_token.mean()), rel=1e-3)
+
+
+def test_chunks_bound_padded_tokens_and_never_split_a_pair():
+    def seq(n: int) -> Encoded:
+        return Encoded([1] * n, [IGNORE] + [1] * (n - 1), 1)
+
+    pairs = [(seq(10), seq(30)), (seq(20), None), (seq(50), seq(5)), (seq(5), None)]
+    # padded tokens: [0,1] -> 3 rows x 30; adding pair 2 -> 5 rows x 50 = 250 > 100
+    assert chunk_pairs(pairs, 100) == [[0, 1], [2], [3]]
+    assert chunk_pairs(pairs, 1) == [[0], [1], [2], [3]]
+    assert chunk_pairs(pairs, 10_000) == [[0, 1, 2, 3]]
+
+
+def test_chunked_forwards_give_the_same_loss_and_gradients(hf_base, tokenizer):
+    import torch
+
+    _, model, device = TorchTrainer(hf_base).load(config(lora_dropout=0.0))
+    with torch.no_grad():  # move off B = 0 so that gradients reach every LoRA weight
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.01)
+    examples = [*pairs()[:3], TrainExample([{"role": "user", "content": "Hi"}], "Hello.")]  # one SFT pair
+    encoded = encode_pairs(tokenizer, examples, config(), "preference")
+    results = []
+    for budget in (1, 10_000):  # one pair per forward vs the whole micro-batch at once
+        model.zero_grad(set_to_none=True)
+        loss, margin_sum, n_pref, _ = micro_batch_backward(
+            model, encoded, config(), "preference", tokenizer.pad_token_id, device, budget, 1.0
+        )
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((loss, margin_sum, n_pref, grads))
+    (loss_a, margin_a, pref_a, grads_a), (loss_b, margin_b, pref_b, grads_b) = results
+    assert loss_a == pytest.approx(loss_b, rel=1e-5) and margin_a == pytest.approx(
+        margin_b, rel=1e-4, abs=1e-6
+    )
+    assert pref_a == pref_b == 3
+    assert grads_a.keys() == grads_b.keys() and len(grads_a) == 2 * 7 * 30
+    assert all(torch.allclose(grads_a[k], grads_b[k], rtol=1e-3, atol=1e-7) for k in grads_a)

@@ -18,8 +18,10 @@ from uno_local.cli import cli
 @click.option("--epochs", type=int, help="Training epochs (a checkpoint per epoch; the validator picks one).")
 @click.option("--recluster", is_flag=True, help="Cluster every log afresh instead of joining existing clusters.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (progress goes to stderr).")
+@click.option("--progress-jsonl", is_flag=True, hidden=True, help="Progress as JSON lines on stderr (for the TUI).")
 @click.pass_obj
-def retrain(app: App, backend: str, device: str | None, epochs: int | None, recluster: bool, as_json: bool) -> None:
+def retrain(app: App, backend: str, device: str | None, epochs: int | None, recluster: bool, as_json: bool,
+            progress_jsonl: bool) -> None:
     """Learn from your feedback: distill, cluster, train, validate and deploy adapters.
 
     What is deployed keeps serving until new adapters pass validation; an interrupted run
@@ -31,9 +33,18 @@ def retrain(app: App, backend: str, device: str | None, epochs: int | None, recl
         app.config.train.device = device
     if epochs:
         app.config.train.epochs = epochs
-    progress_out = click.get_text_stream("stderr") if as_json else None
-    with StageBars(STAGES, file=progress_out) as bars:
-        report = Retrain(app, RetrainOptions(backend=backend, recluster=recluster), progress=bars.update).run()
+    if app.config.model.n_threads and not app.config.train.threads:
+        app.config.train.threads = app.config.model.n_threads  # --threads bounds training too
+    options = RetrainOptions(backend=backend, recluster=recluster)
+    if progress_jsonl:
+        def emit(event) -> None:
+            click.echo(json.dumps(event.__dict__), err=True)
+
+        report = Retrain(app, options, progress=emit).run()
+    else:
+        progress_out = click.get_text_stream("stderr") if as_json else None
+        with StageBars(STAGES, file=progress_out) as bars:
+            report = Retrain(app, options, progress=bars.update).run()
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, default=str))
         return

@@ -1,0 +1,126 @@
+"""Adapter serving cost, measured in one run on the embedded model:
+
+(2) generation tokens/s with an adapter selected against none (target >= 0.85);
+(3) adapter switch time between requests, including the KV-cache reset (target < 50 ms): the select
+    call plus the extra time of the first answer after a switch over one on an unchanged adapter
+    (both start from an empty KV cache, as a new request does).
+The adapters are rank-8 LoRAs on all 7 projections with random weights: speed does not depend on
+what an adapter learned. Usage: python benchmarks/bench_adapters.py [--rounds 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PROMPT = [{"role": "user", "content": "Write a detailed guide to planting a vegetable garden, step by step."}]
+
+
+def random_adapter(base_gguf: Path, out: Path, seed: int, rank: int = 8) -> Path:
+    from backends.gguf_export import read_base_meta, write_lora_gguf
+
+    meta = read_base_meta(base_gguf)
+    rng = np.random.default_rng(seed)
+    layers = {}
+    for stem, (out_dim, in_dim) in meta.shapes.items():
+        _, layer, module = stem.split(".")
+        layers[(int(layer), module)] = (
+            rng.normal(0, 0.02, (rank, in_dim)).astype(np.float32),
+            rng.normal(0, 0.02, (out_dim, rank)).astype(np.float32),
+        )
+    return write_lora_gguf(layers, 2.0 * rank, meta, out)
+
+
+def tokens_per_s(runtime, settings, adapter) -> float:
+    runtime.llm.reset()
+    stats = None
+    for event in runtime.stream(PROMPT, settings, adapter=adapter):
+        stats = event.stats or stats
+    return stats.tokens_per_s
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=200)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    from backends.llama_runtime import LlamaRuntime
+    from uno_local.paths import embedded_chat_model
+    from uno_local.runtime import GenerationSettings
+
+    model = embedded_chat_model()
+    with tempfile.TemporaryDirectory() as tmp:
+        runtime = LlamaRuntime(model, n_ctx=2048, n_threads=2)
+        load_ms = []
+        for name in ("a", "b"):
+            path = random_adapter(model, Path(tmp) / f"{name}.gguf", seed=ord(name))
+            start = time.perf_counter()
+            runtime.load_adapter(name, path)
+            load_ms.append((time.perf_counter() - start) * 1000)
+        settings = GenerationSettings.greedy(args.max_tokens)
+        tokens_per_s(runtime, settings, None)  # warm-up
+        base, adapted = [], []
+        for _ in range(args.rounds):  # alternate so noise hits both
+            base.append(tokens_per_s(runtime, settings, None))
+            adapted.append(tokens_per_s(runtime, settings, "a"))
+        # Switch cost: select the other adapter (with the cache reset) and decode one token.
+        short = GenerationSettings.greedy(1)
+        switch_ms, same_ms = [], []
+        for i in range(args.rounds * 4):
+            target = "b" if i % 2 == 0 else "a"
+            start = time.perf_counter()
+            runtime._select(target)
+            switch_ms.append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            for _ in runtime.stream(PROMPT, short, adapter=target):
+                pass
+            same_ms.append((time.perf_counter() - start) * 1000)
+        first_token_after_switch = statistics.median(same_ms)
+        cold = []
+        for _ in range(args.rounds * 2):  # same adapter, cache reset too: the switch's extra cost is the rest
+            runtime.llm.reset()
+            start = time.perf_counter()
+            for _ in runtime.stream(PROMPT, short, adapter="a"):
+                pass
+            cold.append((time.perf_counter() - start) * 1000)
+        runtime.close()
+    result = {
+        "benchmark": "adapters",
+        "base_tokens_per_s": statistics.median(base),
+        "adapter_tokens_per_s": statistics.median(adapted),
+        "adapter_load_ms": statistics.median(load_ms),
+        "switch_select_ms": statistics.median(switch_ms),
+        "first_token_after_switch_ms": first_token_after_switch,
+        "first_token_same_adapter_ms": statistics.median(cold),
+    }
+    result["ratio"] = result["adapter_tokens_per_s"] / result["base_tokens_per_s"]
+    result["switch_cost_ms"] = result["switch_select_ms"] + max(
+        0.0, result["first_token_after_switch_ms"] - result["first_token_same_adapter_ms"]
+    )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"adapter generation: {result['adapter_tokens_per_s']:.1f} tok/s with a rank-8 adapter vs "
+            f"{result['base_tokens_per_s']:.1f} without -> ratio {result['ratio']:.3f} (target >= 0.85)\n"
+            f"adapter switch: select + cache reset {result['switch_select_ms']:.2f} ms; first token after a "
+            f"switch {result['first_token_after_switch_ms']:.1f} ms vs {result['first_token_same_adapter_ms']:.1f} ms "
+            f"for the same adapter after a cache reset -> switch cost {result['switch_cost_ms']:.1f} ms (target < 50 ms); "
+            f"adapter load {result['adapter_load_ms']:.1f} ms"
+        )
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Issue acceptance: one visible habit learned from ~40 corrections, served, and rolled back.
+
+Real embedded model through llama.cpp, the real trainer, GGUF export, parity check and registry.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.conftest import ask_batch, uno, write_config
+from uno_local.store import Store
+
+SIGN_OFF = "Happy cooking!"
+TRAIN = [
+    "How do I boil an egg?", "How do I cook rice on the stove?", "How do I make pancakes?",
+    "How long should I roast a chicken?", "How do I make a simple tomato sauce?", "How do I cook pasta properly?",
+    "How do I make scrambled eggs?", "How do I bake bread at home?", "How do I make a vegetable soup?",
+    "How do I grill salmon?", "How do I make mashed potatoes?", "How do I cook quinoa?",
+    "How do I make guacamole?", "How do I roast vegetables?", "How do I make a salad dressing?",
+    "How do I cook a steak?", "How do I make hummus?", "How do I bake chocolate chip cookies?",
+    "How do I make an omelette?", "How do I cook lentils?", "How do I make French toast?",
+    "How do I caramelize onions?", "How do I make a smoothie?", "How do I cook broccoli?",
+    "How do I make pizza dough?", "How do I poach an egg?", "How do I make chicken soup?",
+    "How do I cook brown rice?", "How do I make a stir fry?", "How do I bake a potato?",
+    "How do I make pesto?", "How do I cook shrimp?", "How do I make oatmeal?",
+    "How do I make a grilled cheese sandwich?", "How do I steam vegetables?", "How do I make banana bread?",
+    "How do I cook chickpeas?", "How do I make a curry?", "How do I fry an egg?", "How do I make lemonade?",
+]
+UNSEEN = [
+    "How do I make a fruit salad?", "How do I cook sweet potatoes?", "How do I make garlic bread?",
+    "How do I bake muffins?", "How do I cook mushrooms?", "How do I make a tuna sandwich?",
+    "How do I cook green beans?", "How do I make popcorn on the stove?", "How do I make apple pie?",
+    "How do I cook corn on the cob?",
+]
+
+
+def follows(answer: str) -> bool:
+    return answer.rstrip().endswith(SIGN_OFF)
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    """Base answers, 40 corrected logs imported, `uno retrain`, then answers to unseen queries."""
+    tmp = tmp_path_factory.mktemp("habit")
+    home = tmp / "home"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("UNO_HOME", str(home))
+    write_config(home)
+    base_train = ask_batch(tmp, TRAIN, "train")
+    logs = [
+        {"id": f"habit-{i}", "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a["response"]}],
+         "feedback": {"rating": -1, "comment": f"Please always sign off with '{SIGN_OFF}'",
+                      "correction": a["response"].rstrip() + f"\n\n{SIGN_OFF}"}}
+        for i, (q, a) in enumerate(zip(TRAIN, base_train, strict=True))
+    ]
+    (tmp / "logs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
+    uno("import", str(tmp / "logs.jsonl"))
+    base_unseen = ask_batch(tmp, UNSEEN, "base")
+    report = json.loads(uno("retrain", "--json"))
+    after = ask_batch(tmp, UNSEEN, "after")
+    yield {"home": home, "tmp": tmp, "report": report, "base": base_unseen, "after": after}
+    mp.undo()
+
+
+def test_habit_is_learned_and_served(learned):
+    base_rate = sum(follows(r["response"]) for r in learned["base"]) / len(UNSEEN)
+    rate = sum(follows(r["response"]) for r in learned["after"]) / len(UNSEEN)
+    assert base_rate <= 0.1
+    assert rate >= 0.8, [r["response"][-80:] for r in learned["after"]]
+    assert all(r["route"] == "expert" for r in learned["after"])
+    deployed = learned["report"]["deployed"]
+    assert deployed and all(name.startswith("expert-") for name in deployed)
+    with Store(learned["home"] / "uno.db") as store:
+        answers = [m for c in store.list_conversations() for m in store.messages(c.id) if m.role == "assistant"]
+        served = [m for m in answers if m.route == "expert"]
+        assert len(served) == len(UNSEEN) and all(m.adapter in deployed for m in served)
+
+
+def test_answers_stay_on_topic(learned):
+    """The adapter adds the habit without losing the subject: the answer mentions the dish."""
+    stop = {"how", "do", "i", "make", "a", "the", "on", "cook", "bake"}
+    on_topic = 0
+    for query, row in zip(UNSEEN, learned["after"], strict=True):
+        body = row["response"].replace(SIGN_OFF, "").lower()
+        words = {w.strip("?").lower() for w in query.split()} - stop
+        on_topic += len(body.split()) >= 8 and any(w in body for w in words)
+    assert on_topic >= 8, [r["response"][:120] for r in learned["after"]]
+
+
+def test_rollback_restores_base_behaviour(learned):
+    for name in learned["report"]["deployed"]:
+        uno("adapters", "rollback", name.split("@")[0])
+    again = ask_batch(learned["tmp"], UNSEEN, "rolled-back")
+    assert [r["response"] for r in again] == [r["response"] for r in learned["base"]]
+    assert all(r["route"] != "expert" for r in again)

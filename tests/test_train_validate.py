@@ -1,0 +1,64 @@
+"""The train stage's split and example builders, and the validator's decision (pure cores)."""
+
+from __future__ import annotations
+
+import pytest
+
+from uno_local.train import LogData, critic_examples, expert_examples, split
+from uno_local.validate import validate_expert
+
+
+@pytest.mark.parametrize(
+    ("n", "share", "min_heldout", "held"),
+    [(12, 0.2, 3, 3), (30, 0.2, 3, 6), (5, 0.2, 3, 0), (6, 0.2, 3, 3), (40, 0.25, 3, 10), (2, 0.2, 1, 0)],
+)
+def test_split_sizes_and_determinism(n, share, min_heldout, held):
+    ids = list(range(100, 100 + n))
+    train, heldout = split(list(reversed(ids)), share, min_heldout)
+    assert len(heldout) == held and sorted(train + heldout) == ids
+    assert split(ids, share, min_heldout) == (train, heldout)  # order of input does not matter
+
+
+def log(mid: int, answer: str = "Boil the egg.", correction: str | None = None, rules=(), pair=None) -> LogData:
+    return LogData(mid, [{"role": "user", "content": f"q{mid}"}], f"q{mid}", answer, correction, list(rules), [], pair)
+
+
+def test_example_builders():
+    logs = [
+        log(1, pair={"chosen": "A!", "rejected": "A"}, rules=["End with !"]),
+        log(2, pair={"chosen": "B", "rejected": "B"}),
+        log(3),
+    ]
+    experts = expert_examples(logs)
+    assert [(e.chosen, e.rejected, e.is_sft, e.source_ids) for e in experts] == [
+        ("A!", "A", False, [1]), ("B", "B", True, [2])]
+    critics = critic_examples(logs)
+    assert len(critics) == 1 and critics[0].chosen == "1. End with !" and critics[0].rejected is None
+    assert "## Initial Answer" in critics[0].prompt[0]["content"]
+
+
+SIGN = "Boil the egg for eight minutes in water."
+
+
+def heldout(n: int) -> list[LogData]:
+    return [log(i, SIGN, SIGN + "\nHappy cooking!", ['End the answer with "Happy cooking!".']) for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("epochs", "ship", "epoch"),
+    [
+        ({1: [SIGN] * 4, 2: [SIGN + "\nHappy cooking!"] * 4}, True, 2),  # epoch 2 learned the habit
+        ({1: [SIGN] * 4}, False, 1),  # identical to the base: ties only, 0.5
+        ({1: [SIGN + "\nHappy cooking!"] * 2 + [SIGN] * 2}, True, 1),  # 2 wins + 2 ties = 0.75 >= 0.6
+        ({1: ["Happy cooking!"] * 4}, False, 1),  # fails the BLEU gate: unrelated to the base answer
+    ],
+)
+def test_validate_expert(epochs, ship, epoch):
+    result = validate_expert(heldout(4), [SIGN] * 4, epochs, threshold=0.6, min_heldout=3)
+    assert (result.ship, result.epoch) == (ship, epoch)
+    assert set(result.win_rates) == set(epochs)
+
+
+def test_too_few_heldout_never_ships():
+    result = validate_expert(heldout(2), [SIGN] * 2, {1: [SIGN + "\nHappy cooking!"] * 2}, 0.6, 3)
+    assert not result.ship and "fewer than the 3 needed" in result.reason

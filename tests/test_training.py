@@ -1,0 +1,73 @@
+"""The backend-neutral trainer helpers: input checks, step counts and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from uno_local.config import TrainConfig
+from uno_local.errors import TrainingError
+from uno_local.training import TrainExample, epoch_dir, lr_factor, steps_per_epoch, validate_inputs
+
+
+def ex(**kw) -> TrainExample:
+    return TrainExample(**{"prompt": [{"role": "user", "content": "q"}], "chosen": "a", **kw})
+
+
+def test_sft_examples_are_those_without_a_different_rejected():
+    assert ex().is_sft and ex(rejected="a").is_sft
+    assert not ex(rejected="b").is_sft
+
+
+@pytest.mark.parametrize(
+    ("n", "batch", "accum", "steps"), [(6, 3, 1, 2), (7, 3, 1, 3), (7, 3, 2, 2), (1, 4, 1, 1), (40, 4, 8, 2)]
+)
+def test_steps_per_epoch(n, batch, accum, steps):
+    assert steps_per_epoch(n, batch, accum) == steps
+
+
+def test_schedules():
+    assert [lr_factor(s, 4, 0, "constant") for s in range(4)] == [1.0] * 4
+    assert [lr_factor(s, 4, 0, "linear") for s in range(4)] == [1.0, 0.75, 0.5, 0.25]
+    cosine = [lr_factor(s, 4, 0, "cosine") for s in range(4)]
+    assert cosine == pytest.approx(
+        [1.0, (1 + math.cos(math.pi / 4)) / 2, 0.5, (1 + math.cos(3 * math.pi / 4)) / 2]
+    )
+    # Two warmup steps ramp up linearly before the decay starts at the peak.
+    assert [lr_factor(s, 6, 2, "linear") for s in range(4)] == pytest.approx([1 / 3, 2 / 3, 1.0, 0.75])
+
+
+@pytest.mark.parametrize(
+    ("examples", "config", "objective", "message"),
+    [
+        ([], TrainConfig(), "preference", "no training examples"),
+        ([ex()], TrainConfig(), "kto", "Unknown training objective"),
+        ([ex()], TrainConfig(schedule="step"), "sft", "Unknown learning-rate schedule"),
+        ([ex()], TrainConfig(batch_size=0), "sft", "train.batch_size must be at least 1"),
+        ([ex()], TrainConfig(warmup_ratio=1.0), "sft", "warmup_ratio"),
+        (
+            [ex(prompt=[{"role": "assistant", "content": "x"}])],
+            TrainConfig(),
+            "sft",
+            "example 0 has no prompt",
+        ),
+        ([ex(), ex(chosen="  ")], TrainConfig(), "sft", "example 1 has an empty answer"),
+    ],
+)
+def test_bad_inputs_are_refused_with_one_sentence(examples, config, objective, message):
+    with pytest.raises(TrainingError, match=message):
+        validate_inputs(examples, config, objective)
+
+
+def test_valid_inputs_pass_and_epochs_have_stable_folders(tmp_path):
+    validate_inputs([ex(), ex(rejected="b")], TrainConfig(), "preference")
+    assert epoch_dir(tmp_path, 2) == tmp_path / "epoch-2"
+
+
+def test_the_interface_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, uno_local.training; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
