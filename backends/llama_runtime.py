@@ -32,9 +32,13 @@ def check_model_file(path: Path) -> Path:
         with path.open("rb") as handle:
             magic = handle.read(4)
     except OSError as exc:
-        raise ModelError(f"Cannot read the model file {path} ({exc.strerror}); check its permissions.") from exc
+        raise ModelError(
+            f"Cannot read the model file {path} ({exc.strerror}); check its permissions."
+        ) from exc
     if magic != GGUF_MAGIC:
-        raise ModelError(f"{path} is not a GGUF model file; convert it to GGUF or choose another with --model.")
+        raise ModelError(
+            f"{path} is not a GGUF model file; convert it to GGUF or choose another with --model."
+        )
     return path
 
 

@@ -2,20 +2,25 @@
 
 Our own loop (no TRL): for a preference batch, the chosen and rejected answers go through the policy in one
 forward and, without gradients, through the same model with the adapter disabled (the DPO reference, no
-second copy). Pairs whose rejected equals their chosen are not forwarded twice: their DPO margin is exactly
-zero, a constant term with zero gradient, so they act as SFT. Float32, no gradient checkpointing (faster at
+second copy). The reference log-probs never change during a run, so each pair's are forwarded once, the
+first time the pair is seen, and reused in later epochs (`ReferenceLogps`). Pairs whose rejected equals
+their chosen are not forwarded twice: their DPO margin is exactly zero, a constant term with zero gradient,
+so they act as SFT. `pair_logprobs` scores pairs under the plain base model (the intrinsic gap). Float32, no gradient checkpointing (faster at
 this size), seeded: the same seed and data give the same losses on the same machine. Activation memory
-grows with the tokens in one forward, so a micro-batch is cut into forwards of at most `max_forward_tokens`
-padded tokens, each backpropagated with its exact share of the loss (same gradients, bounded memory).
+grows with the tokens in one forward, so a micro-batch is cut into forwards of at most
+`TrainConfig.max_forward_tokens` padded tokens, each backpropagated with its exact share of the loss (same gradients, bounded memory).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import random
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -118,6 +123,30 @@ def sequence_logps(
     return -token_nll.sum(dim=1), counts, int(mask.sum())
 
 
+class ReferenceLogps:
+    """Summed answer log-probs of each preference pair under the reference (the model with its adapter
+    disabled), keyed by the pair's index in the run: forwarded once, reused in every later epoch."""
+
+    def __init__(self) -> None:
+        self.values: dict[int, tuple[float, float]] = {}  # key -> (chosen, rejected)
+
+    def get(self, model, keyed: list[tuple[int, Encoded, Encoded]], pad_id: int, device: str) -> torch.Tensor:
+        """Reference log-probs of the chosen answers, then of the rejected ones, in the order of `keyed`."""
+        import torch
+
+        missing = [(k, c, r) for k, c, r in keyed if k not in self.values]
+        if missing:  # one no-grad forward for the pairs not seen before (all of them in the first epoch)
+            with torch.no_grad(), model.disable_adapter():
+                ref, _, _ = sequence_logps(
+                    model, [c for _, c, _ in missing] + [r for _, _, r in missing], pad_id, device
+                )
+            for j, (k, _, _) in enumerate(missing):  # a float32 stored as a Python float round-trips exactly
+                self.values[k] = (float(ref[j]), float(ref[len(missing) + j]))
+        chosen = [self.values[k][0] for k, _, _ in keyed]
+        rejected = [self.values[k][1] for k, _, _ in keyed]
+        return torch.tensor(chosen + rejected, dtype=torch.float32, device=device)
+
+
 @dataclass
 class LossParts:
     """Sums over some pairs of one micro-batch (tensors keep their graph); the means are properties."""
@@ -144,9 +173,19 @@ class LossParts:
 
 
 def batch_loss(
-    model, pairs: list[tuple[Encoded, Encoded | None]], beta: float, objective: str, pad_id: int, device: str
+    model,
+    pairs: list[tuple[Encoded, Encoded | None]],
+    beta: float,
+    objective: str,
+    pad_id: int,
+    device: str,
+    reference: ReferenceLogps | None = None,
+    keys: list[int] | None = None,
 ) -> LossParts:
-    """Compute the DPO and NLL terms for `pairs` of (chosen, rejected or None for SFT)."""
+    """Compute the DPO and NLL terms for `pairs` of (chosen, rejected or None for SFT).
+
+    `reference` caches the reference log-probs under `keys` (one per pair); without it they are forwarded.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -158,8 +197,9 @@ def batch_loss(
     dpo = torch.full((n,), math.log(2.0), device=logps.device)
     margin_sum = 0.0
     if rejected:
-        with torch.no_grad(), model.disable_adapter():
-            ref, _, _ = sequence_logps(model, [chosen[i] for i in pref] + rejected, pad_id, device)
+        keys = list(range(n)) if keys is None else keys
+        reference = ReferenceLogps() if reference is None else reference
+        ref = reference.get(model, [(keys[i], chosen[i], pairs[i][1]) for i in pref], pad_id, device)
         idx = torch.tensor(pref, device=logps.device)
         p = len(pref)
         margins = beta * ((logps[idx] - ref[:p]) - (logps[n:] - ref[p:]))
@@ -198,16 +238,24 @@ def micro_batch_backward(
     device: str,
     max_tokens: int,
     scale: float,
+    reference: ReferenceLogps | None = None,
+    keys: list[int] | None = None,
 ) -> tuple[float, float, int, int]:
     """Backpropagate `scale` x the micro-batch loss, chunk by chunk with exact weights.
 
+    `reference` and `keys` (one per pair) are passed to `batch_loss`.
     Returns (loss, margin sum, preference pairs, tokens forwarded).
     """
     n_pairs = len(pairs)
     n_answer = sum(len(c.input_ids) - c.n_prompt for c, _ in pairs)
+    keys = list(range(n_pairs)) if keys is None else keys
+    reference = ReferenceLogps() if reference is None else reference
     loss_value, margin_sum, n_pref, tokens = 0.0, 0.0, 0, 0
     for chunk in chunk_pairs(pairs, max_tokens):
-        parts = batch_loss(model, [pairs[i] for i in chunk], config.dpo_beta, objective, pad_id, device)
+        sub = [pairs[i] for i in chunk]
+        parts = batch_loss(
+            model, sub, config.dpo_beta, objective, pad_id, device, reference, [keys[i] for i in chunk]
+        )
         loss = parts.nll_sum / n_answer
         if objective == "preference":
             loss = config.dpo_weight * parts.dpo_sum / n_pairs + config.nll_weight * loss
@@ -240,21 +288,20 @@ def resolve_device(name: str) -> str:
 class TorchTrainer:
     """The `Trainer` on PyTorch + PEFT; `base_dir` is the HF folder made by `backends.hf_base.ensure_hf_base`."""
 
-    def __init__(self, base_dir: Path, *, max_forward_tokens: int = 512):
-        """`max_forward_tokens` bounds the padded tokens per forward (memory); it never changes the maths."""
+    def __init__(self, base_dir: Path):
         self.base_dir = Path(base_dir)
-        self.max_forward_tokens = max_forward_tokens
 
     @classmethod
-    def from_gguf(cls, gguf_path: Path, cache_dir: Path, **options) -> TorchTrainer:
+    def from_gguf(cls, gguf_path: Path, cache_dir: Path) -> TorchTrainer:
         from backends.hf_base import ensure_hf_base
 
-        return cls(ensure_hf_base(gguf_path, cache_dir), **options)
+        # The GGUF dequantizer's progress bar is plain tqdm, which quiet_transformers() cannot reach.
+        with contextlib.redirect_stderr(io.StringIO()):
+            return cls(ensure_hf_base(gguf_path, cache_dir))
 
-    def load(self, config: TrainConfig) -> tuple[object, torch.nn.Module, str]:
-        """(tokenizer, fresh PEFT model, device) for one run, seeded so LoRA init repeats."""
+    def load_base(self, config: TrainConfig) -> tuple[object, torch.nn.Module, str]:
+        """(tokenizer, plain base model, device), with transformers' progress bars off."""
         import torch
-        from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from backends.hf_base import quiet_transformers
@@ -263,9 +310,17 @@ class TorchTrainer:
         device = resolve_device(config.device)
         if config.threads > 0:
             torch.set_num_threads(config.threads)
-        torch.manual_seed(config.seed)
         tokenizer = AutoTokenizer.from_pretrained(self.base_dir)
         base = AutoModelForCausalLM.from_pretrained(self.base_dir, dtype=torch.float32).to(device)
+        return tokenizer, base, device
+
+    def load(self, config: TrainConfig) -> tuple[object, torch.nn.Module, str]:
+        """(tokenizer, fresh PEFT model, device) for one run, seeded so LoRA init repeats."""
+        import torch
+        from peft import LoraConfig, get_peft_model
+
+        tokenizer, base, device = self.load_base(config)
+        torch.manual_seed(config.seed)
         lora = LoraConfig(
             r=config.lora_r,
             lora_alpha=config.lora_alpha,
@@ -274,7 +329,37 @@ class TorchTrainer:
             bias="none",
             task_type="CAUSAL_LM",
         )
-        return tokenizer, get_peft_model(base, lora), device
+        with warnings.catch_warnings():  # PEFT reads a transformers property deprecated in v5 (FutureWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            return tokenizer, get_peft_model(base, lora), device
+
+    def pair_logprobs(self, examples: list[TrainExample], config: TrainConfig) -> list[tuple[float, float]]:
+        """Mean per-token log-prob of each example's chosen and rejected answer given its prompt, under the
+        plain base model (no LoRA), in float32; a missing rejected scores as the chosen one.
+
+        Answers are encoded as for training (same truncation, the end-of-turn tokens included) and scored
+        in no-grad forwards of at most `config.max_forward_tokens` padded tokens.
+        """
+        import torch
+
+        if not examples:
+            return []
+        validate_inputs(examples, config, "preference")
+        tokenizer, model, device = self.load_base(config)
+        model.eval()
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        enc = encode_pairs(tokenizer, examples, config, "preference")
+        scores: list[tuple[float, float]] = []
+        with torch.no_grad():
+            for chunk in chunk_pairs(enc, config.max_forward_tokens):
+                chosen = [enc[i][0] for i in chunk]
+                rejected = [enc[i][1] for i in chunk if enc[i][1] is not None]
+                sums, counts, _ = sequence_logps(model, chosen + rejected, pad_id, device)
+                means = (sums / counts.clamp(min=1)).tolist()
+                later = iter(means[len(chosen) :])
+                for j, i in enumerate(chunk):
+                    scores.append((means[j], means[j] if enc[i][1] is None else next(later)))
+        return scores
 
     def train(
         self,
@@ -293,6 +378,7 @@ class TorchTrainer:
         tokenizer, model, device = self.load(config)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         enc = encode_pairs(tokenizer, examples, config, objective)
+        reference = ReferenceLogps()  # lives for this run only: the next run trains a fresh adapter
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
             params, lr=config.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=config.weight_decay
@@ -318,7 +404,7 @@ class TorchTrainer:
                     break
                 group = batches[s : s + config.grad_accum]
                 step_loss, step_margin, n_tokens = self._accumulate(
-                    model, enc, group, config, objective, pad_id, device
+                    model, enc, group, config, objective, pad_id, device, reference
                 )
                 tokens += n_tokens
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
@@ -374,6 +460,7 @@ class TorchTrainer:
         objective: str,
         pad_id: int,
         device: str,
+        reference: ReferenceLogps,
     ) -> tuple[float, float, int]:
         """Backpropagate one optimizer step's micro-batches; (mean loss, mean reward margin, tokens)."""
         loss_sum, margin_sum, n_pref, tokens = 0.0, 0.0, 0, 0
@@ -385,8 +472,10 @@ class TorchTrainer:
                 objective,
                 pad_id,
                 device,
-                self.max_forward_tokens,
+                config.max_forward_tokens,
                 1.0 / len(group),
+                reference,
+                batch,
             )
             loss_sum += loss
             margin_sum += m_sum

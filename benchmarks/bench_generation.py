@@ -26,7 +26,9 @@ def bare_round(llm, max_tokens: int) -> tuple[float, float, int]:
     start = time.perf_counter()
     first = None
     count = 0
-    for chunk in llm.create_chat_completion(messages=PROMPT, stream=True, temperature=0.0, max_tokens=max_tokens):
+    for chunk in llm.create_chat_completion(
+        messages=PROMPT, stream=True, temperature=0.0, max_tokens=max_tokens
+    ):
         if chunk["choices"][0]["delta"].get("content"):
             count += 1
             first = first or time.perf_counter()
@@ -61,7 +63,9 @@ def main() -> dict:
     with tempfile.TemporaryDirectory() as home:
         app = App.open(Overrides(threads=args.threads, n_ctx=2048), home=Path(home))
         app.config.generation.system_prompt = ""
-        bare = llama_cpp.Llama(str(model), n_ctx=2048, n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
+        bare = llama_cpp.Llama(
+            str(model), n_ctx=2048, n_threads=args.threads, n_threads_batch=args.threads, verbose=False
+        )
         bare_round(bare, 16), uno_round(app, 16)  # warm-up
         bare_runs, uno_runs = [], []
         for _ in range(args.rounds):

@@ -25,9 +25,18 @@ def run(name: str, command: list[str], out: Path) -> None:
     if result.returncode != 0:
         print(result.stderr[-2000:], file=sys.stderr)
     with (out / "benchmarks.jsonl").open("a") as handle:
-        handle.write(json.dumps({"name": name, "command": " ".join(command), "rc": result.returncode,
-                                 "seconds": round(time.perf_counter() - start, 1),
-                                 "stdout": result.stdout[-4000:]}) + "\n")
+        handle.write(
+            json.dumps(
+                {
+                    "name": name,
+                    "command": " ".join(command),
+                    "rc": result.returncode,
+                    "seconds": round(time.perf_counter() - start, 1),
+                    "stdout": result.stdout[-4000:],
+                }
+            )
+            + "\n"
+        )
 
 
 def main() -> None:
@@ -42,9 +51,17 @@ def main() -> None:
     run("adapters", [py, "benchmarks/bench_adapters.py"], args.out)
     run("trainer", [py, "benchmarks/bench_trainer.py"], args.out)
     run("retrain", [py, "benchmarks/bench_retrain.py", "--sizes", sizes], args.out)
-    scenario = "assets/eval/quick.json" if args.quick else str(ROOT.parent / "shared" / "eval" / "example-scenario.json")
-    run("eval", [py, "-m", "uno_local", "eval", "--scenario", scenario, "--out", str(args.out / "eval")]
-        + (["--quick"] if args.quick else []), args.out)
+    scenario = (
+        "assets/eval/quick.json"
+        if args.quick
+        else str(ROOT.parent / "shared" / "eval" / "example-scenario.json")
+    )
+    run(
+        "eval",
+        [py, "-m", "uno_local", "eval", "--scenario", scenario, "--out", str(args.out / "eval")]
+        + (["--quick"] if args.quick else []),
+        args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -60,9 +60,19 @@ def test_ask_continues_a_conversation(uno_home):
 def test_batch_is_greedy_and_logged(uno_home, tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text(
-        json.dumps({"id": "a", "query": "Name a fruit."}) + "\n"
-        + json.dumps({"id": 2, "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
-                                              {"role": "user", "content": "Name a colour."}]}) + "\n"
+        json.dumps({"id": "a", "query": "Name a fruit."})
+        + "\n"
+        + json.dumps(
+            {
+                "id": 2,
+                "messages": [
+                    {"role": "user", "content": "Hi"},
+                    {"role": "assistant", "content": "Hello!"},
+                    {"role": "user", "content": "Name a colour."},
+                ],
+            }
+        )
+        + "\n"
     )
     out = tmp_path / "out.jsonl"
     result = run("ask", "--max-tokens", "16", "--batch", str(src), "--out", str(out))

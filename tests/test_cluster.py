@@ -19,8 +19,8 @@ from uno_local.cluster import (
     ward_clusters,
 )
 from uno_local.config import UnoConfig
-from uno_local.retrain import FALLBACK_WARD
 from uno_local.errors import ConfigError, StoreError
+from uno_local.retrain import FALLBACK_WARD
 
 # Three tight 2-D blobs, listed out of order so relabelling is visible.
 BLOBS = np.array(

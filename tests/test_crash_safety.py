@@ -14,8 +14,18 @@ from uno_local.store import Store
 def test_kill_during_streamed_answer_keeps_conversation(uno_home):
     env = {**os.environ, "UNO_HOME": str(uno_home)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uno_local", "ask", "--sample", "--seed", "1", "--max-tokens", "4000",
-         "Write a very long story about a dragon who learns to cook."],
+        [
+            sys.executable,
+            "-m",
+            "uno_local",
+            "ask",
+            "--sample",
+            "--seed",
+            "1",
+            "--max-tokens",
+            "4000",
+            "Write a very long story about a dragon who learns to cook.",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -44,9 +54,22 @@ def test_kill_during_streamed_answer_keeps_conversation(uno_home):
 
     # The conversation can go on after a restart; the partial answer stays, marked incomplete.
     result = subprocess.run(
-        [sys.executable, "-m", "uno_local", "ask", "--greedy", "--max-tokens", "10", "--conversation",
-         str(conv.id), "Shorter please."],
-        env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "uno_local",
+            "ask",
+            "--greedy",
+            "--max-tokens",
+            "10",
+            "--conversation",
+            str(conv.id),
+            "Shorter please.",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     with Store(uno_home / "uno.db") as store:

@@ -78,7 +78,9 @@ def test_correction_rules(answer, correction, expected):
 
 def test_model_rules_about_the_feedback_are_kept():
     gen = fixed(json.dumps({"rules": ["Sign off with Happy cooking.", "Boil water and add the egg."]}))
-    result = distill_rules(FeedbackInput("How do I boil an egg?", ANSWER, -1, "Please sign off with Happy cooking!"), gen)
+    result = distill_rules(
+        FeedbackInput("How do I boil an egg?", ANSWER, -1, "Please sign off with Happy cooking!"), gen
+    )
     assert result.source == "model"
     assert result.rules == ["Sign off with Happy cooking."]  # the rule copied from the answer is dropped
     assert gen.calls[0][1]["properties"]["rules"]["type"] == "array"  # asked under the JSON schema
@@ -86,7 +88,12 @@ def test_model_rules_about_the_feedback_are_kept():
 
 @pytest.mark.parametrize(
     "raw",
-    ['{"rules": ["rule1", "rule2"]}', '{"rules": ["Boil water, add the egg."]}', '{"rules": ["unterminated', ""],
+    [
+        '{"rules": ["rule1", "rule2"]}',
+        '{"rules": ["Boil water, add the egg."]}',
+        '{"rules": ["unterminated',
+        "",
+    ],
 )
 def test_unusable_model_output_falls_back_to_the_comment(raw):
     comment = "Too long. Keep it under 40 words please."
@@ -127,8 +134,9 @@ def test_implicit_feedback(next_user, expected):
 
 
 def test_implicit_feedback_is_distilled():
-    result = distill_rules(FeedbackInput("q", ANSWER, None, None, None, "Shorter please, just two sentences."),
-                           fixed("not json"))
+    result = distill_rules(
+        FeedbackInput("q", ANSWER, None, None, None, "Shorter please, just two sentences."), fixed("not json")
+    )
     assert result.rules == ["Shorter please, just two sentences."]
 
 
@@ -141,4 +149,6 @@ def test_predict_rules_caps_and_cleans():
 
 def test_sentences_drop_pleasantries():
     assert sentences("Thanks! Use bullet points.\nmeh\nAlso add a summary at the end.") == [
-        "Use bullet points.", "Also add a summary at the end."]
+        "Use bullet points.",
+        "Also add a summary at the end.",
+    ]

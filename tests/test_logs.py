@@ -7,7 +7,7 @@ import json
 import pytest
 
 from uno_local.errors import ImportFormatError
-from uno_local.logs import export_file, export_records, import_file, parse_log_lines, parse_record
+from uno_local.logs import export_file, export_records, import_file, parse_record
 from uno_local.store import Store
 
 GOOD = {
@@ -17,7 +17,11 @@ GOOD = {
         {"role": "user", "content": "How do I boil an egg?"},
         {"role": "assistant", "content": "Boil it for 8 minutes."},
     ],
-    "feedback": {"rating": -1, "comment": "Sign off please.", "correction": "Boil it for 8 minutes.\nHappy cooking!"},
+    "feedback": {
+        "rating": -1,
+        "comment": "Sign off please.",
+        "correction": "Boil it for 8 minutes.\nHappy cooking!",
+    },
     "created_at": "2026-01-02T03:04:05+00:00",
 }
 
@@ -45,8 +49,12 @@ def test_parse_messages_record():
         (["q", "a", "shorter please", "ok", "thanks"], ["q", "a"], "shorter please\nthanks"),
         (["q", "a"], ["q", "a"], None),
         (
-            [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
-             {"role": "user", "content": "in French"}],
+            [
+                {"role": "system", "content": "s"},
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "a"},
+                {"role": "user", "content": "in French"},
+            ],
             ["s", "q", "a"],
             "in French",
         ),
@@ -67,14 +75,20 @@ BAD_LINES = [
     (line([1, 2]), "must be a JSON object"),
     (line({"id": "x"}), 'needs "messages"'),
     (line({**GOOD, "messages": "hello"}), "must be a non-empty list"),
-    (line({**GOOD, "messages": [{"role": "user", "content": "q"}]}), "last of \"messages\" must be the assistant"),
-    (line({**GOOD, "messages": [{"role": "bot", "content": "q"}]}), "role\" must be one of"),
-    (line({**GOOD, "messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "a"}]}), "must be a string"),
-    (line({**GOOD, "feedback": {"rating": 5}}), "rating\" must be 1, -1 or null"),
-    (line({**GOOD, "feedback": {"rating": True}}), "rating\" must be 1, -1 or null"),
-    (line({**GOOD, "feedback": {"comment": ["x"]}}), "comment\" must be a string"),
-    (line({**GOOD, "feedback": "good"}), "\"feedback\" must be an object"),
-    (line({**GOOD, "id": 1.5}), "\"id\" must be a string or an integer"),
+    (
+        line({**GOOD, "messages": [{"role": "user", "content": "q"}]}),
+        'last of "messages" must be the assistant',
+    ),
+    (line({**GOOD, "messages": [{"role": "bot", "content": "q"}]}), 'role" must be one of'),
+    (
+        line({**GOOD, "messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "a"}]}),
+        "must be a string",
+    ),
+    (line({**GOOD, "feedback": {"rating": 5}}), 'rating" must be 1, -1 or null'),
+    (line({**GOOD, "feedback": {"rating": True}}), 'rating" must be 1, -1 or null'),
+    (line({**GOOD, "feedback": {"comment": ["x"]}}), 'comment" must be a string'),
+    (line({**GOOD, "feedback": "good"}), '"feedback" must be an object'),
+    (line({**GOOD, "id": 1.5}), '"id" must be a string or an integer'),
     (line({**GOOD, "created_at": "yesterday"}), "not an ISO 8601 time"),
     (line({"dialog": ["only a question"]}), "needs a user turn followed by an assistant"),
     (b"", "holds no log records"),

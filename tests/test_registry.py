@@ -27,8 +27,15 @@ def deploy(registry, tmp_path, name="habits", payload=b"GGUF-v1", verify=None):
     peft.mkdir(exist_ok=True)
     (peft / "adapter_config.json").write_text("{}")
     return registry.deploy(
-        name=name, kind="expert", gguf_file=src, peft_dir=peft, base_model="base.gguf", sources=[1, 2],
-        metrics={"win_rate": 0.8}, config={"lora_r": 8}, verify=verify,
+        name=name,
+        kind="expert",
+        gguf_file=src,
+        peft_dir=peft,
+        base_model="base.gguf",
+        sources=[1, 2],
+        metrics={"win_rate": 0.8},
+        config={"lora_r": 8},
+        verify=verify,
     )
 
 
@@ -40,7 +47,11 @@ def test_deploy_versions_and_rollback(registry, tmp_path):
     assert (v1.path / "peft" / "adapter_config.json").exists()
     deploy(registry, tmp_path, payload=b"two")
     v3 = deploy(registry, tmp_path, payload=b"three")
-    assert [(r.version, r.status) for r in registry.list()] == [(1, "retired"), (2, "previous"), (3, "deployed")]
+    assert [(r.version, r.status) for r in registry.list()] == [
+        (1, "retired"),
+        (2, "previous"),
+        (3, "deployed"),
+    ]
     assert [r.key for r in registry.active()] == ["habits@v3"]
     assert registry.verify_file(v3).read_bytes() == b"three"
     assert registry.rollback("habits").version == 2

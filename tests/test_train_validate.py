@@ -19,8 +19,12 @@ def test_split_sizes_and_determinism(n, share, min_heldout, held):
     assert split(ids, share, min_heldout) == (train, heldout)  # order of input does not matter
 
 
-def log(mid: int, answer: str = "Boil the egg.", correction: str | None = None, rules=(), pair=None) -> LogData:
-    return LogData(mid, [{"role": "user", "content": f"q{mid}"}], f"q{mid}", answer, correction, list(rules), [], pair)
+def log(
+    mid: int, answer: str = "Boil the egg.", correction: str | None = None, rules=(), pair=None
+) -> LogData:
+    return LogData(
+        mid, [{"role": "user", "content": f"q{mid}"}], f"q{mid}", answer, correction, list(rules), [], pair
+    )
 
 
 def test_example_builders():
@@ -31,7 +35,9 @@ def test_example_builders():
     ]
     experts = expert_examples(logs)
     assert [(e.chosen, e.rejected, e.is_sft, e.source_ids) for e in experts] == [
-        ("A!", "A", False, [1]), ("B", "B", True, [2])]
+        ("A!", "A", False, [1]),
+        ("B", "B", True, [2]),
+    ]
     critics = critic_examples(logs)
     assert len(critics) == 1 and critics[0].chosen == "1. End with !" and critics[0].rejected is None
     assert "## Initial Answer" in critics[0].prompt[0]["content"]
@@ -41,7 +47,9 @@ SIGN = "Boil the egg for eight minutes in water."
 
 
 def heldout(n: int) -> list[LogData]:
-    return [log(i, SIGN, SIGN + "\nHappy cooking!", ['End the answer with "Happy cooking!".']) for i in range(n)]
+    return [
+        log(i, SIGN, SIGN + "\nHappy cooking!", ['End the answer with "Happy cooking!".']) for i in range(n)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -62,3 +70,15 @@ def test_validate_expert(epochs, ship, epoch):
 def test_too_few_heldout_never_ships():
     result = validate_expert(heldout(2), [SIGN] * 2, {1: [SIGN + "\nHappy cooking!"] * 2}, 0.6, 3)
     assert not result.ship and "fewer than the 3 needed" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("n", "epochs", "min_steps", "expected"), [(40, 3, 24, 3), (9, 3, 24, 8), (5, 2, 24, 12), (9, 3, 0, 3)]
+)
+def test_small_clusters_get_more_epochs(n, epochs, min_steps, expected):
+    from uno_local.config import TrainConfig
+    from uno_local.train import with_min_steps
+
+    config = TrainConfig(epochs=epochs, min_steps=min_steps)
+    assert with_min_steps(config, n).epochs == expected
+    assert config.epochs == epochs  # the caller's config is not changed

@@ -395,16 +395,19 @@ class UnoApp(TextualApp[None]):
         else:
             self.query_one(PromptInput).focus()
 
-
     # retraining
     def action_retrain(self) -> None:
         if self.retraining:
-            self.notify("A retrain is already running; its progress is in the status bar.", severity="warning")
+            self.notify(
+                "A retrain is already running; its progress is in the status bar.", severity="warning"
+            )
             return
         self.retraining = "retrain: starting…"
         self.refresh_status()
-        self.notify("Retraining in the background; keep chatting. The next answer after it uses what it learns.",
-                    title="uno")
+        self.notify(
+            "Retraining in the background; keep chatting. The next answer after it uses what it learns.",
+            title="uno",
+        )
         self.retrain_worker()
 
     @work(thread=True, exclusive=True, group="retrain")
@@ -422,8 +425,12 @@ class UnoApp(TextualApp[None]):
     def on_retrain_finished(self, event: RetrainFinished) -> None:
         self.retraining = ""
         self._retrain_proc = None
-        self.notify(event.summary, severity="error" if event.failed else "information", title="uno retrain",
-                    timeout=10)
+        self.notify(
+            event.summary,
+            severity="error" if event.failed else "information",
+            title="uno retrain",
+            timeout=10,
+        )
         self.refresh_status()
 
 

@@ -1,4 +1,4 @@
-""""Retrain now": run `uno retrain` in a separate process and report its progress to the UI.
+""" "Retrain now": run `uno retrain` in a separate process and report its progress to the UI.
 
 The chat keeps answering with the current adapters meanwhile; the child uses one thread for
 llama.cpp and torch so the chat's own generation keeps a core. Progress arrives as JSON lines on
@@ -33,12 +33,20 @@ def summary_sentence(report: dict) -> str:
     return f"Retrain finished in {report.get('seconds', 0):.0f} s: {', '.join(routes) or 'no clusters'}; deployed {deployed}."
 
 
-def run_retrain(home: Path, model: str | None, post: Callable[[Message], object],
-                register: Callable[[subprocess.Popen], None] | None = None) -> None:
+def run_retrain(
+    home: Path,
+    model: str | None,
+    post: Callable[[Message], object],
+    register: Callable[[subprocess.Popen], None] | None = None,
+) -> None:
     """Start the child, relay its progress, and post one RetrainFinished."""
     env = {**os.environ, "UNO_HOME": str(home)}
     proc = subprocess.Popen(
-        retrain_command(model), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        retrain_command(model),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         stdin=subprocess.DEVNULL,
     )
     if register is not None:
@@ -63,4 +71,8 @@ def run_retrain(home: Path, model: str | None, post: Callable[[Message], object]
         except json.JSONDecodeError:
             post(RetrainFinished("Retrain finished.", failed=False))
     else:
-        post(RetrainFinished(last_error.removeprefix("Error: ") or f"Retrain stopped (exit {code}).", failed=True))
+        post(
+            RetrainFinished(
+                last_error.removeprefix("Error: ") or f"Retrain stopped (exit {code}).", failed=True
+            )
+        )

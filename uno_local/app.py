@@ -47,7 +47,11 @@ class App:
 
     @property
     def model_path(self) -> Path:
-        return Path(self.config.model.path).expanduser() if self.config.model.path else paths.embedded_chat_model()
+        return (
+            Path(self.config.model.path).expanduser()
+            if self.config.model.path
+            else paths.embedded_chat_model()
+        )
 
     @cached_property
     def store(self) -> Store:

@@ -54,6 +54,9 @@ class TrainConfig:
     schedule: str = _f("cosine", "Learning-rate schedule: cosine, linear or constant.")
     warmup_ratio: float = _f(0.0, "Share of steps spent warming up.")
     epochs: int = _f(3, "Passes over the training pairs; a checkpoint is kept per epoch.")
+    min_steps: int = _f(
+        24, "Fewest optimizer steps per adapter: a small cluster gets more epochs to reach it."
+    )
     batch_size: int = _f(4, "Pairs per optimizer micro-batch.")
     grad_accum: int = _f(1, "Micro-batches per optimizer step.")
     max_prompt_tokens: int = _f(256, "Prompt tokens kept (the last ones) per example.")
@@ -65,7 +68,9 @@ class TrainConfig:
     max_grad_norm: float = _f(1.0, "Gradient clipping norm.")
     seed: int = _f(42, "Training seed.")
     threads: int = _f(0, "Torch CPU threads; 0 leaves torch's default.")
-    max_forward_tokens: int = _f(256, "Padded tokens per forward pass (bounds activation memory; the loss is exact).")
+    max_forward_tokens: int = _f(
+        256, "Padded tokens per forward pass (bounds activation memory; the loss is exact)."
+    )
 
 
 @dataclass
@@ -80,7 +85,9 @@ class UnoConfig:
         0.0, "Ward distance that cuts the cluster tree; 0 = auto (the widest gap in merge heights, else 2.5)."
     )
     min_cluster_size: int = _f(6, "Clusters smaller than this merge into the nearest or stay on the base.")
-    unseen_distance: float = _f(0.65, "Cosine distance to the nearest centroid beyond which a query is unseen (base model).")
+    unseen_distance: float = _f(
+        0.65, "Cosine distance to the nearest centroid beyond which a query is unseen (base model)."
+    )
     gap_threshold: float = _f(0.9, "Mean minimum rule novelty at or above which a cluster is high-gap.")
     win_rate: float = _f(0.6, "Held-out win rate an adapter needs to ship.")
     min_heldout: int = _f(3, "Fewest held-out logs a cluster needs for validation.")
@@ -108,7 +115,9 @@ def config_from_dict(data: dict[str, Any], source: str = "uno.toml") -> Config:
         fields = {f.name: f for f in dataclasses.fields(section)}
         for key, value in values.items():
             if key not in fields:
-                raise ConfigError(f"{source}: unknown key {section_name}.{key}; see docs/config.md for the keys.")
+                raise ConfigError(
+                    f"{source}: unknown key {section_name}.{key}; see docs/config.md for the keys."
+                )
             setattr(section, key, _coerce(value, getattr(section, key), f"{section_name}.{key}", source))
     return config
 
@@ -142,4 +151,8 @@ def iter_keys(config: Config | None = None):
     config = config or Config()
     for section in dataclasses.fields(config):
         for f in dataclasses.fields(getattr(config, section.name)):
-            yield f"{section.name}.{f.name}", getattr(getattr(config, section.name), f.name), f.metadata["help"]
+            yield (
+                f"{section.name}.{f.name}",
+                getattr(getattr(config, section.name), f.name),
+                f.metadata["help"],
+            )

@@ -21,7 +21,9 @@ def example_from_log(log: Log) -> TrainExample | None:
     if not prompt or prompt[-1]["role"] != "user":
         return None
     if fb.correction and fb.correction.strip() and fb.correction.strip() != log.answer.strip():
-        return TrainExample(prompt=prompt, chosen=fb.correction, rejected=log.answer, source_ids=[log.message_id])
+        return TrainExample(
+            prompt=prompt, chosen=fb.correction, rejected=log.answer, source_ids=[log.message_id]
+        )
     if fb.rating == 1 and log.answer.strip():
         return TrainExample(prompt=prompt, chosen=log.answer, rejected=None, source_ids=[log.message_id])
     return None

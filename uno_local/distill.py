@@ -35,9 +35,65 @@ PREDICT_SYSTEM = (
     "positive instructions."
 )
 STOPWORDS = frozenset(
-    "the a an and or but of to in on at for with is are be it this that your you my me i please "
-    "answer answers should would could can do does not no yes so too very just more less than as by "
-    "from into about it's its was were will make use keep give".split()
+    [
+        "the",
+        "a",
+        "an",
+        "and",
+        "or",
+        "but",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "for",
+        "with",
+        "is",
+        "are",
+        "be",
+        "it",
+        "this",
+        "that",
+        "your",
+        "you",
+        "my",
+        "me",
+        "i",
+        "please",
+        "answer",
+        "answers",
+        "should",
+        "would",
+        "could",
+        "can",
+        "do",
+        "does",
+        "not",
+        "no",
+        "yes",
+        "so",
+        "too",
+        "very",
+        "just",
+        "more",
+        "less",
+        "than",
+        "as",
+        "by",
+        "from",
+        "into",
+        "about",
+        "it's",
+        "its",
+        "was",
+        "were",
+        "will",
+        "make",
+        "use",
+        "keep",
+        "give",
+    ]
 )
 FEEDBACK_CUES = re.compile(
     r"\b(shorter|longer|too|please|instead|don't|do not|wrong|again|more|less|no,|not what|rather|"
@@ -94,7 +150,7 @@ def correction_rules(answer: str, correction: str | None) -> list[str]:
     a, c = answer.strip(), correction.strip()
     rules = []
     if c.startswith(a) and len(c) > len(a):
-        rules.append(f'End the answer with "{c[len(a):].strip()[:80]}".')
+        rules.append(f'End the answer with "{c[len(a) :].strip()[:80]}".')
     elif c.endswith(a) and len(c) > len(a):
         rules.append(f'Start the answer with "{c[: len(c) - len(a)].strip()[:80]}".')
     n_a, n_c = len(a.split()), len(c.split())
@@ -103,9 +159,13 @@ def correction_rules(answer: str, correction: str | None) -> list[str]:
     if c == c.lower() and a != a.lower():
         rules.append("Write the answer in lowercase.")
     lines = [line.strip() for line in c.splitlines() if line.strip()]
-    if sum(bool(re.match(r"^\d+[.)]\s", line)) for line in lines) >= 2 and not re.search(r"^\d+[.)]\s", a, re.M):
+    if sum(bool(re.match(r"^\d+[.)]\s", line)) for line in lines) >= 2 and not re.search(
+        r"^\d+[.)]\s", a, re.M
+    ):
         rules.append("Answer as a numbered list.")
-    elif sum(line.startswith(("- ", "* ", "• ")) for line in lines) >= 2 and not re.search(r"^[-*•]\s", a, re.M):
+    elif sum(line.startswith(("- ", "* ", "• ")) for line in lines) >= 2 and not re.search(
+        r"^[-*•]\s", a, re.M
+    ):
         rules.append("Answer as a bullet list.")
     return rules
 
@@ -133,7 +193,11 @@ def clean(rules: list[str], limit: int = MAX_RULES) -> list[str]:
     out: list[str] = []
     for rule in rules:
         rule = " ".join(rule.split()).strip(" -•*")
-        if not 2 <= len(rule.split()) <= 30 or not words(rule) or re.fullmatch(r"(rule|item)\s*\d*\.?", rule, re.I):
+        if (
+            not 2 <= len(rule.split()) <= 30
+            or not words(rule)
+            or re.fullmatch(r"(rule|item)\s*\d*\.?", rule, re.I)
+        ):
             continue
         if rule.lower() not in {r.lower() for r in out}:
             out.append(rule)
@@ -161,7 +225,9 @@ def distill_rules(item: FeedbackInput, generate: JsonGenerate | None) -> RuleSet
         # The answer is left out on purpose: with it in the prompt the 135M model copied answer
         # sentences into "rules" (and long strings make grammar sampling slow); see docs/design.md.
         prompt = f"## Question\n{item.query}\n\n## User feedback\n{text}"
-        raw = generate([{"role": "system", "content": DISTILL_SYSTEM}, {"role": "user", "content": prompt}], RULE_SCHEMA)
+        raw = generate(
+            [{"role": "system", "content": DISTILL_SYSTEM}, {"role": "user", "content": prompt}], RULE_SCHEMA
+        )
         parsed = parse_rules(raw) or []
         model_rules = [r for r in clean(parsed) if about_feedback(r, text, item.answer)]
     if model_rules:
@@ -174,6 +240,8 @@ def predict_rules(query: str, generate: JsonGenerate | None) -> RuleSet:
     """The rules the model would apply to `query` on its own (its prior), at most 5."""
     if generate is None:
         return RuleSet([], "none")
-    raw = generate([{"role": "system", "content": PREDICT_SYSTEM}, {"role": "user", "content": query}], RULE_SCHEMA)
+    raw = generate(
+        [{"role": "system", "content": PREDICT_SYSTEM}, {"role": "user", "content": query}], RULE_SCHEMA
+    )
     rules = clean(parse_rules(raw) or [])
     return RuleSet(rules, "model" if rules else "none", raw)

@@ -55,7 +55,9 @@ def parse_log_lines(data: bytes, source: str = "input") -> list[LogRecord]:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ImportFormatError(f"{where} is not valid UTF-8 (byte {exc.start}); nothing was imported.") from exc
+            raise ImportFormatError(
+                f"{where} is not valid UTF-8 (byte {exc.start}); nothing was imported."
+            ) from exc
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -101,7 +103,10 @@ def _parse_dialog_record(obj: dict) -> LogRecord:
     # Plain strings alternate user, assistant, user, ...; objects carry their own role.
     raw = _list(obj["dialog"], "dialog")
     turns = _messages(
-        [t if isinstance(t, dict) else {"role": ("user", "assistant")[i % 2], "content": t} for i, t in enumerate(raw)],
+        [
+            t if isinstance(t, dict) else {"role": ("user", "assistant")[i % 2], "content": t}
+            for i, t in enumerate(raw)
+        ],
         "dialog",
     )
     first_answer = next((i for i, m in enumerate(turns) if m["role"] == "assistant"), None)
@@ -144,7 +149,9 @@ def _uid(obj: dict) -> str:
         if not isinstance(obj["id"], str | int) or isinstance(obj["id"], bool):
             raise ValueError('"id" must be a string or an integer')
         return str(obj["id"])
-    canonical = json.dumps({k: obj[k] for k in ("messages", "dialog", "feedback") if k in obj}, sort_keys=True)
+    canonical = json.dumps(
+        {k: obj[k] for k in ("messages", "dialog", "feedback") if k in obj}, sort_keys=True
+    )
     return "sha256-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
@@ -171,7 +178,9 @@ def import_records(store: Store, records: list[LogRecord], title_prefix: str = "
             if store.has_uid(record.uid):
                 skipped += 1
                 continue
-            title = f"{title_prefix}: {record.messages[-2]['content'][:40] if len(record.messages) > 1 else ''}"
+            title = (
+                f"{title_prefix}: {record.messages[-2]['content'][:40] if len(record.messages) > 1 else ''}"
+            )
             cur = db.execute(
                 "INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)",
                 [title.strip(), record.created_at, record.created_at],
@@ -195,7 +204,13 @@ def import_records(store: Store, records: list[LogRecord], title_prefix: str = "
                     db.execute(
                         "INSERT INTO feedback (message_id, rating, comment, correction, created_at, updated_at) "
                         "VALUES (last_insert_rowid(), ?, ?, ?, ?, ?)",
-                        [record.rating, record.comment, record.correction, record.created_at, record.created_at],
+                        [
+                            record.rating,
+                            record.comment,
+                            record.correction,
+                            record.created_at,
+                            record.created_at,
+                        ],
                     )
             added += 1
         db.execute("COMMIT")

@@ -43,7 +43,9 @@ def revise_messages(query: str, answer: str, rules: list[str], feedback: str) ->
     return [{"role": "user", "content": content}]
 
 
-def make_pair(item: FeedbackInput, rules: list[str], revise: Revise | None, n_revisions: int = 3) -> Pair | None:
+def make_pair(
+    item: FeedbackInput, rules: list[str], revise: Revise | None, n_revisions: int = 3
+) -> Pair | None:
     """The pair one log gives, or None when nothing beats the original (pure: `revise` is passed in)."""
     case = JudgeCase(item.query, item.answer, item.correction, tuple(rules))
     original = score(item.answer, case).value

@@ -124,9 +124,17 @@ class Registry:
                 raise AdapterError(f"The adapter file for {name} changed while it was checked; retrain.")
             version = 1 + max((r.version for r in self._rows("name = ?", [name])), default=0)
             manifest = {
-                "name": name, "version": version, "kind": kind, "cluster": cluster, "base_model": base_model,
-                "backend": backend, "checksum": checksum, "sources": sources, "metrics": metrics,
-                "config": config, "created_at": now_iso(),
+                "name": name,
+                "version": version,
+                "kind": kind,
+                "cluster": cluster,
+                "base_model": base_model,
+                "backend": backend,
+                "checksum": checksum,
+                "sources": sources,
+                "metrics": metrics,
+                "config": config,
+                "created_at": now_iso(),
             }
             (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
             final = self.root / name / f"v{version}"
@@ -138,16 +146,32 @@ class Registry:
         db = self.store.db
         db.execute("BEGIN")
         try:
-            db.execute("UPDATE adapters SET status = 'retired' WHERE name = ? AND status = 'previous'", [name])
-            db.execute("UPDATE adapters SET status = 'previous' WHERE name = ? AND status = 'deployed'", [name])
+            db.execute(
+                "UPDATE adapters SET status = 'retired' WHERE name = ? AND status = 'previous'", [name]
+            )
+            db.execute(
+                "UPDATE adapters SET status = 'previous' WHERE name = ? AND status = 'deployed'", [name]
+            )
             enabled = db.execute(
                 "SELECT COALESCE(MIN(enabled), 1) FROM adapters WHERE name = ?", [name]
             ).fetchone()[0]
             db.execute(
                 "INSERT INTO adapters (name, version, kind, cluster, status, enabled, path, checksum, base_model, "
                 "backend, sources, metrics, created_at) VALUES (?, ?, ?, ?, 'deployed', ?, ?, ?, ?, ?, ?, ?, ?)",
-                [name, version, kind, cluster, enabled, str(final), checksum, base_model, backend,
-                 json.dumps(sources), json.dumps(metrics, default=str), manifest["created_at"]],
+                [
+                    name,
+                    version,
+                    kind,
+                    cluster,
+                    enabled,
+                    str(final),
+                    checksum,
+                    base_model,
+                    backend,
+                    json.dumps(sources),
+                    json.dumps(metrics, default=str),
+                    manifest["created_at"],
+                ],
             )
             db.execute("COMMIT")
         except BaseException:
@@ -159,12 +183,16 @@ class Registry:
         """Retire the deployed version and bring back the previous one (None: back to the base)."""
         current = self.deployed(name)
         if current is None:
-            raise NotFoundError(f"Adapter {name!r} has no deployed version to roll back; `uno adapters` lists them.")
+            raise NotFoundError(
+                f"Adapter {name!r} has no deployed version to roll back; `uno adapters` lists them."
+            )
         previous = self._rows("name = ? AND status = 'previous'", [name])
         with self.store.transaction():
             self.store.db.execute("UPDATE adapters SET status = 'retired' WHERE id = ?", [current.id])
             if previous:
-                self.store.db.execute("UPDATE adapters SET status = 'deployed' WHERE id = ?", [previous[-1].id])
+                self.store.db.execute(
+                    "UPDATE adapters SET status = 'deployed' WHERE id = ?", [previous[-1].id]
+                )
         return self.deployed(name)
 
     def set_enabled(self, name: str, enabled: bool) -> None:

@@ -48,7 +48,8 @@ class UnoResponder:
         self._clusters = {row.label: row for row in rows}
         self._router = (
             Router({r.label: np.asarray(r.centroid) for r in rows}, self.app.config.uno.unseen_distance)
-            if rows else None
+            if rows
+            else None
         )
         runtime = self.app.runtime
         wanted = {rec.name: rec for rec in self.app.registry.active()}
@@ -84,15 +85,19 @@ class UnoResponder:
         state = None
         if row is not None:
             state = ClusterState(
-                label=row.label, high_gap=row.high_gap or row.route == "reflective",
+                label=row.label,
+                high_gap=row.high_gap or row.route == "reflective",
                 expert_adapter=self._served.get(row.expert) if row.expert else None,
-                critic_adapter=self._served.get(row.critic) if row.critic else None, vetoed=row.vetoed,
+                critic_adapter=self._served.get(row.critic) if row.critic else None,
+                vetoed=row.vetoed,
             )
         decision = decide_route(state, mode)
         reason = f"{decision.reason} (distance to the nearest cluster {distance:.2f})"
         return RoutePlan(decision.kind, decision.adapter, None if label is None else str(label), reason)
 
-    def respond(self, messages: list[dict], settings: GenerationSettings) -> tuple[RoutePlan, Iterator[StreamEvent]]:
+    def respond(
+        self, messages: list[dict], settings: GenerationSettings
+    ) -> tuple[RoutePlan, Iterator[StreamEvent]]:
         plan = self.plan(messages)
         runtime = self.app.runtime
         if plan.route == "expert":

@@ -30,13 +30,21 @@ from uno_local.errors import AdapterError, NothingToLearnError, RetrainLockedErr
 from uno_local.pair import make_pair
 from uno_local.runtime import GenerationSettings, complete
 from uno_local.store import Log, now_iso
-from uno_local.store.learning import ClusterRow, get_artifact, input_hash, load_clusters, put_artifact, replace_clusters
+from uno_local.store.learning import (
+    ClusterRow,
+    get_artifact,
+    input_hash,
+    load_clusters,
+    put_artifact,
+    replace_clusters,
+)
 from uno_local.train import LogData, critic_examples, expert_examples, split, train_cached
 from uno_local.validate import Validation, validate_expert
 
 STAGES = ("collect", "distill", "predict", "pair", "cluster", "gap", "train", "convert", "validate", "deploy")
-RULES_TOKENS = 64
-ANSWER_TOKENS = 256
+RULES_TOKENS = 40  # rules are short; grammar-constrained sampling slows down on long strings
+MAX_RULE_CHARS = 90
+ANSWER_TOKENS = 160  # revisions and held-out answers; below train.max_answer_tokens so endings are learned
 PARITY_PROMPTS = 4
 FALLBACK_WARD = 2.5  # docs/thresholds.md: recovers the scenario topics from 36 to 102 logs
 
@@ -109,8 +117,12 @@ def retrain_lock(home: Path):
 def feedback_input(log: Log) -> FeedbackInput:
     fb = log.feedback
     return FeedbackInput(
-        query=log.query, answer=log.answer, rating=fb.rating if fb else None, comment=fb.comment if fb else None,
-        correction=fb.correction if fb else None, next_user=log.next_user,
+        query=log.query,
+        answer=log.answer,
+        rating=fb.rating if fb else None,
+        comment=fb.comment if fb else None,
+        correction=fb.correction if fb else None,
+        next_user=log.next_user,
     )
 
 
@@ -124,16 +136,24 @@ def choose_backend(name: str) -> str:
 
 
 class Retrain:
-    def __init__(self, app, options: RetrainOptions | None = None, progress: Progress | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        app,
+        options: RetrainOptions | None = None,
+        progress: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
         self.app = app
         self.store = app.store
         self.cfg = app.config.uno
         self.options = options or RetrainOptions()
-        self.backend = choose_backend(self.options.backend if self.options.backend != "auto" else app.config.train.backend)
+        self.backend = choose_backend(
+            self.options.backend if self.options.backend != "auto" else app.config.train.backend
+        )
         self.progress = progress or (lambda event: None)
         self.should_stop = should_stop or (lambda: False)
         self.model_name = app.model_path.name
+        self.answer_tokens = min(ANSWER_TOKENS, app.config.generation.max_tokens)
         self.cached: Counter = Counter()
         self.logs: list[Log] = []
         self.items: dict[int, LogData] = {}
@@ -146,12 +166,30 @@ class Retrain:
     def _emit(self, stage: str, done: int, total: int, message: str = "") -> None:
         self.progress(StageEvent(stage, done, total, message))
         if self.should_stop():
-            raise TrainingError(f"Retrain stopped during {stage}; what is deployed keeps serving. Run it again to resume.")
+            raise TrainingError(
+                f"Retrain stopped during {stage}; what is deployed keeps serving. Run it again to resume."
+            )
 
     def _json(self, messages: list[dict], schema: dict) -> str:
-        return complete(self.app.runtime, messages, GenerationSettings.greedy(RULES_TOKENS), json_schema=schema)[0]
+        """Grammar-constrained JSON, cut short when a string runs on: llama.cpp's grammar sampling slows
+        down with string length, and a rule that long is unusable anyway (the caller then falls back)."""
+        parts: list[str] = []
+        events = self.app.runtime.stream(
+            messages, GenerationSettings.greedy(RULES_TOKENS), json_schema=schema
+        )
+        try:
+            for event in events:
+                parts.append(event.delta)
+                text = "".join(parts)
+                if len(text) - text.rfind('"') > MAX_RULE_CHARS:
+                    break
+        finally:
+            events.close()
+        return "".join(parts)
 
-    def _cached(self, stage: str, key: str, parts: tuple, compute: Callable[[], object], provenance: dict) -> object:
+    def _cached(
+        self, stage: str, key: str, parts: tuple, compute: Callable[[], object], provenance: dict
+    ) -> object:
         h = input_hash(stage, self.model_name, *parts)
         found = get_artifact(self.store, stage, key, h)
         if found is not None:
@@ -190,7 +228,8 @@ class Retrain:
 
     def stage_collect(self) -> None:
         self.logs = [
-            log for log in self.store.logs()
+            log
+            for log in self.store.logs()
             if (log.feedback and not log.feedback.is_empty) or is_implicit_feedback(log.next_user)
         ]
         if not self.logs:
@@ -203,12 +242,21 @@ class Retrain:
         for i, log in enumerate(self.logs, 1):
             item = feedback_input(log)
             data = self._cached(
-                "distill", str(log.message_id), (asdict(item),),
+                "distill",
+                str(log.message_id),
+                (asdict(item),),
                 lambda item=item: asdict(distill_rules(item, self._json)),
                 {"log": log.message_id, "max_tokens": RULES_TOKENS, "decoding": "greedy, JSON schema"},
             )
             self.items[log.message_id] = LogData(
-                log.message_id, log.messages[:-1], log.query, log.answer, item.correction, data["rules"], [], None
+                log.message_id,
+                log.messages[:-1],
+                log.query,
+                log.answer,
+                item.correction,
+                data["rules"],
+                [],
+                None,
             )
             self._emit("distill", i, len(self.logs))
 
@@ -218,7 +266,9 @@ class Retrain:
                 self._emit("predict", i, len(self.logs))
                 continue
             data = self._cached(
-                "predict", str(log.message_id), (log.query,),
+                "predict",
+                str(log.message_id),
+                (log.query,),
                 lambda q=log.query: asdict(predict_rules(q, self._json)),
                 {"log": log.message_id, "max_tokens": RULES_TOKENS},
             )
@@ -227,7 +277,7 @@ class Retrain:
 
     def _revise(self, messages: list[dict], n: int) -> list[str]:
         return [
-            complete(self.app.runtime, messages, GenerationSettings(0.8, 0.9, ANSWER_TOKENS, 42 + j))[0]
+            complete(self.app.runtime, messages, GenerationSettings(0.8, 0.9, self.answer_tokens, 42 + j))[0]
             for j in range(n)
         ]
 
@@ -235,10 +285,11 @@ class Retrain:
         for i, log in enumerate(self.logs, 1):
             item, data = feedback_input(log), self.items[log.message_id]
             pair = self._cached(
-                "pair", str(log.message_id), (asdict(item), data.rules, self.cfg.revisions),
+                "pair",
+                str(log.message_id),
+                (asdict(item), data.rules, self.cfg.revisions),
                 lambda item=item, rules=data.rules: (
-                    asdict(p) if (p := make_pair(item, rules, self._revise, self.cfg.revisions))
-                    else {}
+                    asdict(p) if (p := make_pair(item, rules, self._revise, self.cfg.revisions)) else {}
                 ),
                 {"log": log.message_id, "revisions": self.cfg.revisions, "judge": "deterministic"},
             )
@@ -257,8 +308,9 @@ class Retrain:
         if previous and not self.options.recluster:
             members, pending = self._join_existing(previous, ids)
         if len(pending) >= self.cfg.min_cluster_size:
-            x = clustering.features(np.stack([self._eq[i] for i in pending]),
-                                    np.stack([er[ids.index(i)] for i in pending]))
+            x = clustering.features(
+                np.stack([self._eq[i] for i in pending]), np.stack([er[ids.index(i)] for i in pending])
+            )
             threshold = self.cfg.ward_threshold or clustering.calibrate_ward_threshold(x) or FALLBACK_WARD
             labels = clustering.enforce_min_size(
                 clustering.ward_clusters(x, threshold), x, self.cfg.min_cluster_size
@@ -272,19 +324,29 @@ class Retrain:
             old = previous.get(label)
             rules = [r for r, _ in Counter(r for m in mids for r in self.items[m].rules).most_common(5)]
             centroid = np.mean([self._eq[m] for m in mids], axis=0)
-            row = ClusterRow(label=label, centroid=centroid.astype(float).tolist(), members=sorted(mids), rules=rules,
-                             user_rules=old.user_rules if old else None, vetoed=old.vetoed if old else False)
+            row = ClusterRow(
+                label=label,
+                centroid=centroid.astype(float).tolist(),
+                members=sorted(mids),
+                rules=rules,
+                user_rules=old.user_rules if old else None,
+                vetoed=old.vetoed if old else False,
+            )
             self.plans.append(ClusterPlan(row))
         self._previous = previous
         sizes = ", ".join(str(len(p.row.members)) for p in self.plans)
         self._emit("cluster", 1, 1, f"{len(self.plans)} clusters ({sizes} logs)")
 
-    def _join_existing(self, previous: dict[int, ClusterRow], ids: list[int]) -> tuple[dict[int, list[int]], list[int]]:
+    def _join_existing(
+        self, previous: dict[int, ClusterRow], ids: list[int]
+    ) -> tuple[dict[int, list[int]], list[int]]:
         """Online: known logs stay in their cluster, new ones join the nearest within reach."""
         current = set(ids)
         members = {label: [m for m in row.members if m in current] for label, row in previous.items()}
         known = {m for mids in members.values() for m in mids}
-        router = clustering.Router({k: np.asarray(r.centroid) for k, r in previous.items()}, self.cfg.unseen_distance)
+        router = clustering.Router(
+            {k: np.asarray(r.centroid) for k, r in previous.items()}, self.cfg.unseen_distance
+        )
         pending = []
         for mid in ids:
             if mid in known:
@@ -300,7 +362,11 @@ class Retrain:
             for mid in plan.row.members:
                 item = self.items[mid]
                 fb = embedder.encode(item.rules) if item.rules else np.zeros((0, embedder.dim), np.float32)
-                pred = embedder.encode(item.predicted) if item.predicted else np.zeros((0, embedder.dim), np.float32)
+                pred = (
+                    embedder.encode(item.predicted)
+                    if item.predicted
+                    else np.zeros((0, embedder.dim), np.float32)
+                )
                 per_log.append(gaps.log_gap(fb, pred))
             plan.row.gap = gaps.cluster_gap(per_log)
             plan.row.high_gap = gaps.is_high_gap(plan.row.gap, self.cfg.gap_threshold)
@@ -319,14 +385,23 @@ class Retrain:
 
     def _data_hash(self, plan: ClusterPlan) -> str:
         data = [(m, self.items[m].rules, self.items[m].pair) for m in plan.row.members]
-        return input_hash(data, plan.row.high_gap, plan.row.effective_rules, asdict(self.app.config.train),
-                          self.backend, self.model_name, asdict(self.cfg))
+        return input_hash(
+            data,
+            plan.row.high_gap,
+            plan.row.effective_rules,
+            asdict(self.app.config.train),
+            self.backend,
+            self.model_name,
+            asdict(self.cfg),
+        )
 
     def stage_train(self) -> None:
         todo = []
         for plan in self.plans:
             plan.row.data_hash = self._data_hash(plan)
-            plan.train_ids, plan.heldout_ids = split(plan.row.members, self.cfg.heldout_share, self.cfg.min_heldout)
+            plan.train_ids, plan.heldout_ids = split(
+                plan.row.members, self.cfg.heldout_share, self.cfg.min_heldout
+            )
             old = next((r for r in self._previous.values() if r.data_hash == plan.row.data_hash), None)
             if plan.row.vetoed:
                 plan.row.route, plan.row.decision = "base", "vetoed by you: not trained"
@@ -343,8 +418,11 @@ class Retrain:
         for n, plan in enumerate(todo, 1):
             logs = [self.items[m] for m in plan.train_ids]
             if plan.row.high_gap:
-                tokens = sum(len(self.app.runtime.tokenize(self.items[m].pair["chosen"])) * 2
-                             for m in plan.train_ids if self.items[m].pair)
+                tokens = sum(
+                    len(self.app.runtime.tokenize(self.items[m].pair["chosen"])) * 2
+                    for m in plan.train_ids
+                    if self.items[m].pair
+                )
                 self.gap_skipped_tokens += tokens
                 self._train_critic(plan, n, len(todo))
             else:
@@ -359,13 +437,18 @@ class Retrain:
         folder = self.app.home / "work" / f"{kind}-{plan.row.data_hash}"
 
         def report(p) -> None:
-            self._emit("train", p.step, p.total_steps,
-                       f"{kind} c{plan.row.label} ({n}/{total}) loss {p.loss:.3f} margin {p.reward_margin:.2f} "
-                       f"{p.tokens_per_s:.0f} tok/s ETA {p.eta_s:.0f}s")
+            self._emit(
+                "train",
+                p.step,
+                p.total_steps,
+                f"{kind} c{plan.row.label} ({n}/{total}) loss {p.loss:.3f} margin {p.reward_margin:.2f} "
+                f"{p.tokens_per_s:.0f} tok/s ETA {p.eta_s:.0f}s",
+            )
 
         before = self.cached["train"]
-        ckpts, metrics = train_cached(self.trainer, examples, self.app.config.train, folder, objective, report,
-                                      self.should_stop)
+        ckpts, metrics = train_cached(
+            self.trainer, examples, self.app.config.train, folder, objective, report, self.should_stop
+        )
         if metrics.get("reused"):
             self.cached["train"] = before + 1
         return ckpts, metrics
@@ -401,7 +484,7 @@ class Retrain:
             name = f"validate:{adapter_file}"
             runtime.load_adapter(name, adapter_file)
         try:
-            settings = GenerationSettings.greedy(ANSWER_TOKENS)
+            settings = GenerationSettings.greedy(self.answer_tokens)
             return [complete(runtime, log.prompt, settings, adapter=name)[0] for log in queries]
         finally:
             if name:
@@ -412,19 +495,35 @@ class Retrain:
         for n, plan in enumerate(todo, 1):
             heldout = [self.items[m] for m in plan.heldout_ids]
             base = [
-                self._cached("base_answer", str(log.message_id), (log.prompt, ANSWER_TOKENS),
-                             lambda log=log: self._answers([log], None)[0], {"decoding": "greedy"})
+                self._cached(
+                    "base_answer",
+                    str(log.message_id),
+                    (log.prompt, self.answer_tokens),
+                    lambda log=log: self._answers([log], None)[0],
+                    {"decoding": "greedy"},
+                )
                 for log in heldout
             ]
             per_epoch = {}
             for epoch, ckpt in enumerate(plan.expert_ckpts, 1):
-                self._emit("validate", n, len(todo), f"c{plan.row.label} epoch {epoch}: {len(heldout)} held-out answers")
+                self._emit(
+                    "validate",
+                    n,
+                    len(todo),
+                    f"c{plan.row.label} epoch {epoch}: {len(heldout)} held-out answers",
+                )
                 per_epoch[epoch] = self._answers(heldout, self._gguf(ckpt)) if heldout else []
-            plan.validation = validate_expert(heldout, base, per_epoch, self.cfg.win_rate, self.cfg.min_heldout)
-            plan.row.win_rate = plan.validation.win_rates.get(plan.validation.epoch) if plan.validation.epoch else None
+            plan.validation = validate_expert(
+                heldout, base, per_epoch, self.cfg.win_rate, self.cfg.min_heldout
+            )
+            plan.row.win_rate = (
+                plan.validation.win_rates.get(plan.validation.epoch) if plan.validation.epoch else None
+            )
             plan.row.decision = plan.validation.reason
             if not plan.validation.ship:
-                self._train_critic(plan, n, len(todo))  # a failed Expert sends the cluster to the Reflective path
+                self._train_critic(
+                    plan, n, len(todo)
+                )  # a failed Expert sends the cluster to the Reflective path
                 for ckpt in plan.critic_ckpts:
                     self._gguf(ckpt)
             self._emit("validate", n, len(todo), f"c{plan.row.label}: {plan.row.decision}")
@@ -435,22 +534,35 @@ class Retrain:
             from backends.parity import adapter_parity
 
             prompts = [self.items[m].query for m in list(self.items)[:PARITY_PROMPTS]]
-            result = adapter_parity(self.app.model_path, ensure_hf_base(self.app.model_path, self.app.cache_dir),
-                                    ckpt, gguf, prompts)
+            result = adapter_parity(
+                self.app.model_path,
+                ensure_hf_base(self.app.model_path, self.app.cache_dir),
+                ckpt,
+                gguf,
+                prompts,
+            )
             if not result.passes():
                 raise AdapterError(
                     f"The exported adapter does not match the trained one (logit-change correlation "
                     f"{result.delta_corr:.3f}, top-1 agreement {result.top1_agreement:.2f}); it was not deployed."
                 )
+
         return check
 
     def _deploy_one(self, plan: ClusterPlan, kind: str, ckpt: Path, metrics: dict) -> str | None:
         try:
             record = self.app.registry.deploy(
-                name=f"{kind}-c{plan.row.label}", kind=kind, gguf_file=self._gguf(ckpt), peft_dir=ckpt,
-                base_model=self.model_name, sources=sorted(plan.train_ids if kind == "expert" else plan.row.members),
-                metrics=metrics, config=asdict(self.app.config.train), cluster=str(plan.row.label),
-                backend=self.backend, verify=self._parity(ckpt),
+                name=f"{kind}-c{plan.row.label}",
+                kind=kind,
+                gguf_file=self._gguf(ckpt),
+                peft_dir=ckpt,
+                base_model=self.model_name,
+                sources=sorted(plan.train_ids if kind == "expert" else plan.row.members),
+                metrics=metrics,
+                config=asdict(self.app.config.train),
+                cluster=str(plan.row.label),
+                backend=self.backend,
+                verify=self._parity(ckpt),
             )
         except AdapterError as exc:
             plan.row.decision = f"{plan.row.decision}; {exc}"
@@ -464,48 +576,82 @@ class Retrain:
                 continue
             row, val = plan.row, plan.validation
             if val and val.ship:
-                metrics = {"win_rate": row.win_rate, "epoch": val.epoch, "win_rates": val.win_rates,
-                           "heldout": val.n_heldout, "gap": row.gap}
+                metrics = {
+                    "win_rate": row.win_rate,
+                    "epoch": val.epoch,
+                    "win_rates": val.win_rates,
+                    "heldout": val.n_heldout,
+                    "gap": row.gap,
+                }
                 row.expert = self._deploy_one(plan, "expert", plan.expert_ckpts[val.epoch - 1], metrics)
             if plan.critic_ckpts:
                 row.critic = self._deploy_one(plan, "critic", plan.critic_ckpts[-1], {"gap": row.gap})
             row.route = "expert" if row.expert else ("reflective" if row.critic else "base")
             if not row.decision:
-                row.decision = "high gap: Critic trained for the Reflective path" if row.high_gap else "not trained"
+                row.decision = (
+                    "high gap: Critic trained for the Reflective path" if row.high_gap else "not trained"
+                )
             self._emit("deploy", n, len(self.plans), f"c{row.label}: {row.route}")
         for plan in self.plans:
             plan.row.updated_at = now_iso()
         replace_clusters(self.store, [p.row for p in self.plans])
         self.app.registry.clean_staging()
-        if not self.deployed and not any(p.reused for p in self.plans) and not any(p.row.expert or p.row.critic for p in self.plans):
+        if (
+            not self.deployed
+            and not any(p.reused for p in self.plans)
+            and not any(p.row.expert or p.row.critic for p in self.plans)
+        ):
             self._emit("deploy", 1, 1, "no adapter passed validation; answers stay on the base model")
 
-    def _record_run(self, run_id: int | None, status: str, stage: str | None = None, summary: dict | None = None):
+    def _record_run(
+        self, run_id: int | None, status: str, stage: str | None = None, summary: dict | None = None
+    ):
         db = self.store.db
         with self.store.transaction():
             if run_id is None:
-                return db.execute("INSERT INTO retrain_runs (started_at, status) VALUES (?, ?)", [now_iso(), status]).lastrowid
+                return db.execute(
+                    "INSERT INTO retrain_runs (started_at, status) VALUES (?, ?)", [now_iso(), status]
+                ).lastrowid
             fields = {"status": status}
             if stage:
                 fields["stage"] = stage
             if summary is not None:
                 fields["summary"] = json.dumps(summary, default=str)
                 fields["finished_at"] = now_iso()
-            db.execute(f"UPDATE retrain_runs SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
-                       [*fields.values(), run_id])
+            db.execute(
+                f"UPDATE retrain_runs SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
+                [*fields.values(), run_id],
+            )
         return run_id
 
     def _report(self, seconds: float, timings: dict[str, float]) -> RetrainReport:
         clusters = [
-            {"label": p.row.label, "size": len(p.row.members), "heldout": len(p.heldout_ids), "gap": p.row.gap,
-             "intrinsic_gap": p.row.intrinsic_gap, "high_gap": p.row.high_gap, "route": p.row.route,
-             "expert": p.row.expert, "critic": p.row.critic, "win_rate": p.row.win_rate,
-             "decision": p.row.decision, "reused": p.reused, "rules": p.row.effective_rules}
+            {
+                "label": p.row.label,
+                "size": len(p.row.members),
+                "heldout": len(p.heldout_ids),
+                "gap": p.row.gap,
+                "intrinsic_gap": p.row.intrinsic_gap,
+                "high_gap": p.row.high_gap,
+                "route": p.row.route,
+                "expert": p.row.expert,
+                "critic": p.row.critic,
+                "win_rate": p.row.win_rate,
+                "decision": p.row.decision,
+                "reused": p.reused,
+                "rules": p.row.effective_rules,
+            }
             for p in self.plans
         ]
         return RetrainReport(
-            logs=len(self.logs), pairs=sum(1 for i in self.items.values() if i.pair), clusters=clusters,
-            deployed=self.deployed, seconds=round(seconds, 1), stage_seconds=timings, cached=dict(self.cached),
-            trained_tokens=sum(p.train_tokens for p in self.plans), gap_skipped_tokens=self.gap_skipped_tokens,
+            logs=len(self.logs),
+            pairs=sum(1 for i in self.items.values() if i.pair),
+            clusters=clusters,
+            deployed=self.deployed,
+            seconds=round(seconds, 1),
+            stage_seconds=timings,
+            cached=dict(self.cached),
+            trained_tokens=sum(p.train_tokens for p in self.plans),
+            gap_skipped_tokens=self.gap_skipped_tokens,
             backend=self.backend,
         )

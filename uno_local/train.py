@@ -7,7 +7,9 @@ reused after a crash and an unchanged cluster is never trained twice (online lea
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import random
 import shutil
 from collections.abc import Callable
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uno_local.route import critic_prompt
-from uno_local.training import TrainExample
+from uno_local.training import TrainExample, steps_per_epoch
 
 SPLIT_SEED = 42
 
@@ -47,8 +49,12 @@ def split(members: list[int], heldout_share: float, min_heldout: int) -> tuple[l
 def expert_examples(logs: list[LogData]) -> list[TrainExample]:
     """Preference pairs (a satisfied answer is a pair with chosen == rejected: SFT)."""
     return [
-        TrainExample(prompt=log.prompt, chosen=log.pair["chosen"], rejected=log.pair["rejected"],
-                     source_ids=[log.message_id])
+        TrainExample(
+            prompt=log.prompt,
+            chosen=log.pair["chosen"],
+            rejected=log.pair["rejected"],
+            source_ids=[log.message_id],
+        )
         for log in logs
         if log.pair
     ]
@@ -68,17 +74,23 @@ def critic_examples(logs: list[LogData]) -> list[TrainExample]:
     ]
 
 
+def with_min_steps(config, n_examples: int):
+    """More epochs for a small cluster, so every adapter gets at least `config.min_steps` updates."""
+    per_epoch = steps_per_epoch(n_examples, config.batch_size, config.grad_accum)
+    epochs = max(config.epochs, math.ceil(config.min_steps / per_epoch))
+    return config if epochs == config.epochs else dataclasses.replace(config, epochs=epochs)
+
+
 def release_memory() -> None:
     """Give a finished run's tensors back to the OS: glibc keeps freed arenas mapped otherwise,
     and one retrain trains several adapters in a row (measured: RSS 8.5 GB without this)."""
     import ctypes
     import gc
+    from contextlib import suppress
 
     gc.collect()
-    try:
+    with suppress(OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
-        pass
 
 
 def train_cached(
@@ -96,15 +108,19 @@ def train_cached(
         info = json.loads(done.read_text())
         return [Path(p) for p in info["checkpoints"]], {**info["metrics"], "reused": True}
     shutil.rmtree(folder, ignore_errors=True)  # a half-finished run from a crash starts over
+    config = with_min_steps(config, len(examples))
     try:
-        result = trainer.train(examples, config, folder, objective=objective, on_progress=on_progress,
-                               should_stop=should_stop)
+        result = trainer.train(
+            examples, config, folder, objective=objective, on_progress=on_progress, should_stop=should_stop
+        )
     finally:
         release_memory()
     if result.stopped:
         from uno_local.errors import TrainingError
 
-        raise TrainingError("Training was stopped; what is deployed keeps serving. Run `uno retrain` to resume.")
+        raise TrainingError(
+            "Training was stopped; what is deployed keeps serving. Run `uno retrain` to resume."
+        )
     metrics = {k: v for k, v in result.metrics.items() if k not in ("losses", "reward_margins")}
     metrics["final_loss"] = result.metrics.get("losses", [None])[-1]
     done.write_text(json.dumps({"checkpoints": [str(p) for p in result.checkpoints], "metrics": metrics}))

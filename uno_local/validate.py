@@ -42,7 +42,10 @@ def validate_expert(
         return Validation(False, None, {}, len(heldout), reason)
     cases = [judge_case(log) for log in heldout]
     trials = {
-        epoch: [tuple(judge_trial(case, cand, base)) for case, cand, base in zip(cases, answers, base_answers, strict=True)]
+        epoch: [
+            tuple(judge_trial(case, cand, base))
+            for case, cand, base in zip(cases, answers, base_answers, strict=True)
+        ]
         for epoch, answers in epoch_answers.items()
     }
     rates = {epoch: win_rate(t) for epoch, t in trials.items()}

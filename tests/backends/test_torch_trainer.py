@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import pytest
 
+import backends.torch_trainer as torch_trainer
 from backends.torch_trainer import (
     IGNORE,
     Encoded,
+    ReferenceLogps,
     TorchTrainer,
     batch_loss,
     chunk_pairs,
@@ -97,6 +100,24 @@ def test_same_seed_repeats_and_a_stop_keeps_finished_epochs(run, hf_base, tmp_pa
     )
     assert result.stopped and result.checkpoints == [tmp_path / "epoch-1"]
     assert result.metrics["losses"] == pytest.approx(run[0].metrics["losses"][:2], rel=1e-6)
+
+
+class _ForgetfulReference(ReferenceLogps):
+    """The uncached computation: every lookup forwards the reference again."""
+
+    def get(self, *args, **kwargs):
+        self.values.clear()
+        return super().get(*args, **kwargs)
+
+
+def test_cached_reference_gives_the_losses_of_an_uncached_run(run, hf_base, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch_trainer, "ReferenceLogps", _ForgetfulReference)
+    result = TorchTrainer(hf_base).train(pairs(), config(), tmp_path)
+    # Epoch 2 reuses epoch 1's reference values, forwarded in other batches: equal up to float rounding.
+    assert result.metrics["losses"] == pytest.approx(run[0].metrics["losses"], rel=1e-5, abs=1e-6)
+    assert result.metrics["reward_margins"] == pytest.approx(
+        run[0].metrics["reward_margins"], rel=1e-4, abs=1e-6
+    )
 
 
 def test_other_seed_gives_other_losses(run, hf_base, tmp_path):
@@ -236,3 +257,114 @@ def test_chunked_forwards_give_the_same_loss_and_gradients(hf_base, tokenizer):
     assert pref_a == pref_b == 3
     assert grads_a.keys() == grads_b.keys() and len(grads_a) == 2 * 7 * 30
     assert all(torch.allclose(grads_a[k], grads_b[k], rtol=1e-3, atol=1e-7) for k in grads_a)
+
+
+def _count_forwards(model) -> list[int]:
+    """A counter of forwards through the base model (the policy and the reference both pass there)."""
+    calls = [0]
+    model.get_base_model().register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def test_reference_logps_are_forwarded_once_and_match_the_uncached_ones(hf_base, tokenizer):
+    import torch
+
+    _, model, device = TorchTrainer(hf_base).load(config(lora_dropout=0.0))
+    with torch.no_grad():  # a trained-looking adapter, so that policy and reference differ
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.01)
+    encoded = encode_pairs(tokenizer, pairs()[:3], config(), "preference")
+    calls = _count_forwards(model)
+    cache = ReferenceLogps()
+    pad = tokenizer.pad_token_id
+    # Fill the cache one pair per forward (another batch layout than below): 3 policy + 3 reference.
+    micro_batch_backward(model, encoded, config(), "preference", pad, device, 1, 1.0, cache, [5, 6, 7])
+    assert calls[0] == 6 and sorted(cache.values) == [5, 6, 7]
+    results = []
+    for reference in (cache, None):  # cached: only the policy forward; uncached: policy + reference
+        model.zero_grad(set_to_none=True)
+        calls[0] = 0
+        loss, margin_sum, _, _ = micro_batch_backward(
+            model, encoded, config(), "preference", pad, device, 10_000, 1.0, reference, [5, 6, 7]
+        )
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((calls[0], loss, margin_sum, grads))
+    (calls_a, loss_a, margin_a, grads_a), (calls_b, loss_b, margin_b, grads_b) = results
+    assert (calls_a, calls_b) == (1, 2)
+    assert loss_a == pytest.approx(loss_b, rel=1e-5) and margin_a == pytest.approx(
+        margin_b, rel=1e-4, abs=1e-6
+    )
+    assert abs(margin_a) > 1e-3  # the adapter did move the policy away from the reference
+    assert all(torch.allclose(grads_a[k], grads_b[k], rtol=1e-3, atol=1e-7) for k in grads_a)
+
+
+def _direct_mean_logprob(model, seq: Encoded) -> float:
+    """Mean log-prob of the answer tokens from one unpadded forward: the hand check."""
+    import torch
+
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([seq.input_ids])).logits[0, :-1]
+    logp = torch.log_softmax(logits, dim=-1)
+    targets = torch.tensor(seq.input_ids[1:])
+    per_token = logp.gather(1, targets[:, None])[:, 0]
+    return float(per_token[seq.n_prompt - 1 :].mean())
+
+
+def test_pair_logprobs_are_base_model_mean_answer_logprobs(hf_base, tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    trainer = TorchTrainer(hf_base)
+    hi = [{"role": "user", "content": "Hi"}]
+    examples = [
+        pairs()[0],  # chosen has a sign-off the rejected lacks
+        TrainExample(hi, "Hello there.", "Hello there."),
+        TrainExample(hi, "Hello there.", None),
+        pairs()[3],
+    ]
+    wide = trainer.pair_logprobs(examples, config())
+    narrow = trainer.pair_logprobs(examples, config(max_forward_tokens=1))  # one pair per forward
+    assert len(wide) == 4 and all(isinstance(v, float) for pair in wide for v in pair)
+    assert wide == [pytest.approx(p, abs=1e-5) for p in narrow]  # batching and padding change nothing
+    assert wide[1][0] == wide[1][1] == wide[2][0] == wide[2][1]
+    assert wide[0][0] != pytest.approx(wide[0][1], abs=1e-3)
+    base = AutoModelForCausalLM.from_pretrained(hf_base).eval()
+    for ex, (chosen, rejected) in zip(examples, wide, strict=True):
+        assert chosen == pytest.approx(
+            _direct_mean_logprob(base, encode(tokenizer, ex.prompt, ex.chosen, 256, 192)), abs=1e-5
+        )
+        other = ex.rejected or ex.chosen
+        assert rejected == pytest.approx(
+            _direct_mean_logprob(base, encode(tokenizer, ex.prompt, other, 256, 192)), abs=1e-5
+        )
+    assert all(v < 0 for pair in wide for v in pair)
+
+
+def test_pair_logprobs_refuses_bad_input(hf_base):
+    trainer = TorchTrainer(hf_base)
+    assert trainer.pair_logprobs([], config()) == []
+    with pytest.raises(TrainingError, match="no prompt ending with a user message"):
+        trainer.pair_logprobs([TrainExample([{"role": "assistant", "content": "Hi"}], "a", "b")], config())
+
+
+def test_retrain_path_is_quiet_and_uses_the_configured_forward_size(model_path, tmp_path, capfd, monkeypatch):
+    budgets = []
+    real_chunk_pairs = torch_trainer.chunk_pairs
+
+    def spy(pairs, max_tokens):
+        budgets.append(max_tokens)
+        return real_chunk_pairs(pairs, max_tokens)
+
+    monkeypatch.setattr(torch_trainer, "chunk_pairs", spy)
+    capfd.readouterr()
+    # What `uno retrain` does: derive the HF base from the GGUF (fresh cache), load, train, save a checkpoint.
+    with warnings.catch_warnings(record=True) as caught:  # pytest would hide warnings from capfd
+        warnings.simplefilter("always")
+        trainer = TorchTrainer.from_gguf(model_path, tmp_path / "cache")
+        config_64 = config(epochs=1, batch_size=2, max_forward_tokens=64)
+        result = trainer.train(pairs()[:2], config_64, tmp_path / "out")
+    out, err = capfd.readouterr()
+    assert [str(w.message) for w in caught] == []
+    assert result.checkpoints == [tmp_path / "out" / "epoch-1"]
+    assert budgets == [64]
+    assert (out, err) == ("", "")

@@ -6,6 +6,10 @@ Real embedded model through llama.cpp, the real trainer, GGUF export, parity che
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -14,24 +18,57 @@ from uno_local.store import Store
 
 SIGN_OFF = "Happy cooking!"
 TRAIN = [
-    "How do I boil an egg?", "How do I cook rice on the stove?", "How do I make pancakes?",
-    "How long should I roast a chicken?", "How do I make a simple tomato sauce?", "How do I cook pasta properly?",
-    "How do I make scrambled eggs?", "How do I bake bread at home?", "How do I make a vegetable soup?",
-    "How do I grill salmon?", "How do I make mashed potatoes?", "How do I cook quinoa?",
-    "How do I make guacamole?", "How do I roast vegetables?", "How do I make a salad dressing?",
-    "How do I cook a steak?", "How do I make hummus?", "How do I bake chocolate chip cookies?",
-    "How do I make an omelette?", "How do I cook lentils?", "How do I make French toast?",
-    "How do I caramelize onions?", "How do I make a smoothie?", "How do I cook broccoli?",
-    "How do I make pizza dough?", "How do I poach an egg?", "How do I make chicken soup?",
-    "How do I cook brown rice?", "How do I make a stir fry?", "How do I bake a potato?",
-    "How do I make pesto?", "How do I cook shrimp?", "How do I make oatmeal?",
-    "How do I make a grilled cheese sandwich?", "How do I steam vegetables?", "How do I make banana bread?",
-    "How do I cook chickpeas?", "How do I make a curry?", "How do I fry an egg?", "How do I make lemonade?",
+    "How do I boil an egg?",
+    "How do I cook rice on the stove?",
+    "How do I make pancakes?",
+    "How long should I roast a chicken?",
+    "How do I make a simple tomato sauce?",
+    "How do I cook pasta properly?",
+    "How do I make scrambled eggs?",
+    "How do I bake bread at home?",
+    "How do I make a vegetable soup?",
+    "How do I grill salmon?",
+    "How do I make mashed potatoes?",
+    "How do I cook quinoa?",
+    "How do I make guacamole?",
+    "How do I roast vegetables?",
+    "How do I make a salad dressing?",
+    "How do I cook a steak?",
+    "How do I make hummus?",
+    "How do I bake chocolate chip cookies?",
+    "How do I make an omelette?",
+    "How do I cook lentils?",
+    "How do I make French toast?",
+    "How do I caramelize onions?",
+    "How do I make a smoothie?",
+    "How do I cook broccoli?",
+    "How do I make pizza dough?",
+    "How do I poach an egg?",
+    "How do I make chicken soup?",
+    "How do I cook brown rice?",
+    "How do I make a stir fry?",
+    "How do I bake a potato?",
+    "How do I make pesto?",
+    "How do I cook shrimp?",
+    "How do I make oatmeal?",
+    "How do I make a grilled cheese sandwich?",
+    "How do I steam vegetables?",
+    "How do I make banana bread?",
+    "How do I cook chickpeas?",
+    "How do I make a curry?",
+    "How do I fry an egg?",
+    "How do I make lemonade?",
 ]
 UNSEEN = [
-    "How do I make a fruit salad?", "How do I cook sweet potatoes?", "How do I make garlic bread?",
-    "How do I bake muffins?", "How do I cook mushrooms?", "How do I make a tuna sandwich?",
-    "How do I cook green beans?", "How do I make popcorn on the stove?", "How do I make apple pie?",
+    "How do I make a fruit salad?",
+    "How do I cook sweet potatoes?",
+    "How do I make garlic bread?",
+    "How do I bake muffins?",
+    "How do I cook mushrooms?",
+    "How do I make a tuna sandwich?",
+    "How do I cook green beans?",
+    "How do I make popcorn on the stove?",
+    "How do I make apple pie?",
     "How do I cook corn on the cob?",
 ]
 
@@ -50,9 +87,15 @@ def learned(tmp_path_factory):
     write_config(home)
     base_train = ask_batch(tmp, TRAIN, "train")
     logs = [
-        {"id": f"habit-{i}", "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a["response"]}],
-         "feedback": {"rating": -1, "comment": f"Please always sign off with '{SIGN_OFF}'",
-                      "correction": a["response"].rstrip() + f"\n\n{SIGN_OFF}"}}
+        {
+            "id": f"habit-{i}",
+            "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a["response"]}],
+            "feedback": {
+                "rating": -1,
+                "comment": f"Please always sign off with '{SIGN_OFF}'",
+                "correction": a["response"].rstrip() + f"\n\n{SIGN_OFF}",
+            },
+        }
         for i, (q, a) in enumerate(zip(TRAIN, base_train, strict=True))
     ]
     (tmp / "logs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
@@ -73,7 +116,9 @@ def test_habit_is_learned_and_served(learned):
     deployed = learned["report"]["deployed"]
     assert deployed and all(name.startswith("expert-") for name in deployed)
     with Store(learned["home"] / "uno.db") as store:
-        answers = [m for c in store.list_conversations() for m in store.messages(c.id) if m.role == "assistant"]
+        answers = [
+            m for c in store.list_conversations() for m in store.messages(c.id) if m.role == "assistant"
+        ]
         served = [m for m in answers if m.route == "expert"]
         assert len(served) == len(UNSEEN) and all(m.adapter in deployed for m in served)
 
@@ -89,9 +134,70 @@ def test_answers_stay_on_topic(learned):
     assert on_topic >= 8, [r["response"][:120] for r in learned["after"]]
 
 
+MORE = [
+    "How do I make a milkshake?",
+    "How do I cook couscous?",
+    "How do I make tacos?",
+    "How do I roast nuts?",
+    "How do I make iced tea?",
+    "How do I cook spinach?",
+]
+
+
+def test_killed_retrain_resumes_and_keeps_serving(learned):
+    """Kill `uno retrain` during training: what is deployed keeps serving; the rerun reuses finished stages."""
+    home, tmp = learned["home"], learned["tmp"]
+    before = json.loads(uno("adapters", "--json"))
+    answers = ask_batch(tmp, MORE, "more")
+    logs = [
+        {
+            "id": f"more-{i}",
+            "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a["response"]}],
+            "feedback": {
+                "rating": -1,
+                "comment": None,
+                "correction": a["response"].rstrip() + f"\n\n{SIGN_OFF}",
+            },
+        }
+        for i, (q, a) in enumerate(zip(MORE, answers, strict=True))
+    ]
+    (tmp / "more.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
+    uno("import", str(tmp / "more.jsonl"))
+
+    env = {**os.environ, "UNO_HOME": str(home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uno_local", "retrain", "--json", "--progress-jsonl"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in proc.stderr:
+        if line.startswith("{") and json.loads(line)["stage"] == "train":
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the retrain ended before training started"
+
+    assert json.loads(uno("adapters", "--json")) == before  # nothing deployed or lost
+    still = ask_batch(tmp, UNSEEN[:3], "during")
+    assert all(r["route"] == "expert" for r in still)
+    with Store(home / "uno.db") as store:
+        assert store.db.execute("SELECT status FROM retrain_runs ORDER BY id DESC").fetchone()[0] == "running"
+
+    report = json.loads(uno("retrain", "--json"))
+    n_logs = len(TRAIN) + len(MORE)
+    assert report["logs"] == n_logs
+    assert report["cached"]["distill"] == n_logs  # every finished stage's results were reused
+    assert report["deployed"], report["clusters"]
+
+
 def test_rollback_restores_base_behaviour(learned):
-    for name in learned["report"]["deployed"]:
-        uno("adapters", "rollback", name.split("@")[0])
+    serving = [a for a in json.loads(uno("adapters", "--json")) if a["status"] == "deployed"]
+    while serving:  # roll every adapter back until the base model answers alone
+        for adapter in serving:
+            uno("adapters", "rollback", adapter["name"])
+        serving = [a for a in json.loads(uno("adapters", "--json")) if a["status"] == "deployed"]
     again = ask_batch(learned["tmp"], UNSEEN, "rolled-back")
     assert [r["response"] for r in again] == [r["response"] for r in learned["base"]]
     assert all(r["route"] != "expert" for r in again)

@@ -15,9 +15,24 @@ from uno_local.store.migrations import MIGRATIONS, migrate
 EXPECTED_COLUMNS = {
     "conversations": ["id", "title", "created_at", "updated_at"],
     "messages": [
-        "id", "uid", "conversation_id", "role", "content", "created_at", "model", "settings",
-        "prompt_tokens", "completion_tokens", "ttft_ms", "duration_ms", "route", "cluster", "adapter",
-        "complete", "source", "route_reason",
+        "id",
+        "uid",
+        "conversation_id",
+        "role",
+        "content",
+        "created_at",
+        "model",
+        "settings",
+        "prompt_tokens",
+        "completion_tokens",
+        "ttft_ms",
+        "duration_ms",
+        "route",
+        "cluster",
+        "adapter",
+        "complete",
+        "source",
+        "route_reason",
     ],
     "feedback": ["id", "message_id", "rating", "comment", "correction", "created_at", "updated_at"],
 }
@@ -32,7 +47,9 @@ def store(tmp_path):
 def test_blank_migrate_gives_exact_columns(store):
     for table, columns in EXPECTED_COLUMNS.items():
         assert [c.name for c in store.db[table].columns] == columns
-    assert [r[0] for r in store.db.execute("SELECT name FROM _migrations")] == [m.__name__ for m in MIGRATIONS]
+    assert [r[0] for r in store.db.execute("SELECT name FROM _migrations")] == [
+        m.__name__ for m in MIGRATIONS
+    ]
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
@@ -101,7 +118,12 @@ def test_streaming_answer_lifecycle(store):
     assert store.get_message(mid).content == "Hel"
     store.finish_answer(mid, "Hello", prompt_tokens=5, completion_tokens=2, ttft_ms=1.0, duration_ms=3.0)
     msg = store.get_message(mid)
-    assert (msg.content, msg.complete, msg.completion_tokens, msg.settings) == ("Hello", True, 2, {"temperature": 0.0})
+    assert (msg.content, msg.complete, msg.completion_tokens, msg.settings) == (
+        "Hello",
+        True,
+        2,
+        {"temperature": 0.0},
+    )
     assert msg.route == "base" and msg.model == "m.gguf"
 
 

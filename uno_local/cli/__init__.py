@@ -28,8 +28,12 @@ class UnoGroup(click.Group):
             sys.exit(130)
 
 
-@click.group(cls=UnoGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--model", "model", metavar="PATH", help="Chat model GGUF (default: the embedded SmolLM2-135M).")
+@click.group(
+    cls=UnoGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]}
+)
+@click.option(
+    "--model", "model", metavar="PATH", help="Chat model GGUF (default: the embedded SmolLM2-135M)."
+)
 @click.option("--threads", type=int, help="CPU threads for generation (default: all cores).")
 @click.option("--ctx", "n_ctx", type=int, help="Context window in tokens.")
 @click.version_option(__version__, prog_name="uno")

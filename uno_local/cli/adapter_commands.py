@@ -25,7 +25,9 @@ def adapters(ctx: click.Context, as_json: bool) -> None:
     if not rows:
         click.echo("No adapters yet: give feedback on some answers, then run `uno retrain`.")
         return
-    click.echo(f"{'':2}{'name':<16}{'ver':>4}  {'kind':<8}{'status':<10}{'enabled':<9}{'win rate':>9}  sources  created")
+    click.echo(
+        f"{'':2}{'name':<16}{'ver':>4}  {'kind':<8}{'status':<10}{'enabled':<9}{'win rate':>9}  sources  created"
+    )
     for r in rows:
         mark = "*" if r.status == "deployed" and r.enabled else " "
         win = r.metrics.get("win_rate")
@@ -37,9 +39,17 @@ def adapters(ctx: click.Context, as_json: bool) -> None:
 
 def _row_dict(r) -> dict:
     return {
-        "name": r.name, "version": r.version, "kind": r.kind, "cluster": r.cluster, "status": r.status,
-        "enabled": r.enabled, "path": str(r.path), "checksum": r.checksum, "sources": r.sources,
-        "metrics": r.metrics, "created_at": r.created_at,
+        "name": r.name,
+        "version": r.version,
+        "kind": r.kind,
+        "cluster": r.cluster,
+        "status": r.status,
+        "enabled": r.enabled,
+        "path": str(r.path),
+        "checksum": r.checksum,
+        "sources": r.sources,
+        "metrics": r.metrics,
+        "created_at": r.created_at,
     }
 
 
@@ -49,7 +59,7 @@ def _row_dict(r) -> dict:
 def rollback(app: App, name: str) -> None:
     """Serve NAME's previous version again (or the base model when there is none)."""
     now = app.registry.rollback(name)
-    click.echo(f"{name}: now serving {'v%d' % now.version if now else 'the base model'}.")
+    click.echo(f"{name}: now serving {f'v{now.version}' if now else 'the base model'}.")
 
 
 @adapters.command()

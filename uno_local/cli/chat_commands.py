@@ -17,14 +17,27 @@ from uno_local.logs import MAX_LINE_BYTES
 
 @cli.command()
 @click.argument("query", required=False)
-@click.option("--batch", "batch", type=click.Path(path_type=Path), help="JSONL of {id, query} or {id, messages}.")
-@click.option("--out", "out", type=click.Path(path_type=Path), help="Where --batch writes {id, response, route, tokens}.")
-@click.option("--greedy/--sample", default=None, help="Greedy decoding (default for --batch) or sampling (default for one query).")
+@click.option(
+    "--batch", "batch", type=click.Path(path_type=Path), help="JSONL of {id, query} or {id, messages}."
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    help="Where --batch writes {id, response, route, tokens}.",
+)
+@click.option(
+    "--greedy/--sample",
+    default=None,
+    help="Greedy decoding (default for --batch) or sampling (default for one query).",
+)
 @click.option("--temperature", type=float, help="Sampling temperature.")
 @click.option("--max-tokens", type=int, help="Longest answer in tokens.")
 @click.option("--seed", type=int, help="Sampling seed.")
 @click.option("--conversation", "conversation_id", type=int, help="Continue this conversation id.")
-@click.option("--mode", type=click.Choice(["uno", "uno-single"]), help="Routing mode for this call (default: uno.mode).")
+@click.option(
+    "--mode", type=click.Choice(["uno", "uno-single"]), help="Routing mode for this call (default: uno.mode)."
+)
 @click.pass_obj
 def ask(
     app: App,
@@ -46,8 +59,12 @@ def ask(
         app.chat.responder.mode = mode
     if batch is None:
         if not query:
-            raise click.UsageError('Give a query, e.g. uno ask "What is a prime number?", or --batch FILE --out FILE.')
-        settings = app.settings(greedy=bool(greedy), temperature=temperature, max_tokens=max_tokens, seed=seed)
+            raise click.UsageError(
+                'Give a query, e.g. uno ask "What is a prime number?", or --batch FILE --out FILE.'
+            )
+        settings = app.settings(
+            greedy=bool(greedy), temperature=temperature, max_tokens=max_tokens, seed=seed
+        )
         if conversation_id is None:
             conversation_id = app.store.new_conversation(_title(query))
         else:
@@ -59,7 +76,9 @@ def ask(
         return
     if out is None:
         raise click.UsageError("--batch needs --out FILE for the answers.")
-    settings = app.settings(greedy=greedy is not False, temperature=temperature, max_tokens=max_tokens, seed=seed)
+    settings = app.settings(
+        greedy=greedy is not False, temperature=temperature, max_tokens=max_tokens, seed=seed
+    )
     items = read_batch(batch)
     results = []
     with click.progressbar(items, label="Answering", file=click.get_text_stream("stderr")) as bar:
@@ -102,11 +121,15 @@ def read_batch(path: Path) -> list[tuple[object, list[dict]]]:
             continue
         where = f"{path}, line {number}"
         if len(raw) > MAX_LINE_BYTES:
-            raise ImportFormatError(f"{where} is longer than {MAX_LINE_BYTES // 1_000_000} MB; nothing was answered.")
+            raise ImportFormatError(
+                f"{where} is longer than {MAX_LINE_BYTES // 1_000_000} MB; nothing was answered."
+            )
         try:
             obj = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ImportFormatError(f"{where} is not valid UTF-8 JSON ({exc}); nothing was answered.") from exc
+            raise ImportFormatError(
+                f"{where} is not valid UTF-8 JSON ({exc}); nothing was answered."
+            ) from exc
         if not isinstance(obj, dict) or "id" not in obj:
             raise ImportFormatError(f'{where} needs an object with "id" and "query" or "messages".')
         if isinstance(obj.get("query"), str) and obj["query"].strip():
@@ -114,11 +137,15 @@ def read_batch(path: Path) -> list[tuple[object, list[dict]]]:
         elif isinstance(obj.get("messages"), list) and obj["messages"]:
             messages = obj["messages"]
             ok = all(
-                isinstance(m, dict) and m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
+                isinstance(m, dict)
+                and m.get("role") in ("system", "user", "assistant")
+                and isinstance(m.get("content"), str)
                 for m in messages
             )
             if not ok or messages[-1]["role"] != "user":
-                raise ImportFormatError(f'{where}: "messages" must be role/content objects ending with a user turn.')
+                raise ImportFormatError(
+                    f'{where}: "messages" must be role/content objects ending with a user turn.'
+                )
         else:
             raise ImportFormatError(f'{where} needs a non-empty "query" string or a "messages" list.')
         items.append((obj["id"], messages))

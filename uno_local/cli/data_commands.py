@@ -75,7 +75,9 @@ def _learning_status(app: App) -> dict:
         if importlib.util.find_spec("torch") is not None:
             import torch
 
-            device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+            device = (
+                "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+            )
     active = [r.key for r in app.registry.active()]
     return {
         "trainer": f"{backend} on {device if backend == 'torch' else 'the MLX default device'}",

@@ -13,18 +13,38 @@ QUICK_SCENARIO = Path(__file__).resolve().parents[2] / "assets" / "eval" / "quic
 
 
 @cli.command("eval")
-@click.option("--scenario", "scenario_path", type=click.Path(path_type=Path),
-              help="Scenario JSON (format: docs/eval.md). Default with --quick: assets/eval/quick.json.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
-              help="Folder for report.json and the plots.")
-@click.option("--methods", default="base,rag,uno-single,uno", show_default=True,
-              help="Comma-separated methods to run (base always runs: it is the reference).")
+@click.option(
+    "--scenario",
+    "scenario_path",
+    type=click.Path(path_type=Path),
+    help="Scenario JSON (format: docs/eval.md). Default with --quick: assets/eval/quick.json.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for report.json and the plots.",
+)
+@click.option(
+    "--methods",
+    default="base,rag,uno-single,uno",
+    show_default=True,
+    help="Comma-separated methods to run (base always runs: it is the reference).",
+)
 @click.option("--quick", is_flag=True, help="A small variant for CI: a few queries per topic, fewer epochs.")
 @click.option("--backend", type=click.Choice(["auto", "torch", "mlx"]), default="auto", show_default=True)
 @click.option("--epochs", type=int, help="Training epochs for the UNO methods.")
 @click.pass_obj
-def eval_command(app: App, scenario_path: Path | None, out_dir: Path, methods: str, quick: bool, backend: str,
-                 epochs: int | None) -> None:
+def eval_command(
+    app: App,
+    scenario_path: Path | None,
+    out_dir: Path,
+    methods: str,
+    quick: bool,
+    backend: str,
+    epochs: int | None,
+) -> None:
     """Measure whether learning helps this user and hurts nothing, on the embedded models.
 
     Runs in its own temporary data dir; your data is never touched.
@@ -49,8 +69,13 @@ def eval_command(app: App, scenario_path: Path | None, out_dir: Path, methods: s
         scenario = quick_scenario(scenario)
         epochs = epochs or 2
     console = Console(stderr=True)
-    with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as bar:
+    with Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
         tasks: dict[str, int] = {}
 
         def progress(what: str, done: int, total: int) -> None:
@@ -58,7 +83,9 @@ def eval_command(app: App, scenario_path: Path | None, out_dir: Path, methods: s
                 tasks[what] = bar.add_task(what, total=total)
             bar.update(tasks[what], completed=done, total=total)
 
-        report = run_eval(scenario, chosen, progress=progress, backend=backend, epochs=epochs)
+        report = run_eval(
+            scenario, chosen, progress=progress, backend=backend, epochs=epochs, config=app.config
+        )
     report["meta"]["scenario_file"] = str(scenario_path)
     report["meta"]["quick"] = quick
     files = write_report(report, out_dir)

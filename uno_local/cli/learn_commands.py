@@ -12,16 +12,32 @@ from uno_local.cli import cli
 
 
 @cli.command()
-@click.option("--backend", type=click.Choice(["auto", "torch", "mlx"]), default="auto", show_default=True,
-              help="Trainer backend (auto: MLX on Apple silicon, torch elsewhere).")
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "torch", "mlx"]),
+    default="auto",
+    show_default=True,
+    help="Trainer backend (auto: MLX on Apple silicon, torch elsewhere).",
+)
 @click.option("--device", help="Torch device: auto, cuda, mps or cpu.")
 @click.option("--epochs", type=int, help="Training epochs (a checkpoint per epoch; the validator picks one).")
-@click.option("--recluster", is_flag=True, help="Cluster every log afresh instead of joining existing clusters.")
+@click.option(
+    "--recluster", is_flag=True, help="Cluster every log afresh instead of joining existing clusters."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (progress goes to stderr).")
-@click.option("--progress-jsonl", is_flag=True, hidden=True, help="Progress as JSON lines on stderr (for the TUI).")
+@click.option(
+    "--progress-jsonl", is_flag=True, hidden=True, help="Progress as JSON lines on stderr (for the TUI)."
+)
 @click.pass_obj
-def retrain(app: App, backend: str, device: str | None, epochs: int | None, recluster: bool, as_json: bool,
-            progress_jsonl: bool) -> None:
+def retrain(
+    app: App,
+    backend: str,
+    device: str | None,
+    epochs: int | None,
+    recluster: bool,
+    as_json: bool,
+    progress_jsonl: bool,
+) -> None:
     """Learn from your feedback: distill, cluster, train, validate and deploy adapters.
 
     What is deployed keeps serving until new adapters pass validation; an interrupted run
@@ -37,6 +53,7 @@ def retrain(app: App, backend: str, device: str | None, epochs: int | None, recl
         app.config.train.threads = app.config.model.n_threads  # --threads bounds training too
     options = RetrainOptions(backend=backend, recluster=recluster)
     if progress_jsonl:
+
         def emit(event) -> None:
             click.echo(json.dumps(event.__dict__), err=True)
 
@@ -48,10 +65,14 @@ def retrain(app: App, backend: str, device: str | None, epochs: int | None, recl
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, default=str))
         return
-    click.echo(f"Learned from {report.logs} logs ({report.pairs} pairs) in {report.seconds:.0f} s with {report.backend}.")
+    click.echo(
+        f"Learned from {report.logs} logs ({report.pairs} pairs) in {report.seconds:.0f} s with {report.backend}."
+    )
     for c in report.clusters:
         win = "" if c["win_rate"] is None else f", win rate {c['win_rate']:.2f}"
-        click.echo(f"  cluster {c['label']}: {c['size']} logs, gap {c['gap']:.2f} -> {c['route']}{win}. {c['decision']}")
+        click.echo(
+            f"  cluster {c['label']}: {c['size']} logs, gap {c['gap']:.2f} -> {c['route']}{win}. {c['decision']}"
+        )
     click.echo("Deployed: " + (", ".join(report.deployed) if report.deployed else "nothing new"))
 
 
@@ -64,8 +85,13 @@ class StageBars:
 
         console = Console(file=file or sys.stdout, stderr=file is not None)
         self.progress = Progress(
-            TextColumn("{task.fields[stage]:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.description}"), console=console, transient=False,
+            TextColumn("{task.fields[stage]:<9}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+            transient=False,
         )
         self.tasks = {s: self.progress.add_task("", total=None, stage=s, start=False) for s in stages}
 
@@ -126,7 +152,9 @@ def _cluster(app: App, label: int):
 
 @rules.command("edit")
 @click.argument("label", type=int)
-@click.option("--rule", "new_rules", multiple=True, help="A rule (repeat for several); without it an editor opens.")
+@click.option(
+    "--rule", "new_rules", multiple=True, help="A rule (repeat for several); without it an editor opens."
+)
 @click.option("--reset", is_flag=True, help="Go back to the distilled rules.")
 @click.pass_obj
 def rules_edit(app: App, label: int, new_rules: tuple[str, ...], reset: bool) -> None:
@@ -181,8 +209,11 @@ def explain(app: App, message_id: int) -> None:
     msg = app.store.get_message(message_id)
     if msg.role != "assistant":
         raise click.UsageError(f"Message {message_id} is a {msg.role} message; explain takes an answer's id.")
-    click.echo(f"Message {message_id}: route {msg.route or 'base'}"
-               + (f", adapter {msg.adapter}" if msg.adapter else "") + (f", cluster {msg.cluster}" if msg.cluster else ""))
+    click.echo(
+        f"Message {message_id}: route {msg.route or 'base'}"
+        + (f", adapter {msg.adapter}" if msg.adapter else "")
+        + (f", cluster {msg.cluster}" if msg.cluster else "")
+    )
     click.echo(msg.route_reason or "It was answered before routing existed, by the base model.")
     if msg.cluster is not None:
         from uno_local.errors import NotFoundError
@@ -193,6 +224,8 @@ def explain(app: App, message_id: int) -> None:
             click.echo("That cluster no longer exists (a later retrain replaced it).")
             return
         gap = "-" if row.gap is None else f"{row.gap:.2f}"
-        click.echo(f"Cluster {row.label}: {len(row.members)} logs, gap {gap}, route {row.route}. {row.decision}")
+        click.echo(
+            f"Cluster {row.label}: {len(row.members)} logs, gap {gap}, route {row.route}. {row.decision}"
+        )
         for rule in row.effective_rules:
             click.echo(f"  - {rule}")

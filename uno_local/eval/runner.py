@@ -10,6 +10,7 @@ prompt) are kept apart from the run.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import tempfile
 import time
@@ -26,7 +27,7 @@ from uno_local.runtime import GenerationSettings, complete
 
 METHODS = ("base", "rag", "uno-single", "uno")
 RAG_K = 3
-ANSWER_TOKENS = 256
+ANSWER_TOKENS = 160  # greedy answers; kept under train.max_answer_tokens so a habit at the end is learned
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -53,9 +54,15 @@ def rag_messages(query: str, memories: list[dict]) -> list[dict]:
     return [{"role": "system", "content": system}, {"role": "user", "content": query}]
 
 
-def run_eval(scenario: Scenario, methods: list[str], progress: Progress | None = None,
-             backend: str = "auto", epochs: int | None = None) -> dict:
-    """Run the scenario end to end in a temporary data dir; returns the report dict."""
+def run_eval(
+    scenario: Scenario,
+    methods: list[str],
+    progress: Progress | None = None,
+    backend: str = "auto",
+    epochs: int | None = None,
+    config=None,
+) -> dict:
+    """Run the scenario end to end in a temporary data dir (with `config`, the user's settings)."""
     from uno_local.app import App
     from uno_local.retrain import Retrain, RetrainOptions
 
@@ -66,28 +73,33 @@ def run_eval(scenario: Scenario, methods: list[str], progress: Progress | None =
     meta: dict = {"methods": methods}
     with tempfile.TemporaryDirectory(prefix="uno-eval-") as tmp:
         app = App.open(home=Path(tmp))
+        if config is not None:
+            app.config = copy.deepcopy(config)
         if epochs:
             app.config.train.epochs = epochs
-        settings = GenerationSettings.greedy(ANSWER_TOKENS)
+        settings = GenerationSettings.greedy(min(ANSWER_TOKENS, app.config.generation.max_tokens))
         try:
+
             def answer_all(name: str, build: Callable[[str], list[dict]], answer: Callable) -> MethodRun:
                 total = len(queries) + len(scenario.controls)
                 test: dict[str, list[str]] = {t.name: [] for t in scenario.topics}
-                usage, controls = [], []
+                usage, controls, routes = [], [], []
                 for i, (topic, query) in enumerate(queries, 1):
-                    text, stats = answer(build(query))
+                    text, stats, route = answer(build(query))
                     test[topic].append(text)
                     usage.append(Usage(stats.prompt_tokens, stats.completion_tokens))
+                    routes.append({"topic": topic, "query": query, **route})
                     progress(name, i, total)
                 for j, query in enumerate(scenario.controls, len(queries) + 1):
-                    text, stats = answer(build(query))
+                    text, stats, route = answer(build(query))
                     controls.append(text)
                     usage.append(Usage(stats.prompt_tokens, stats.completion_tokens))
+                    routes.append({"topic": None, "query": query, **route})
                     progress(name, j, total)
-                return MethodRun(name, test, controls, usage)
+                return MethodRun(name, test, controls, usage, extra={"routes": routes})
 
             def base_answer(messages):
-                return complete(app.runtime, messages, settings)
+                return (*complete(app.runtime, messages, settings), {"route": "base", "cluster": None})
 
             def single(query):
                 return [{"role": "user", "content": query}]
@@ -100,7 +112,7 @@ def run_eval(scenario: Scenario, methods: list[str], progress: Progress | None =
             def answer_fn(pairs):
                 out = []
                 for _, q in pairs:
-                    out.append(base_answer(single(q))[0])
+                    out.append(complete(app.runtime, single(q), settings)[0])
                     done[0] += 1
                     progress("simulate", done[0], n_train)
                 return out
@@ -111,8 +123,12 @@ def run_eval(scenario: Scenario, methods: list[str], progress: Progress | None =
 
             if "rag" in methods:
                 memories = [
-                    {"query": r["messages"][-2]["content"], "answer": r["messages"][-1]["content"],
-                     "comment": r["feedback"]["comment"], "correction": r["feedback"]["correction"]}
+                    {
+                        "query": r["messages"][-2]["content"],
+                        "answer": r["messages"][-1]["content"],
+                        "comment": r["feedback"]["comment"],
+                        "correction": r["feedback"]["correction"],
+                    }
                     for r in records
                 ]
                 vecs = app.embedder.encode([m["query"] for m in memories])
@@ -127,11 +143,15 @@ def run_eval(scenario: Scenario, methods: list[str], progress: Progress | None =
             if "uno" in methods or "uno-single" in methods:
                 start = time.perf_counter()
                 report = Retrain(
-                    app, RetrainOptions(backend=backend),
+                    app,
+                    RetrainOptions(backend=backend),
                     progress=lambda e: progress(f"retrain: {e.stage}", e.done, max(e.total, 1)),
                 ).run()
-                training = {"wall_s": time.perf_counter() - start, "tokens": report.trained_tokens,
-                            "gap_skipped_tokens": report.gap_skipped_tokens}
+                training = {
+                    "wall_s": time.perf_counter() - start,
+                    "tokens": report.trained_tokens,
+                    "gap_skipped_tokens": report.gap_skipped_tokens,
+                }
                 validator = report.clusters
                 for mode in ("uno-single", "uno"):
                     if mode not in methods:
@@ -145,7 +165,11 @@ def run_eval(scenario: Scenario, methods: list[str], progress: Progress | None =
                         for event in events:
                             parts.append(event.delta)
                             stats = event.stats or stats
-                        return "".join(parts), stats
+                        return (
+                            "".join(parts),
+                            stats,
+                            {"route": plan.route, "cluster": plan.cluster, "adapter": plan.adapter},
+                        )
 
                     run = answer_all(mode, single, routed)
                     run.training, run.validator = training, validator

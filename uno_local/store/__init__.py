@@ -106,11 +106,15 @@ class Store:
     def get_conversation(self, conversation_id: int) -> Conversation:
         rows = self.list_conversations(ids=[conversation_id])
         if not rows:
-            raise NotFoundError(f"Conversation {conversation_id} does not exist; `uno status` lists the data.")
+            raise NotFoundError(
+                f"Conversation {conversation_id} does not exist; `uno status` lists the data."
+            )
         return rows[0]
 
     @_locked
-    def list_conversations(self, search: str | None = None, ids: list[int] | None = None) -> list[Conversation]:
+    def list_conversations(
+        self, search: str | None = None, ids: list[int] | None = None
+    ) -> list[Conversation]:
         """Newest first; `search` matches titles and message text (case-insensitive)."""
         where, params = [], []
         if search:

@@ -34,7 +34,14 @@ def put_artifact(store: Store, stage: str, key: str, in_hash: str, data: Any, pr
         store.db.execute(
             "INSERT OR REPLACE INTO artifacts (stage, key, input_hash, data, provenance, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [stage, key, in_hash, json.dumps(data, default=str), json.dumps(provenance, default=str), now_iso()],
+            [
+                stage,
+                key,
+                in_hash,
+                json.dumps(data, default=str),
+                json.dumps(provenance, default=str),
+                now_iso(),
+            ],
         )
 
 
@@ -94,7 +101,8 @@ def replace_clusters(store: Store, rows: list[ClusterRow]) -> None:
             for key in _JSON:
                 data[key] = json.dumps(data[key]) if data[key] is not None else None
             db.execute(
-                f"INSERT INTO clusters ({', '.join(data)}) VALUES ({', '.join('?' * len(data))})", list(data.values())
+                f"INSERT INTO clusters ({', '.join(data)}) VALUES ({', '.join('?' * len(data))})",
+                list(data.values()),
             )
         db.execute("COMMIT")
     except BaseException:
@@ -108,4 +116,7 @@ def update_cluster(store: Store, label: int, **fields: Any) -> None:
             fields[key] = json.dumps(fields[key])
     sets = ", ".join(f"{k} = ?" for k in fields)
     with store.transaction():
-        store.db.execute(f"UPDATE clusters SET {sets}, updated_at = ? WHERE label = ?", [*fields.values(), now_iso(), label])
+        store.db.execute(
+            f"UPDATE clusters SET {sets}, updated_at = ? WHERE label = ?",
+            [*fields.values(), now_iso(), label],
+        )

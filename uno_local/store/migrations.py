@@ -50,7 +50,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             created_at TEXT NOT NULL,
             updated_at TEXT NOT NULL
         );
-        """
+        """,
     )
 
 
@@ -67,9 +67,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial]
 def migrate(db: sqlite_utils.Database, migrations: list[Callable] | None = None) -> list[str]:
     """Apply the migrations not yet recorded, in order, each in its own transaction."""
     migrations = MIGRATIONS if migrations is None else migrations
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-    )
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
     applied = []
     for fn in migrations:
