@@ -140,6 +140,15 @@ def write_peft_files(peft_weights: dict[str, np.ndarray], config: dict, folder: 
     (folder / PEFT_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
+def write_mlx_files(weights: dict[str, np.ndarray], config: dict, folder: Path) -> None:
+    """Write mlx-lm's adapters.safetensors + adapter_config.json into `folder` (`mlx_lm.load` reads them)."""
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(weights, str(folder / MLX_WEIGHTS), metadata={"format": "mlx"})
+    (folder / MLX_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
 def mlx_to_peft(mlx_dir: Path, out_dir: Path, base: str = "") -> Path:
     """Convert an mlx-lm LoRA folder into a PEFT folder that transformers + PEFT and our exporter read."""
     weights, config = read_mlx_adapter(mlx_dir)

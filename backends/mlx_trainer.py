@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from backends.mlx_export import (
-    MLX_CONFIG,
-    MLX_WEIGHTS,
     mlx_config,
     mlx_to_peft_weights,
     peft_config,
+    write_mlx_files,
     write_peft_files,
 )
 from backends.torch_trainer import ADAM_BETAS, ADAM_EPS, IGNORE, Encoded, chunk_pairs, encode_pairs
@@ -220,11 +219,8 @@ def micro_batch_grads(
     for chunk in chunk_pairs(pairs, config.max_forward_tokens):
         sub = [pairs[i] for i in chunk]
         pref = [i for i in chunk if pairs[i][1] is not None] if objective == "preference" else []
-        ref = (
-            reference.get(model, [(keys[i], pairs[i][0], pairs[i][1]) for i in pref], pad_id)
-            if pref
-            else None
-        )
+        keyed = [(keys[i], pairs[i][0], pairs[i][1]) for i in pref]
+        ref = reference.get(model, keyed, pad_id) if pref else None
 
         def objective_fn(sub=sub, ref=ref):
             loss, margin = chunk_loss(model, sub, ref, config, objective, pad_id, n_pairs, n_answer)
@@ -240,11 +236,53 @@ def micro_batch_grads(
     return grads, loss_value, margin_total, n_pref, tokens
 
 
-def adapter_arrays(model) -> dict[str, np.ndarray]:
-    """The trainable LoRA weights under mlx-lm's names (model.layers.L.self_attn.q_proj.lora_a ...)."""
+def make_optimizer(config: TrainConfig):
+    """AdamW as torch's: the same betas, eps and decoupled weight decay, with bias correction (mlx's default
+    is off). The trainer sets `learning_rate` before every update from `lr_factor`."""
+    import mlx.optimizers as optim
+
+    return optim.AdamW(
+        config.learning_rate, list(ADAM_BETAS), ADAM_EPS, config.weight_decay, bias_correction=True
+    )
+
+
+def optimizer_step(optimizer, model, grads, config: TrainConfig, step: int, total: int, warmup: int) -> None:
+    """Clip the gradients to max_grad_norm, set step `step`'s (0-based) learning rate, update the weights."""
+    import mlx.core as mx
+    import mlx.optimizers as optim
+
+    grads, _ = optim.clip_grad_norm(grads, config.max_grad_norm)
+    optimizer.learning_rate = config.learning_rate * lr_factor(step, total, warmup, config.schedule)
+    optimizer.update(model, grads)
+    mx.eval(model.trainable_parameters(), optimizer.state)
+
+
+def accumulate(
+    model,
+    enc: Pairs,
+    group: list[list[int]],
+    config: TrainConfig,
+    objective: str,
+    pad_id: int,
+    reference: ReferenceLogps,
+):
+    """Summed gradients of one optimizer step's micro-batches; (grads, mean loss, mean margin, tokens)."""
+    grads, loss_sum, margin_sum, n_pref, tokens = None, 0.0, 0.0, 0, 0
+    for batch in group:
+        g, loss, m_sum, m_n, n_tokens = micro_batch_grads(
+            model, [enc[i] for i in batch], config, objective, pad_id, 1.0 / len(group), reference, batch
+        )
+        grads = g if grads is None else _add(grads, g)
+        loss_sum, margin_sum = loss_sum + loss, margin_sum + m_sum
+        n_pref, tokens = n_pref + m_n, tokens + n_tokens
+    return grads, loss_sum / len(group), (margin_sum / n_pref if n_pref else 0.0), tokens
+
+
+def flat_arrays(tree) -> dict[str, np.ndarray]:
+    """A tree of LoRA arrays (weights or their gradients) under mlx-lm's names, as numpy."""
     from mlx.utils import tree_flatten
 
-    return {k: np.array(v) for k, v in tree_flatten(model.trainable_parameters())}
+    return {k: np.array(v) for k, v in tree_flatten(tree)}
 
 
 def apply_adapter(model, folder: Path) -> None:
@@ -355,17 +393,13 @@ class MlxTrainer:
     ) -> TrainResult:
         """Train a fresh LoRA; see `uno_local.training` for objectives and the stop contract."""
         import mlx.core as mx
-        import mlx.optimizers as optim
 
         validate_inputs(examples, config, objective)
         tokenizer, model, keys = self.load(config)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         enc = encode_pairs(tokenizer, examples, config, objective)
         reference = ReferenceLogps()
-        # bias_correction=True: mlx defaults to off, torch's AdamW always corrects.
-        optimizer = optim.AdamW(
-            config.learning_rate, list(ADAM_BETAS), ADAM_EPS, config.weight_decay, bias_correction=True
-        )
+        optimizer = make_optimizer(config)
         per_epoch = steps_per_epoch(len(enc), config.batch_size, config.grad_accum)
         total = per_epoch * config.epochs
         warmup = int(config.warmup_ratio * total)
@@ -383,46 +417,19 @@ class MlxTrainer:
                     stopped = True
                     break
                 group = batches[s : s + config.grad_accum]
-                grads, loss_sum, margin_sum, n_pref = None, 0.0, 0.0, 0
-                for batch in group:
-                    g, loss, m_sum, m_n, n_tokens = micro_batch_grads(
-                        model,
-                        [enc[i] for i in batch],
-                        config,
-                        objective,
-                        pad_id,
-                        1.0 / len(group),
-                        reference,
-                        batch,
-                    )
-                    grads = g if grads is None else _add(grads, g)
-                    loss_sum, margin_sum, n_pref, tokens = (
-                        loss_sum + loss,
-                        margin_sum + m_sum,
-                        n_pref + m_n,
-                        tokens + n_tokens,
-                    )
-                grads, _ = optim.clip_grad_norm(grads, config.max_grad_norm)
-                optimizer.learning_rate = config.learning_rate * lr_factor(
-                    step, total, warmup, config.schedule
+                grads, step_loss, step_margin, n_tokens = accumulate(
+                    model, enc, group, config, objective, pad_id, reference
                 )
-                optimizer.update(model, grads)
-                mx.eval(model.trainable_parameters(), optimizer.state)
+                tokens += n_tokens
+                optimizer_step(optimizer, model, grads, config, step, total, warmup)
                 step += 1
-                losses.append(loss_sum / len(group))
-                margins.append(margin_sum / n_pref if n_pref else 0.0)
+                losses.append(step_loss)
+                margins.append(step_margin)
                 if on_progress is not None:
                     elapsed = time.perf_counter() - start
+                    eta = elapsed / step * (total - step)
                     on_progress(
-                        TrainProgress(
-                            step,
-                            total,
-                            epoch,
-                            losses[-1],
-                            margins[-1],
-                            tokens / elapsed,
-                            elapsed / step * (total - step),
-                        )
+                        TrainProgress(step, total, epoch, step_loss, step_margin, tokens / elapsed, eta)
                     )
             if stopped:
                 break
@@ -460,21 +467,14 @@ class MlxTrainer:
         loss: float,
     ) -> Path:
         """Write the epoch's PEFT folder with the mlx-lm adapter in `mlx/` (temp + rename) and its provenance."""
-        import mlx.core as mx
-
         final = epoch_dir(out_dir, epoch)
         tmp = out_dir / f".{final.name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        weights = adapter_arrays(model)
+        weights = flat_arrays(model.trainable_parameters())
         r, alpha = config.lora_r, config.lora_alpha
-        (tmp / MLX_SUBDIR).mkdir(parents=True)
-        mx.save_safetensors(
-            str(tmp / MLX_SUBDIR / MLX_WEIGHTS),
-            {k: mx.array(v) for k, v in weights.items()},
-            metadata={"format": "mlx"},
+        write_mlx_files(
+            weights, mlx_config(r, alpha / r, config.lora_dropout, keys, len(model.layers)), tmp / MLX_SUBDIR
         )
-        mlx_cfg = mlx_config(r, alpha / r, config.lora_dropout, keys, len(model.layers))
-        (tmp / MLX_SUBDIR / MLX_CONFIG).write_text(json.dumps(mlx_cfg, indent=2) + "\n", encoding="utf-8")
         peft_cfg = peft_config(r, alpha, config.lora_dropout, list(config.target_modules), str(self.base_dir))
         write_peft_files(mlx_to_peft_weights(weights), peft_cfg, tmp)
         note = {

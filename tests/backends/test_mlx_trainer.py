@@ -25,11 +25,16 @@ PROMPTS = ["Capital of Spain?", "Three plus one?", "Colour of grass?"]
 
 
 def pairs() -> list[TrainExample]:
-    return [TrainExample([BRIEF, {"role": "user", "content": q}], a + SIGN_OFF, a, [i]) for i, (q, a) in enumerate(QA)]
+    return [
+        TrainExample([BRIEF, {"role": "user", "content": q}], a + SIGN_OFF, a, [i])
+        for i, (q, a) in enumerate(QA)
+    ]
 
 
 def config(**overrides) -> TrainConfig:
-    base = dict(epochs=4, batch_size=3, lora_r=4, lora_alpha=8.0, learning_rate=5e-3, schedule="constant", seed=7)
+    base = dict(
+        epochs=4, batch_size=3, lora_r=4, lora_alpha=8.0, learning_rate=5e-3, schedule="constant", seed=7
+    )
     return TrainConfig(**{**base, **overrides})
 
 
@@ -92,7 +97,9 @@ def test_progress_reports_every_step(run):
     assert all(p.tokens_per_s > 0 for p in seen) and seen[-1].eta_s > 0
 
 
-def test_gguf_export_reproduces_the_mlx_adapter_in_llama_cpp(run, model_path, mlx_delta, prompt_ids, tmp_path):
+def test_gguf_export_reproduces_the_mlx_adapter_in_llama_cpp(
+    run, model_path, mlx_delta, prompt_ids, tmp_path
+):
     from backends.gguf_export import export_peft_to_gguf
     from backends.mlx_export import export_mlx_to_gguf
     from backends.parity import compare_logits, llama_logits
@@ -141,3 +148,10 @@ def test_a_missing_mlx_package_names_the_extra(module, monkeypatch, model_path, 
     monkeypatch.setitem(sys.modules, module, None)  # find_spec then reports the package as absent
     with pytest.raises(BackendMissingError, match=r"^The \w+ package is not installed; .*uno-local\[mlx\]"):
         get_trainer("mlx", model_path, tmp_path)
+
+
+def test_the_registry_builds_an_mlx_trainer_on_the_cached_base(hf_base, model_path):
+    from backends import get_trainer
+
+    trainer = get_trainer("mlx", model_path, hf_base.parent)  # hf_base lives in that cache dir
+    assert isinstance(trainer, MlxTrainer) and trainer.base_dir == hf_base
