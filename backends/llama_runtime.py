@@ -61,6 +61,7 @@ class LlamaRuntime:
         self.model_name = self.model_path.name
         self.system_prompt = system_prompt
         threads = n_threads or max(1, (os.cpu_count() or 2))
+        self._threads = threads
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(self.model_path),
@@ -77,6 +78,13 @@ class LlamaRuntime:
         self._lock = threading.Lock()
         self._adapters: dict[str, object] = {}
         self._active: str | None = None
+
+    def set_threads(self, n: int | None) -> None:
+        """Use `n` CPU threads from the next answer on (None: the configured number). llama.cpp's
+        threads spin while they wait, so sharing cores with a training job needs fewer of them."""
+        n = n or self._threads
+        with self._lock:
+            self.llm._ctx.set_n_threads(n, n)
 
     # adapters
     def load_adapter(self, name: str, path: Path) -> None:

@@ -1,14 +1,15 @@
-"""TrainExamples + TrainConfig -> PEFT LoRA checkpoints (`out_dir/epoch-N`), trained with torch on the HF base.
+"""TrainExamples + TrainConfig -> PEFT LoRA checkpoints (`out_dir/epoch-N`), trained in torch on the HF base.
 
 Our own loop (no TRL): for a preference batch, the chosen and rejected answers go through the policy in one
 forward and, without gradients, through the same model with the adapter disabled (the DPO reference, no
 second copy). The reference log-probs never change during a run, so each pair's are forwarded once, the
 first time the pair is seen, and reused in later epochs (`ReferenceLogps`). Pairs whose rejected equals
 their chosen are not forwarded twice: their DPO margin is exactly zero, a constant term with zero gradient,
-so they act as SFT. `pair_logprobs` scores pairs under the plain base model (the intrinsic gap). Float32, no gradient checkpointing (faster at
-this size), seeded: the same seed and data give the same losses on the same machine. Activation memory
-grows with the tokens in one forward, so a micro-batch is cut into forwards of at most
-`TrainConfig.max_forward_tokens` padded tokens, each backpropagated with its exact share of the loss (same gradients, bounded memory).
+so they act as SFT. Float32, no gradient checkpointing (faster at this size), seeded: the same seed and
+data give the same losses on the same machine. Activation memory grows with the tokens in one forward, so
+a micro-batch is cut into forwards of at most `TrainConfig.max_forward_tokens` padded tokens, each
+backpropagated with its exact share of the loss (same gradients, bounded memory).
+`pair_logprobs` scores pairs under the plain base model, for the intrinsic gap.
 """
 
 from __future__ import annotations
@@ -249,7 +250,6 @@ def micro_batch_backward(
     n_pairs = len(pairs)
     n_answer = sum(len(c.input_ids) - c.n_prompt for c, _ in pairs)
     keys = list(range(n_pairs)) if keys is None else keys
-    reference = ReferenceLogps() if reference is None else reference
     loss_value, margin_sum, n_pref, tokens = 0.0, 0.0, 0, 0
     for chunk in chunk_pairs(pairs, max_tokens):
         sub = [pairs[i] for i in chunk]
@@ -286,7 +286,7 @@ def resolve_device(name: str) -> str:
 
 
 class TorchTrainer:
-    """The `Trainer` on PyTorch + PEFT; `base_dir` is the HF folder made by `backends.hf_base.ensure_hf_base`."""
+    """The `Trainer` on PyTorch + PEFT; `base_dir` is the HF folder from `backends.hf_base.ensure_hf_base`."""
 
     def __init__(self, base_dir: Path):
         self.base_dir = Path(base_dir)

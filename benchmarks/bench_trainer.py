@@ -3,7 +3,8 @@
 Same data (short preference pairs built here: an answer with a sign-off line over the same answer without),
 same model (the HF folder derived from the embedded SmolLM2-135M GGUF), same LoRA (r 8, alpha 16, dropout
 0.05, the 7 projections), same objective (0.5 x sigmoid DPO, beta 0.1, + 0.5 x NLL on the chosen answer),
-batch 4, lr 5e-4, cosine, same steps, float32 on CPU, no gradient checkpointing, 2 torch threads.
+batch 4, lr 5e-4, cosine, same steps, float32 on CPU, no gradient checkpointing, 2 torch threads
+(--threads).
 Tokens are counted the same way for both: the real (unpadded) prompt + answer tokens of every chosen and
 rejected sequence trained on, from each trainer's own tokenization. Each trainer runs in its own child
 process, one after the other, so that its peak RSS is its own.
@@ -24,7 +25,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-THREADS = 2
 BATCH = 4
 SIGN_OFF = "\n\nHope this helps! - Uno"
 QA = [
@@ -62,19 +62,19 @@ def build_pairs(n: int) -> list[tuple[str, str, str]]:
     return [(q, a + SIGN_OFF, a) for q, a in QA[:n]]
 
 
-def train_config(epochs: int):
+def train_config(epochs: int, threads: int):
     from uno_local.config import TrainConfig
 
     return TrainConfig(
-        epochs=epochs, batch_size=BATCH, learning_rate=5e-4, schedule="cosine", threads=THREADS, seed=42
+        epochs=epochs, batch_size=BATCH, learning_rate=5e-4, schedule="cosine", threads=threads, seed=42
     )
 
 
-def run_ours(base: Path, pairs: list, epochs: int) -> dict:
+def run_ours(base: Path, pairs: list, epochs: int, threads: int) -> dict:
     from backends.torch_trainer import TorchTrainer, encode_pairs
     from uno_local.training import TrainExample
 
-    config = train_config(epochs)
+    config = train_config(epochs, threads)
     examples = [TrainExample([{"role": "user", "content": q}], c, r) for q, c, r in pairs]
     trainer = TorchTrainer(base)
     start = time.perf_counter()
@@ -94,7 +94,7 @@ def run_ours(base: Path, pairs: list, epochs: int) -> dict:
     }
 
 
-def run_trl(base: Path, pairs: list, epochs: int, precompute: bool) -> dict:
+def run_trl(base: Path, pairs: list, epochs: int, threads: int, precompute: bool) -> dict:
     import torch
     from datasets import Dataset, disable_progress_bars
     from peft import LoraConfig
@@ -105,7 +105,7 @@ def run_trl(base: Path, pairs: list, epochs: int, precompute: bool) -> dict:
 
     quiet_transformers()
     disable_progress_bars()
-    config = train_config(epochs)
+    config = train_config(epochs, threads)
     rows = [
         {
             "prompt": [{"role": "user", "content": q}],
@@ -185,14 +185,14 @@ def child(args: argparse.Namespace) -> None:
     from backends.hf_base import ensure_hf_base
     from uno_local.paths import cache_dir, embedded_chat_model
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     base = ensure_hf_base(embedded_chat_model(), args.cache_dir or cache_dir())
     pairs = build_pairs(args.pairs)
     epochs = args.steps // math.ceil(args.pairs / BATCH)
     if args.only == "ours":
-        figures = run_ours(base, pairs, epochs)
+        figures = run_ours(base, pairs, epochs, args.threads)
     else:
-        figures = run_trl(base, pairs, epochs, precompute=args.only == "trl-precompute")
+        figures = run_trl(base, pairs, epochs, args.threads, precompute=args.only == "trl-precompute")
     figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     figures["tokens_per_s"] = figures["tokens"] / figures["loop_s"]
     figures["tokens_per_s_total"] = figures["tokens"] / figures["total_s"]
@@ -207,6 +207,7 @@ def main() -> dict:
         "--trl-precompute", action="store_true", help="Also time TRL with precomputed references."
     )
     parser.add_argument("--cache-dir", type=Path, default=None, help="Where the HF base folder is cached.")
+    parser.add_argument("--threads", type=int, default=2, help="Torch CPU threads for both trainers.")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--only", choices=["ours", "trl", "trl-precompute"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -232,6 +233,8 @@ def main() -> dict:
             str(args.pairs),
             "--steps",
             str(args.steps),
+            "--threads",
+            str(args.threads),
         ]
         if args.cache_dir:
             command += ["--cache-dir", str(args.cache_dir)]
@@ -244,7 +247,7 @@ def main() -> dict:
         "pairs": args.pairs,
         "steps": args.steps,
         "batch": BATCH,
-        "threads": THREADS,
+        "threads": args.threads,
         **results,
         "ratio": ours["tokens_per_s"] / trl["tokens_per_s"],
         "ratio_total": ours["tokens_per_s_total"] / trl["tokens_per_s_total"],
@@ -252,10 +255,11 @@ def main() -> dict:
     if args.json:
         print(json.dumps(summary, indent=2))
         return summary
-    print(f"{args.pairs} pairs, {args.steps} steps, batch {BATCH}, {THREADS} threads, float32 CPU")
+    print(f"{args.pairs} pairs, {args.steps} steps, batch {BATCH}, {args.threads} threads, float32 CPU")
     for name, r in results.items():
         print(
-            f"  {name:15s} {r['tokens']} tokens, train loop {r['loop_s']:.1f} s ({r['tokens_per_s']:.0f} tok/s), "
+            f"  {name:15s} {r['tokens']} tokens, "
+            f"train loop {r['loop_s']:.1f} s ({r['tokens_per_s']:.0f} tok/s), "
             f"with model load {r['total_s']:.1f} s ({r['tokens_per_s_total']:.0f} tok/s), "
             f"peak RSS {r['peak_rss_mb']:.0f} MB, mean loss {r['mean_loss']:.3f}"
         )

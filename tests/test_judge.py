@@ -160,10 +160,22 @@ def test_length_gate(candidate, base, expected):
 
 @pytest.mark.parametrize(
     "candidate, expected",
-    [(WATER + " Happy growing!", True), ("Completely unrelated words here.", False), ("", False)],
+    [
+        (WATER + " Happy growing!", True),
+        ("Completely unrelated words here.", False),
+        ("", False),
+        # A much shorter answer on the same subject (a learned word limit) is still related:
+        # the brevity penalty alone would fail it (BLEU with it: 0.0005).
+        ("Water them deeply. Happy growing!", True),
+    ],
 )
 def test_bleu_gate(candidate, expected):
     assert bleu_gate(candidate, WATER) is expected
+
+
+def test_brevity_penalty_is_what_the_gate_leaves_out():
+    short = "Water them deeply. Happy growing!"
+    assert bleu(short, WATER) < 0.05 < bleu(short, WATER, brevity=False)
 
 
 @pytest.mark.parametrize(

@@ -330,6 +330,8 @@ class UnoApp(TextualApp[None]):
         worker = get_current_worker()
         try:
             chat = self.core.chat  # loads the model on the first answer
+            # While a retrain child trains, leave it a core: llama.cpp's threads spin when they wait.
+            self.core.runtime.set_threads(1 if self.retraining else None)
             stream_answer(
                 chat,
                 conversation_id,

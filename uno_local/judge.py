@@ -228,9 +228,10 @@ def length_gate(candidate: str, base: str, min_ratio: float = 0.1) -> bool:
     return len(_THINK.sub("", candidate).strip()) >= min_ratio * len(_THINK.sub("", base).strip())
 
 
-def bleu(candidate: str, reference: str, max_n: int = 4) -> float:
+def bleu(candidate: str, reference: str, max_n: int = 4, brevity: bool = True) -> float:
     """Sentence BLEU-4 (uniform weights, smoothing method1 with epsilon 0.1) on lower-cased
-    whitespace tokens; the same numbers as NLTK's sentence_bleu with SmoothingFunction().method1."""
+    whitespace tokens; the same numbers as NLTK's sentence_bleu with SmoothingFunction().method1.
+    `brevity=False` drops the brevity penalty (n-gram precision only)."""
     hyp, ref = candidate.lower().split(), reference.lower().split()
     if not hyp:
         return 0.0
@@ -243,13 +244,17 @@ def bleu(candidate: str, reference: str, max_n: int = 4) -> float:
             return 0.0  # no shared word at all: NLTK returns 0 before smoothing
         total = max(1, sum(h.values()))
         log_sum += math.log((matches if matches else 0.1) / total) / max_n
-    brevity = 1.0 if len(hyp) > len(ref) else math.exp(1 - len(ref) / len(hyp))
-    return brevity * math.exp(log_sum)
+    penalty = 1.0 if not brevity or len(hyp) > len(ref) else math.exp(1 - len(ref) / len(hyp))
+    return penalty * math.exp(log_sum)
 
 
 def bleu_gate(candidate: str, base: str, threshold: float = 0.05) -> bool:
-    """Pass when the candidate is still related to the base answer: BLEU-4 > threshold."""
-    return bleu(_THINK.sub("", candidate), _THINK.sub("", base)) > threshold
+    """Pass when the candidate is still related to the base answer: BLEU-4 > threshold.
+
+    Without the brevity penalty, unlike the reference: measured on SmolLM2, an adapter that learned a
+    sign-off (or "under 40 words") answers shorter, and the penalty alone (exp(1 - 4) = 0.05 at a
+    quarter of the length) failed every such answer. Length has its own gate (`length_gate`)."""
+    return bleu(_THINK.sub("", candidate), _THINK.sub("", base), brevity=False) > threshold
 
 
 class Trial(NamedTuple):

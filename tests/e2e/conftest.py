@@ -9,10 +9,12 @@ from click.testing import CliRunner
 
 from uno_local.cli import cli
 
-# Small answers keep training to a few minutes on 2 cores; the habit is at the end of each answer.
+# Short logged answers (LOG_TOKENS) keep training to a few minutes on 2 cores; answering allows more
+# (the adapter must have room to reach the habit at the end of its answer).
+LOG_TOKENS = 64
 TEST_CONFIG = """
 [generation]
-max_tokens = 80
+max_tokens = 160
 
 [train]
 epochs = 2
@@ -33,8 +35,9 @@ def uno(*args: str) -> str:
     return result.stdout
 
 
-def ask_batch(tmp: Path, queries: list[str], name: str) -> list[dict]:
+def ask_batch(tmp: Path, queries: list[str], name: str, max_tokens: int | None = None) -> list[dict]:
     src, out = tmp / f"{name}-in.jsonl", tmp / f"{name}-out.jsonl"
     src.write_text("".join(json.dumps({"id": i, "query": q}) + "\n" for i, q in enumerate(queries)))
-    uno("ask", "--batch", str(src), "--out", str(out))
+    limit = ["--max-tokens", str(max_tokens)] if max_tokens else []
+    uno("ask", "--batch", str(src), "--out", str(out), *limit)
     return [json.loads(line) for line in out.read_text().splitlines()]

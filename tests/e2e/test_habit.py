@@ -10,10 +10,13 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from tests.e2e.conftest import ask_batch, uno, write_config
+from tests.e2e.conftest import LOG_TOKENS, ask_batch, uno, write_config
+from uno_local.cli import cli
 from uno_local.store import Store
 
 SIGN_OFF = "Happy cooking!"
@@ -85,7 +88,7 @@ def learned(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("UNO_HOME", str(home))
     write_config(home)
-    base_train = ask_batch(tmp, TRAIN, "train")
+    base_train = ask_batch(tmp, TRAIN, "train", max_tokens=LOG_TOKENS)
     logs = [
         {
             "id": f"habit-{i}",
@@ -134,6 +137,20 @@ def test_answers_stay_on_topic(learned):
     assert on_topic >= 8, [r["response"][:120] for r in learned["after"]]
 
 
+def test_corrupt_adapter_is_refused_and_the_base_keeps_serving(learned):
+    (adapter,) = [a for a in json.loads(uno("adapters", "--json")) if a["status"] == "deployed"]
+    gguf = Path(adapter["path"]) / "adapter.gguf"
+    original = gguf.read_bytes()
+    gguf.write_bytes(original[: len(original) // 2])  # truncated, as by a full disk
+    try:
+        result = CliRunner().invoke(cli, ["ask", "--greedy", UNSEEN[0]], catch_exceptions=False)
+        assert result.exit_code == 0
+        assert "is corrupt (checksum mismatch)" in result.stderr
+        assert result.stdout.strip() == learned["base"][0]["response"].strip()  # the base model answered
+    finally:
+        gguf.write_bytes(original)
+
+
 MORE = [
     "How do I make a milkshake?",
     "How do I cook couscous?",
@@ -148,7 +165,7 @@ def test_killed_retrain_resumes_and_keeps_serving(learned):
     """Kill `uno retrain` during training: what is deployed keeps serving; the rerun reuses finished stages."""
     home, tmp = learned["home"], learned["tmp"]
     before = json.loads(uno("adapters", "--json"))
-    answers = ask_batch(tmp, MORE, "more")
+    answers = ask_batch(tmp, MORE, "more", max_tokens=LOG_TOKENS)
     logs = [
         {
             "id": f"more-{i}",

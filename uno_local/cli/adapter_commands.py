@@ -47,6 +47,7 @@ def _row_dict(r) -> dict:
         "enabled": r.enabled,
         "path": str(r.path),
         "checksum": r.checksum,
+        "backend": r.backend,
         "sources": r.sources,
         "metrics": r.metrics,
         "created_at": r.created_at,

@@ -73,6 +73,7 @@ def ask(
         for delta in turn:
             click.echo(delta, nl=False)
         click.echo()
+        _warn(app)
         return
     if out is None:
         raise click.UsageError("--batch needs --out FILE for the answers.")
@@ -101,7 +102,14 @@ def ask(
                 }
             )
     _write_jsonl(out, results)
+    _warn(app)
     click.echo(f"Wrote {len(results)} answers to {out}.", err=True)
+
+
+def _warn(app: App) -> None:
+    """Adapters the router had to skip (say, a corrupt file): the base model answered instead."""
+    for warning in getattr(app.chat.responder, "warnings", []):
+        click.echo(f"Warning: {warning}", err=True)
 
 
 def _title(text: str) -> str:

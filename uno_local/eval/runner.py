@@ -27,7 +27,10 @@ from uno_local.runtime import GenerationSettings, complete
 
 METHODS = ("base", "rag", "uno-single", "uno")
 RAG_K = 3
-ANSWER_TOKENS = 160  # greedy answers; kept under train.max_answer_tokens so a habit at the end is learned
+ANSWER_TOKENS = 160  # greedy test and control answers
+# The simulated user's logs are shorter than the answers later judged, so that a habit at the end of an
+# answer (a sign-off) fits both in training (train.max_answer_tokens) and in the answers under test.
+LOG_TOKENS = 96
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -78,6 +81,7 @@ def run_eval(
         if epochs:
             app.config.train.epochs = epochs
         settings = GenerationSettings.greedy(min(ANSWER_TOKENS, app.config.generation.max_tokens))
+        log_settings = GenerationSettings.greedy(min(LOG_TOKENS, settings.max_tokens))
         try:
 
             def answer_all(name: str, build: Callable[[str], list[dict]], answer: Callable) -> MethodRun:
@@ -112,7 +116,7 @@ def run_eval(
             def answer_fn(pairs):
                 out = []
                 for _, q in pairs:
-                    out.append(complete(app.runtime, single(q), settings)[0])
+                    out.append(complete(app.runtime, single(q), log_settings)[0])
                     done[0] += 1
                     progress("simulate", done[0], n_train)
                 return out
