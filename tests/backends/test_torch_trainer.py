@@ -1,4 +1,5 @@
-"""TorchTrainer on the real embedded model, tiny data: losses fall, runs repeat, checkpoints per epoch."""
+"""TorchTrainer on the real embedded model, tiny data: losses fall, runs repeat, checkpoints per epoch,
+cached reference log-probs change no loss, base-model pair log-probs, and a quiet retrain path."""
 
 from __future__ import annotations
 
