@@ -198,3 +198,19 @@ def test_export_without_the_permutation_is_caught(parity):
     # Measured: 0.998 vs 0.993, max error 1.24 vs 2.47.
     assert wrong.delta_corr < good.delta_corr - 0.003, (good, wrong)
     assert wrong.max_abs_err > 1.5 * good.max_abs_err, (good, wrong)
+
+
+@pytest.mark.parametrize(
+    ("corr", "top1", "err", "expected"),
+    [
+        (0.998, 1.0, 1.24, True),  # a real adapter that matches
+        (0.993, 1.0, 2.47, True),  # above the bar (the permutation test above compares, not gates)
+        (0.95, 1.0, 3.0, False),  # a visible effect that does not match
+        (0.30, 1.0, 0.001, True),  # a near-no-op adapter: correlation is float noise, the effect is tiny
+        (0.999, 0.5, 0.01, False),  # different next tokens never pass
+    ],
+)
+def test_parity_bar(corr, top1, err, expected):
+    from backends.parity import ParityReport
+
+    assert ParityReport(corr, top1, err, 4).passes() is expected

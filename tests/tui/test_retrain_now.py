@@ -12,7 +12,7 @@ from uno_local.logs import import_records, parse_record
 from uno_local.store import Store
 
 # A tiny, quick job: one short epoch so the background retrain finishes within the test.
-TINY_TRAINING = "[train]\nepochs = 1\nmin_steps = 1\nbatch_size = 2\n\n[generation]\nmax_tokens = 24\n"
+TINY_TRAINING = "[train]\nepochs = 1\nmin_steps = 2\nbatch_size = 2\nlearning_rate = 0.005\n\n[generation]\nmax_tokens = 24\n"
 
 
 def seed_logs(store: Store) -> None:
@@ -36,6 +36,7 @@ def seed_logs(store: Store) -> None:
 
 @pytest.mark.asyncio
 async def test_retrain_now_runs_in_the_background_while_chatting(core, make_app, uno_home):
+    uno_home.mkdir(parents=True, exist_ok=True, mode=0o700)
     (uno_home / "uno.toml").write_text(TINY_TRAINING)
     seed_logs(core.store)
     app = make_app(core)
