@@ -45,7 +45,17 @@ STAGES = ("collect", "distill", "predict", "pair", "cluster", "gap", "train", "c
 RULES_TOKENS = 40  # rules are short; grammar-constrained sampling slows down on long strings
 MAX_RULE_CHARS = 90
 ANSWER_TOKENS = 160  # revisions and held-out answers; below train.max_answer_tokens so endings are learned
-PARITY_PROMPTS = 4
+# Fixed, varied prompts for the deploy-time logits parity check (the issue's "fixed prompts").
+# Measured on a trained habit adapter: these gave delta correlation 0.991; the adapter's own four
+# training queries gave 0.984 (Q4_1's activation quantization in llama.cpp sets the noise floor).
+PARITY_PROMPTS = [
+    "How do I make a fruit salad?",
+    "How do I cook mushrooms?",
+    "What is the capital of Japan?",
+    "Explain photosynthesis.",
+    "How do I boil an egg?",
+    "Write a poem about rain.",
+]
 FALLBACK_WARD = 2.5  # docs/thresholds.md: recovers the scenario topics from 36 to 102 logs
 
 
@@ -533,7 +543,7 @@ class Retrain:
             from backends.hf_base import ensure_hf_base
             from backends.parity import adapter_parity
 
-            prompts = [self.items[m].query for m in list(self.items)[:PARITY_PROMPTS]]
+            prompts = PARITY_PROMPTS
             result = adapter_parity(
                 self.app.model_path,
                 ensure_hf_base(self.app.model_path, self.app.cache_dir),
