@@ -25,13 +25,21 @@ class ParityReport:
     top1_agreement: float  # share of prompts whose with-adapter argmax token is the same in both
     max_abs_err: float  # largest |delta_llama - delta_torch| over prompts and vocab
     n_prompts: int
+    err_rms: float = 0.0  # rms of delta_llama - delta_torch: what the export gets wrong
+    floor_rms: float = 0.0  # rms of base_llama - base_torch: the runtimes' own difference, no adapter
 
-    def passes(self, min_corr: float = 0.99, min_top1: float = 0.9, max_err: float = 0.05) -> bool:
-        """The bar an adapter must clear before it is deployed. An adapter whose whole effect stays
-        within `max_err` logits of the trainer's passes too: its change is then too small for a
-        correlation to mean anything (float noise dominates it), and too small to matter."""
-        agree = self.top1_agreement >= min_top1
-        return agree and (self.delta_corr > min_corr or self.max_abs_err < max_err)
+    def passes(self, min_top1: float = 0.9, max_floor_ratio: float = 2.0, max_err: float = 0.05) -> bool:
+        """The bar an adapter must clear before it is deployed: the same next tokens, and an adapter
+        effect that differs between llama.cpp and torch by no more than twice what the base model
+        itself differs (llama.cpp's Q4_1 path quantises activations).
+
+        Measured on a trained habit adapter: correct export 1.27x the floor (delta correlation 0.991),
+        the same adapter without the q/k permutation 2.92x (0.981). A fixed correlation bar of 0.99 sat
+        on the noise floor: it refused correct strong adapters and passed weak wrong ones. An adapter
+        whose whole effect is under `max_err` logits passes too (too small to matter)."""
+        if self.top1_agreement < min_top1:
+            return False
+        return self.max_abs_err < max_err or self.err_rms <= max_floor_ratio * max(self.floor_rms, 1e-6)
 
 
 def compare_logits(
@@ -43,7 +51,9 @@ def compare_logits(
     corr = float(np.corrcoef(delta_llama.ravel(), delta_torch.ravel())[0, 1])
     top1 = float(np.mean(adapted_llama.argmax(axis=1) == adapted_torch.argmax(axis=1)))
     err = float(np.abs(delta_llama - delta_torch).max())
-    return ParityReport(corr, top1, err, base_llama.shape[0])
+    err_rms = float(np.sqrt(np.mean((delta_llama - delta_torch) ** 2)))
+    floor = float(np.sqrt(np.mean((base_llama.astype(np.float64) - base_torch) ** 2)))
+    return ParityReport(corr, top1, err, base_llama.shape[0], err_rms, floor)
 
 
 def prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:

@@ -198,19 +198,19 @@ def test_export_without_the_permutation_is_caught(parity):
     # Measured: 0.998 vs 0.993, max error 1.24 vs 2.47.
     assert wrong.delta_corr < good.delta_corr - 0.003, (good, wrong)
     assert wrong.max_abs_err > 1.5 * good.max_abs_err, (good, wrong)
+    assert good.passes() and not wrong.passes(), (good, wrong)  # the deploy gate refuses the wrong export
 
 
 @pytest.mark.parametrize(
-    ("corr", "top1", "err", "expected"),
+    ("top1", "err", "err_rms", "floor", "expected"),
     [
-        (0.998, 1.0, 1.24, True),  # a real adapter that matches
-        (0.993, 1.0, 2.47, True),  # above the bar (the permutation test above compares, not gates)
-        (0.95, 1.0, 3.0, False),  # a visible effect that does not match
-        (0.30, 1.0, 0.001, True),  # a near-no-op adapter: correlation is float noise, the effect is tiny
-        (0.999, 0.5, 0.01, False),  # different next tokens never pass
+        (1.0, 1.64, 0.41, 0.33, True),  # measured: a trained habit adapter, correct export (1.27x the floor)
+        (1.0, 3.90, 0.95, 0.33, False),  # measured: the same adapter without the q/k permutation (2.92x)
+        (1.0, 0.001, 0.0005, 0.0001, True),  # a near-no-op adapter: too small to matter
+        (0.5, 0.10, 0.01, 0.30, False),  # different next tokens never pass
     ],
 )
-def test_parity_bar(corr, top1, err, expected):
+def test_parity_bar(top1, err, err_rms, floor, expected):
     from backends.parity import ParityReport
 
-    assert ParityReport(corr, top1, err, 4).passes() is expected
+    assert ParityReport(0.99, top1, err, 6, err_rms, floor).passes() is expected
