@@ -119,6 +119,13 @@ def learned(tmp_path_factory):
     mp.undo()
 
 
+@pytest.fixture(autouse=True)
+def learned_home(request, monkeypatch, uno_home):  # after uno_home, which it overrides
+    """Point UNO_HOME back at the module's data dir (the suite's autouse fixture gives each test its own)."""
+    if "learned" in request.fixturenames:
+        monkeypatch.setenv("UNO_HOME", str(request.getfixturevalue("learned")["home"]))
+
+
 def test_habit_is_learned_and_served(learned):
     base_rate = sum(follows(r["response"]) for r in learned["base"]) / len(UNSEEN)
     rate = sum(follows(r["response"]) for r in learned["after"]) / len(UNSEEN)
