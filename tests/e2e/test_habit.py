@@ -19,15 +19,6 @@ from tests.e2e.conftest import LOG_TOKENS, ask_batch, uno, write_config
 from uno_local.cli import cli
 from uno_local.store import Store
 
-# Measured in this session (2 shared cores): the validator shipped the Expert (win rate 1.00 on 8
-# held-out logs; its answers ended with the sign-off where the base's never did), but the deploy-time parity
-# check then measured a logit-change correlation of 0.984 against the 0.99 bar on the adapter's own
-# training queries (0.991 on the fixed prompts the check now uses), so nothing was deployed. Until a
-# clean run shows the whole path passing, the adapters issue stays open and this module is marked.
-pytestmark = pytest.mark.xfail(
-    strict=False, reason="deploy-time parity measured 0.984-0.991 against the 0.99 bar on the Q4_1 base"
-)
-
 SIGN_OFF = "Happy cooking!"
 TRAIN = [
     "How do I boil an egg?",
