@@ -177,15 +177,19 @@ def rules_edit(app: App, label: int, new_rules: tuple[str, ...], reset: bool) ->
     click.echo(f"cluster {label}: {len(new_rules)} rules saved; run `uno retrain` to learn with them.")
 
 
+def _set_veto(app: App, label: int, vetoed: bool) -> None:
+    from uno_local.store.learning import update_cluster
+
+    _cluster(app, label)
+    update_cluster(app.store, label, vetoed=int(vetoed))
+
+
 @rules.command("veto")
 @click.argument("label", type=int)
 @click.pass_obj
 def rules_veto(app: App, label: int) -> None:
     """Exclude cluster LABEL: no training, and its queries go to the base model."""
-    from uno_local.store.learning import update_cluster
-
-    _cluster(app, label)
-    update_cluster(app.store, label, vetoed=1)
+    _set_veto(app, label, True)
     click.echo(f"cluster {label}: vetoed; its queries now go to the base model.")
 
 
@@ -194,10 +198,7 @@ def rules_veto(app: App, label: int) -> None:
 @click.pass_obj
 def rules_unveto(app: App, label: int) -> None:
     """Include cluster LABEL again (it trains at the next retrain)."""
-    from uno_local.store.learning import update_cluster
-
-    _cluster(app, label)
-    update_cluster(app.store, label, vetoed=0)
+    _set_veto(app, label, False)
     click.echo(f"cluster {label}: included again; run `uno retrain` to train it.")
 
 
