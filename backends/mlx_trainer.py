@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -38,6 +36,7 @@ from uno_local.training import (
     TrainResult,
     epoch_dir,
     lr_factor,
+    run_epochs,
     steps_per_epoch,
     validate_inputs,
 )
@@ -400,60 +399,22 @@ class MlxTrainer:
         enc = encode_pairs(tokenizer, examples, config, objective)
         reference = ReferenceLogps()
         optimizer = make_optimizer(config)
-        per_epoch = steps_per_epoch(len(enc), config.batch_size, config.grad_accum)
-        total = per_epoch * config.epochs
+        total = steps_per_epoch(len(enc), config.batch_size, config.grad_accum) * config.epochs
         warmup = int(config.warmup_ratio * total)
-        rng = random.Random(config.seed)  # the same shuffles as torch for the same seed
+
+        def step(group: list[list[int]], index: int, total: int) -> tuple[float, float, int]:
+            grads, loss, margin, tokens = accumulate(model, enc, group, config, objective, pad_id, reference)
+            optimizer_step(optimizer, model, grads, config, index, total, warmup)
+            return loss, margin, tokens
+
+        def save(epoch: int, loss: float) -> Path:
+            return self._save(model, keys, out_dir, epoch, config, objective, examples, loss)
+
         out_dir.mkdir(parents=True, exist_ok=True)
-        checkpoints, losses, margins, epoch_losses = [], [], [], []
-        step, tokens, start, stopped = 0, 0, time.perf_counter(), False
         model.train()
-        for epoch in range(1, config.epochs + 1):
-            order = list(range(len(enc)))
-            rng.shuffle(order)
-            batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-            for s in range(0, len(batches), config.grad_accum):
-                if should_stop is not None and should_stop():
-                    stopped = True
-                    break
-                group = batches[s : s + config.grad_accum]
-                grads, step_loss, step_margin, n_tokens = accumulate(
-                    model, enc, group, config, objective, pad_id, reference
-                )
-                tokens += n_tokens
-                optimizer_step(optimizer, model, grads, config, step, total, warmup)
-                step += 1
-                losses.append(step_loss)
-                margins.append(step_margin)
-                if on_progress is not None:
-                    elapsed = time.perf_counter() - start
-                    eta = elapsed / step * (total - step)
-                    on_progress(
-                        TrainProgress(step, total, epoch, step_loss, step_margin, tokens / elapsed, eta)
-                    )
-            if stopped:
-                break
-            epoch_losses.append(sum(losses[-per_epoch:]) / per_epoch)
-            checkpoints.append(
-                self._save(model, keys, out_dir, epoch, config, objective, examples, epoch_losses[-1])
-            )
-        if not checkpoints:
-            raise TrainingError("Training was stopped before its first epoch finished; nothing was saved.")
-        elapsed = time.perf_counter() - start
-        metrics = {
-            "objective": objective,
-            "device": f"mlx:{mx.default_device().type.name}",
-            "examples": len(examples),
-            "steps": step,
-            "losses": losses,
-            "reward_margins": margins,
-            "epoch_losses": epoch_losses,
-            "seconds": elapsed,
-            "seconds_per_step": elapsed / max(1, step),
-            "tokens": tokens,
-            "tokens_per_s": tokens / elapsed,
-        }
-        return TrainResult(checkpoints, metrics, stopped)
+        result = run_epochs(len(enc), config, step, save, on_progress, should_stop)
+        result.metrics.update(objective=objective, device=f"mlx:{mx.default_device().type.name}")
+        return result
 
     def _save(
         self,

@@ -18,9 +18,7 @@ import contextlib
 import io
 import json
 import math
-import random
 import shutil
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -35,6 +33,7 @@ from uno_local.training import (
     TrainResult,
     epoch_dir,
     lr_factor,
+    run_epochs,
     steps_per_epoch,
     validate_inputs,
 )
@@ -383,73 +382,28 @@ class TorchTrainer:
         optimizer = torch.optim.AdamW(
             params, lr=config.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=config.weight_decay
         )
-        per_epoch = steps_per_epoch(len(enc), config.batch_size, config.grad_accum)
-        total = per_epoch * config.epochs
+        total = steps_per_epoch(len(enc), config.batch_size, config.grad_accum) * config.epochs
         warmup = int(config.warmup_ratio * total)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: lr_factor(s, total, warmup, config.schedule)
         )
-        rng = random.Random(config.seed)
+
+        def step(group: list[list[int]], index: int, total: int) -> tuple[float, float, int]:
+            result = self._accumulate(model, enc, group, config, objective, pad_id, device, reference)
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            return result
+
+        def save(epoch: int, loss: float) -> Path:
+            return self._save(model, out_dir, epoch, config, objective, examples, loss)
+
         out_dir.mkdir(parents=True, exist_ok=True)
-        checkpoints, losses, margins, epoch_losses = [], [], [], []
-        step, tokens, start, stopped = 0, 0, time.perf_counter(), False
         model.train()
-        for epoch in range(1, config.epochs + 1):
-            order = list(range(len(enc)))
-            rng.shuffle(order)
-            batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-            for s in range(0, len(batches), config.grad_accum):
-                if should_stop is not None and should_stop():
-                    stopped = True
-                    break
-                group = batches[s : s + config.grad_accum]
-                step_loss, step_margin, n_tokens = self._accumulate(
-                    model, enc, group, config, objective, pad_id, device, reference
-                )
-                tokens += n_tokens
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                losses.append(step_loss)
-                margins.append(step_margin)
-                elapsed = time.perf_counter() - start
-                if on_progress is not None:
-                    on_progress(
-                        TrainProgress(
-                            step,
-                            total,
-                            epoch,
-                            step_loss,
-                            step_margin,
-                            tokens / elapsed,
-                            elapsed / step * (total - step),
-                        )
-                    )
-            if stopped:
-                break
-            epoch_losses.append(sum(losses[-per_epoch:]) / per_epoch)
-            checkpoints.append(
-                self._save(model, out_dir, epoch, config, objective, examples, epoch_losses[-1])
-            )
-        if not checkpoints:
-            raise TrainingError("Training was stopped before its first epoch finished; nothing was saved.")
-        elapsed = time.perf_counter() - start
-        metrics = {
-            "objective": objective,
-            "device": device,
-            "examples": len(examples),
-            "steps": step,
-            "losses": losses,
-            "reward_margins": margins,
-            "epoch_losses": epoch_losses,
-            "seconds": elapsed,
-            "seconds_per_step": elapsed / max(1, step),
-            "tokens": tokens,
-            "tokens_per_s": tokens / elapsed,
-        }
-        return TrainResult(checkpoints, metrics, stopped)
+        result = run_epochs(len(enc), config, step, save, on_progress, should_stop)
+        result.metrics.update(objective=objective, device=device)
+        return result
 
     def _accumulate(
         self,

@@ -18,6 +18,8 @@ Stopping: `should_stop()` is polled every optimizer step. A stop returns the epo
 from __future__ import annotations
 
 import math
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,3 +131,66 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> 
 def epoch_dir(out_dir: Path, epoch: int) -> Path:
     """Folder of the checkpoint written after `epoch` (1-based)."""
     return out_dir / f"epoch-{epoch}"
+
+
+def run_epochs(
+    n_examples: int,
+    config: TrainConfig,
+    step_fn: Callable[[list[list[int]], int, int], tuple[float, float, int]],
+    save_fn: Callable[[int, float], Path],
+    on_progress: Callable[[TrainProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """The backend-neutral epoch and step loop of every trainer.
+
+    Each epoch shuffles the example indices with `config.seed` (so torch and MLX see the same batches),
+    cuts them into micro-batches of `batch_size` and groups `grad_accum` of them per optimizer step.
+    `step_fn(group, step, total)` runs one optimizer step (0-based `step`) and returns (loss, reward
+    margin, tokens); `save_fn(epoch, mean_loss)` writes the epoch's checkpoint. `should_stop` is asked
+    before each step: a stop keeps the finished epochs, and a stop before the first raises TrainingError.
+    The metrics hold the common figures; backends add their device.
+    """
+    per_epoch = steps_per_epoch(n_examples, config.batch_size, config.grad_accum)
+    total = per_epoch * config.epochs
+    rng = random.Random(config.seed)
+    checkpoints: list[Path] = []
+    losses: list[float] = []
+    margins: list[float] = []
+    epoch_losses: list[float] = []
+    step, tokens, start, stopped = 0, 0, time.perf_counter(), False
+    for epoch in range(1, config.epochs + 1):
+        order = list(range(n_examples))
+        rng.shuffle(order)
+        batches = [order[i : i + config.batch_size] for i in range(0, n_examples, config.batch_size)]
+        for s in range(0, len(batches), config.grad_accum):
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+            loss, margin, n_tokens = step_fn(batches[s : s + config.grad_accum], step, total)
+            tokens += n_tokens
+            step += 1
+            losses.append(loss)
+            margins.append(margin)
+            if on_progress is not None:
+                elapsed = time.perf_counter() - start
+                eta = elapsed / step * (total - step)
+                on_progress(TrainProgress(step, total, epoch, loss, margin, tokens / elapsed, eta))
+        if stopped:
+            break
+        epoch_losses.append(sum(losses[-per_epoch:]) / per_epoch)
+        checkpoints.append(save_fn(epoch, epoch_losses[-1]))
+    if not checkpoints:
+        raise TrainingError("Training was stopped before its first epoch finished; nothing was saved.")
+    elapsed = time.perf_counter() - start
+    metrics = {
+        "examples": n_examples,
+        "steps": step,
+        "losses": losses,
+        "reward_margins": margins,
+        "epoch_losses": epoch_losses,
+        "seconds": elapsed,
+        "seconds_per_step": elapsed / max(1, step),
+        "tokens": tokens,
+        "tokens_per_s": tokens / elapsed,
+    }
+    return TrainResult(checkpoints, metrics, stopped)
