@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,9 @@ def torch_logits(hf_base_dir: Path, peft_dir: Path, ids: list[list[int]]) -> tup
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(hf_base_dir, dtype=torch.float32)
-    model = PeftModel.from_pretrained(base, peft_dir).eval()
+    with warnings.catch_warnings():  # PEFT reads a transformers property deprecated in v5 (FutureWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        model = PeftModel.from_pretrained(base, peft_dir).eval()
     # All prompts in one right-padded batch; each row's logits are read at its own last token.
     width = max(map(len, ids))
     x = torch.zeros((len(ids), width), dtype=torch.long)
