@@ -69,3 +69,14 @@ def test_cli_overrides_win_over_file(uno_home):
     app = App.open(Overrides(model="/from/flag.gguf"))
     assert str(app.model_path) == "/from/flag.gguf"
     assert app.config.model.n_threads == 3
+
+
+def test_config_to_toml_round_trips(tmp_path):
+    from uno_local.config import Config, config_to_toml, load_config
+
+    config = Config()
+    config.train.epochs, config.uno.win_rate, config.model.path = 7, 0.75, "/models/x \"q\".gguf"
+    config.train.target_modules = ["q_proj", "v_proj"]
+    path = tmp_path / "uno.toml"
+    path.write_text(config_to_toml(config))
+    assert load_config(path) == config

@@ -156,3 +156,17 @@ def iter_keys(config: Config | None = None):
                 getattr(getattr(config, section.name), f.name),
                 f.metadata["help"],
             )
+
+
+def config_to_toml(config: Config) -> str:
+    """`config` as uno.toml text, every key spelled out (`load_config` reads it back unchanged)."""
+    import json
+
+    lines: list[str] = []
+    for section in dataclasses.fields(config):
+        lines.append(f"[{section.name}]")
+        for f in dataclasses.fields(getattr(config, section.name)):
+            # JSON's strings, numbers, booleans and lists of strings are valid TOML values
+            lines.append(f"{f.name} = {json.dumps(getattr(getattr(config, section.name), f.name))}")
+        lines.append("")
+    return "\n".join(lines)

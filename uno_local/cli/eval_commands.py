@@ -35,6 +35,11 @@ QUICK_SCENARIO = Path(__file__).resolve().parents[2] / "assets" / "eval" / "quic
 @click.option("--quick", is_flag=True, help="A small variant for CI: a few queries per topic, fewer epochs.")
 @click.option("--backend", type=click.Choice(["auto", "torch", "mlx"]), default="auto", show_default=True)
 @click.option("--epochs", type=int, help="Training epochs for the UNO methods.")
+@click.option(
+    "--keep",
+    type=click.Path(path_type=Path),
+    help="Run in this new folder and keep it (inspect it with `UNO_HOME=DIR uno rules`); default: a temporary one.",
+)
 @click.pass_obj
 def eval_command(
     app: App,
@@ -44,6 +49,7 @@ def eval_command(
     quick: bool,
     backend: str,
     epochs: int | None,
+    keep: Path | None,
 ) -> None:
     """Measure whether learning helps this user and hurts nothing, on the embedded models.
 
@@ -63,8 +69,15 @@ def eval_command(
     if scenario_path is None:
         if not quick:
             raise click.UsageError("Give --scenario FILE (or --quick for the small built-in scenario).")
+        if not QUICK_SCENARIO.is_file():  # assets/ ships with the source checkout, not in the wheel
+            raise click.UsageError(
+                "The built-in quick scenario is in a source checkout (assets/eval/quick.json); "
+                "give --scenario FILE."
+            )
         scenario_path = QUICK_SCENARIO
     scenario = load_scenario(scenario_path)
+    if keep is not None and keep.exists() and any(keep.iterdir()):
+        raise click.UsageError(f"--keep needs a new or empty folder; {keep} already holds files.")
     if quick:
         scenario = quick_scenario(scenario)
         epochs = epochs or 2
@@ -84,7 +97,7 @@ def eval_command(
             bar.update(tasks[what], completed=done, total=total)
 
         report = run_eval(
-            scenario, chosen, progress=progress, backend=backend, epochs=epochs, config=app.config
+            scenario, chosen, progress=progress, backend=backend, epochs=epochs, config=app.config, keep=keep
         )
     report["meta"]["scenario_file"] = str(scenario_path)
     report["meta"]["quick"] = quick

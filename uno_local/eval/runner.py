@@ -10,6 +10,7 @@ prompt) are kept apart from the run.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import tempfile
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from uno_local import paths
+from uno_local.config import config_to_toml
 from uno_local.eval.metrics import MethodRun, Usage, build_report
 from uno_local.eval.scenario import Scenario
 from uno_local.eval.simuser import feedback_summary, simulate_logs
@@ -64,8 +67,10 @@ def run_eval(
     backend: str = "auto",
     epochs: int | None = None,
     config=None,
+    keep: Path | None = None,
 ) -> dict:
-    """Run the scenario end to end in a temporary data dir (with `config`, the user's settings)."""
+    """Run the scenario end to end in a temporary data dir (with `config`, the user's settings); with
+    `keep`, in that new folder instead, left behind (with the settings used, in its uno.toml) to inspect."""
     from uno_local.app import App
     from uno_local.retrain import Retrain, RetrainOptions
 
@@ -74,12 +79,19 @@ def run_eval(
     queries = [(t.name, q) for t in scenario.topics for q in t.test]
     runs: list[MethodRun] = []
     meta: dict = {"methods": methods}
-    with tempfile.TemporaryDirectory(prefix="uno-eval-") as tmp:
-        app = App.open(home=Path(tmp))
+    with contextlib.ExitStack() as stack:
+        home = (
+            keep
+            if keep is not None
+            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="uno-eval-")))
+        )
+        app = App.open(home=home)
         if config is not None:
             app.config = copy.deepcopy(config)
         if epochs:
             app.config.train.epochs = epochs
+        if keep is not None:
+            paths.config_path(home).write_text(config_to_toml(app.config), encoding="utf-8")
         settings = GenerationSettings.greedy(min(ANSWER_TOKENS, app.config.generation.max_tokens))
         log_settings = GenerationSettings.greedy(min(LOG_TOKENS, settings.max_tokens))
         try:
@@ -92,13 +104,13 @@ def run_eval(
                     text, stats, route = answer(build(query))
                     test[topic].append(text)
                     usage.append(Usage(stats.prompt_tokens, stats.completion_tokens))
-                    routes.append({"topic": topic, "query": query, **route})
+                    routes.append({"topic": topic, "query": query, **route, "answer": text})
                     progress(name, i, total)
                 for j, query in enumerate(scenario.controls, len(queries) + 1):
                     text, stats, route = answer(build(query))
                     controls.append(text)
                     usage.append(Usage(stats.prompt_tokens, stats.completion_tokens))
-                    routes.append({"topic": None, "query": query, **route})
+                    routes.append({"topic": None, "query": query, **route, "answer": text})
                     progress(name, j, total)
                 return MethodRun(name, test, controls, usage, extra={"routes": routes})
 
