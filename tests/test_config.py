@@ -75,7 +75,7 @@ def test_config_to_toml_round_trips(tmp_path):
     from uno_local.config import Config, config_to_toml, load_config
 
     config = Config()
-    config.train.epochs, config.uno.win_rate, config.model.path = 7, 0.75, "/models/x \"q\".gguf"
+    config.train.epochs, config.uno.win_rate, config.model.path = 7, 0.75, '/models/x "q".gguf'
     config.train.target_modules = ["q_proj", "v_proj"]
     path = tmp_path / "uno.toml"
     path.write_text(config_to_toml(config))

@@ -15,6 +15,7 @@ from uno_local.judge import (
     length_gate,
     rule_cues,
     score,
+    score_margin,
     ship_decision,
     win_rate,
 )
@@ -212,6 +213,26 @@ def test_ship_decision(rate, n, ship, phrase):
 )
 def test_best_epoch_ties_go_to_the_earliest(rates, expected):
     assert best_epoch(rates) == expected
+
+
+@pytest.mark.parametrize(
+    "rates, margins, expected",
+    [
+        ({1: 1.0, 2: 1.0, 3: 1.0}, {1: 0.02, 2: 0.30, 3: 0.25}, 2),  # a tie goes to the larger margin
+        ({1: 1.0, 2: 0.5}, {1: 0.0, 2: 0.9}, 1),  # the win rate comes first
+        ({1: 0.5, 2: 0.5}, {1: 0.1, 2: 0.1}, 1),  # equal margins: the earliest
+    ],
+)
+def test_best_epoch_breaks_ties_by_score_margin(rates, margins, expected):
+    assert best_epoch(rates, margins) == expected
+
+
+@pytest.mark.parametrize(
+    "trials, expected",
+    [([], 0.0), ([(0.8, 0.5, True), (0.5, 0.6, True)], 0.1), ([(0.9, 0.1, False), (0.6, 0.6, True)], -0.5)],
+)
+def test_score_margin(trials, expected):
+    assert score_margin(trials) == pytest.approx(expected)
 
 
 def test_best_epoch_needs_data():

@@ -88,7 +88,7 @@ class UnoConfig:
     unseen_distance: float = _f(
         0.65, "Cosine distance to the nearest centroid beyond which a query is unseen (base model)."
     )
-    gap_threshold: float = _f(0.9, "Mean minimum rule novelty at or above which a cluster is high-gap.")
+    gap_threshold: float = _f(0.95, "Mean minimum rule novelty at or above which a cluster is high-gap.")
     win_rate: float = _f(0.6, "Held-out win rate an adapter needs to ship.")
     min_heldout: int = _f(3, "Fewest held-out logs a cluster needs for validation.")
     heldout_share: float = _f(0.2, "Share of a cluster's logs held out for validation.")

@@ -294,8 +294,23 @@ def ship_decision(win_rate: float, n_heldout: int, threshold: float, min_heldout
     return False, f"won only {win_rate:.2f} of {n_heldout} held-out logs (needs {threshold:.2f})"
 
 
-def best_epoch(win_rates_by_epoch: Mapping[int, float] | Sequence[float]) -> int:
-    """Epoch with the highest win rate; ties go to the earliest epoch (least drift from the base)."""
+def score_margin(trials: Iterable[Trial | tuple[float, float, bool]]) -> float:
+    """Mean (candidate - base) score over the held-out logs; a failed gate counts as -1."""
+    trials = list(trials)
+    if not trials:
+        return 0.0
+    return sum((cand - base) if gates_pass else -1.0 for cand, base, gates_pass in trials) / len(trials)
+
+
+def best_epoch(
+    win_rates_by_epoch: Mapping[int, float] | Sequence[float],
+    margins_by_epoch: Mapping[int, float] | None = None,
+) -> int:
+    """Epoch with the highest win rate; among ties, the one whose answers moved furthest towards the
+    user's feedback (the highest mean score margin over the base), then the earliest (least drift).
+
+    With a handful of held-out logs, win rates saturate: an epoch that barely moved from the base can
+    tie a well-trained one, and preferring the earliest alone shipped near-untrained adapters."""
     items = (
         win_rates_by_epoch.items()
         if isinstance(win_rates_by_epoch, Mapping)
@@ -304,4 +319,5 @@ def best_epoch(win_rates_by_epoch: Mapping[int, float] | Sequence[float]) -> int
     ranked = sorted(items)
     if not ranked:
         raise ValueError("best_epoch needs at least one epoch's win rate.")
-    return max(ranked, key=lambda kv: (kv[1], -kv[0]))[0]
+    margins = margins_by_epoch or {}
+    return max(ranked, key=lambda kv: (kv[1], round(margins.get(kv[0], 0.0), 9), -kv[0]))[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from uno_local.judge import JudgeCase, best_epoch, judge_trial, ship_decision, win_rate
+from uno_local.judge import JudgeCase, best_epoch, judge_trial, score_margin, ship_decision, win_rate
 from uno_local.train import LogData
 
 
@@ -49,6 +49,6 @@ def validate_expert(
         for epoch, answers in epoch_answers.items()
     }
     rates = {epoch: win_rate(t) for epoch, t in trials.items()}
-    epoch = best_epoch(rates)
+    epoch = best_epoch(rates, {epoch: score_margin(t) for epoch, t in trials.items()})
     ship, reason = ship_decision(rates[epoch], len(heldout), threshold, min_heldout)
     return Validation(ship, epoch, rates, len(heldout), f"epoch {epoch} {reason}", trials)
