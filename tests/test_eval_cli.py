@@ -14,9 +14,11 @@ from uno_local.eval.scenario import load_scenario
 
 
 def test_quick_eval_base_and_rag(tmp_path, uno_home):
-    out = tmp_path / "report"
+    out, kept = tmp_path / "report", tmp_path / "kept"
     result = CliRunner().invoke(
-        cli, ["eval", "--quick", "--methods", "base,rag", "--out", str(out)], catch_exceptions=False
+        cli,
+        ["eval", "--quick", "--methods", "base,rag", "--out", str(out), "--keep", str(kept)],
+        catch_exceptions=False,
     )
     assert result.exit_code == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
@@ -31,6 +33,15 @@ def test_quick_eval_base_and_rag(tmp_path, uno_home):
     assert (out / "adherence.png").exists() and (out / "tokens.png").exists()
     assert "rag" in result.stdout
     assert not (uno_home / "uno.db").exists()  # the user's store was never opened
+    # --keep: the run's own data dir stays, private, with the settings it used
+    assert (kept / "uno.db").is_file() and kept.stat().st_mode & 0o777 == 0o700
+    assert (kept / "uno.toml").stat().st_mode & 0o777 == 0o600 and "[train]" in (
+        kept / "uno.toml"
+    ).read_text()
+    answers = [r["answer"] for r in report["methods"]["rag"]["extra"]["routes"]]
+    assert len(answers) == report["methods"]["rag"]["n_answers"] and all(answers)
+    again = CliRunner().invoke(cli, ["eval", "--quick", "--out", str(out), "--keep", str(kept)])
+    assert again.exit_code == 2 and "new or empty folder" in again.stderr
 
 
 def test_quick_subsample_and_rag_prompt():

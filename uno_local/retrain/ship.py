@@ -183,8 +183,9 @@ class ShipStages:
             )
             if not result.passes():
                 raise AdapterError(
-                    f"The exported adapter does not match the trained one (logit-change correlation "
-                    f"{result.delta_corr:.3f}, top-1 agreement {result.top1_agreement:.2f}); it was not deployed."
+                    f"The exported adapter does not match the trained one (export error "
+                    f"{result.err_rms / max(result.floor_rms, 1e-6):.2f}x the runtimes' own difference, "
+                    f"top-1 agreement {result.top1_agreement:.2f}); it was not deployed."
                 )
 
         return check
