@@ -86,7 +86,7 @@ class UnoConfig:
     )
     min_cluster_size: int = _f(6, "Clusters smaller than this merge into the nearest or stay on the base.")
     unseen_distance: float = _f(
-        0.65, "Cosine distance to the nearest centroid beyond which a query is unseen (base model)."
+        0.64, "Cosine distance to the nearest centroid beyond which a query is unseen (base model)."
     )
     gap_threshold: float = _f(0.95, "Mean minimum rule novelty at or above which a cluster is high-gap.")
     win_rate: float = _f(0.6, "Held-out win rate an adapter needs to ship.")

@@ -19,15 +19,6 @@ from tests.e2e.conftest import uno, write_config
 SCENARIO = Path(__file__).resolve().parents[1] / "eval" / "data" / "example-scenario.json"
 
 
-# The acceptance numbers below were not yet reached on this machine when this test was written (the
-# eval run takes about 20 minutes on 2 shared cores and could not be completed and calibrated in the
-# same session); the UNO-loop and eval issues stay open until these pass without the marker.
-pytestmark = pytest.mark.xfail(
-    strict=False,
-    reason="3-topic UNO-loop calibration not yet verified on this machine (see docs/thresholds.md)",
-)
-
-
 _RUNS: dict[Path, dict | BaseException] = {}
 
 
