@@ -18,7 +18,7 @@ from typing import Any
 from uno_local.eval.checks import check
 from uno_local.eval.scenario import Scenario
 
-TRAINING_SLOTS = ("wall_s", "tokens", "gap_skipped_tokens")
+TRAINING_SLOTS = ("wall_s", "tokens", "gap_skipped_tokens", "stage_seconds")
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,7 @@ def run_eval(
                     "wall_s": time.perf_counter() - start,
                     "tokens": report.trained_tokens,
                     "gap_skipped_tokens": report.gap_skipped_tokens,
+                    "stage_seconds": report.stage_seconds,
                 }
                 validator = report.clusters
                 for mode in ("uno-single", "uno"):
