@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.e2e.conftest import LOG_TOKENS, TEST_CONFIG  # noqa: E402
-from tests.e2e.test_habit import SIGN_OFF, TRAIN, UNSEEN, follows  # noqa: E402
+from tests.e2e.test_habit import SIGN_OFF, TRAIN, UNSEEN, follows, habit_records  # noqa: E402
 
 # Runs `uno` and, at exit, writes its own peak RSS (KiB) to $UNO_PEAK_FILE.
 MEASURED = (
@@ -62,19 +62,8 @@ def ask(home: Path, queries: list[str], max_tokens: int | None = None) -> list[d
 
 
 def habit_logs(home: Path) -> list[dict]:
-    answers = ask(home, TRAIN, max_tokens=LOG_TOKENS)
-    return [
-        {
-            "id": f"habit-{i}",
-            "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a["response"]}],
-            "feedback": {
-                "rating": -1,
-                "comment": f"Please always sign off with '{SIGN_OFF}'",
-                "correction": a["response"].rstrip() + f"\n\n{SIGN_OFF}",
-            },
-        }
-        for i, (q, a) in enumerate(zip(TRAIN, answers, strict=True))
-    ]
+    answers = [a["response"] for a in ask(home, TRAIN, max_tokens=LOG_TOKENS)]
+    return habit_records("habit", TRAIN, answers, f"Please always sign off with '{SIGN_OFF}'")
 
 
 def run_backend(backend: str, logs_file: Path, config: str, base_rate: float) -> dict:

@@ -51,6 +51,8 @@ def main() -> None:
     run("adapters", [py, "benchmarks/bench_adapters.py"], args.out)
     run("trainer", [py, "benchmarks/bench_trainer.py"], args.out)
     run("retrain", [py, "benchmarks/bench_retrain.py", "--sizes", sizes], args.out)
+    if not args.quick:  # MLX trains about 14x slower than torch on a CPU: the full run only
+        run("habit-backends", [py, "benchmarks/bench_habit_backends.py"], args.out)
     scenario = (
         "assets/eval/quick.json"
         if args.quick

@@ -80,6 +80,18 @@ def follows(answer: str) -> bool:
     return answer.rstrip().endswith(SIGN_OFF)
 
 
+def habit_records(prefix: str, queries: list[str], answers: list[str], comment: str | None) -> list[dict]:
+    """Import records: each base answer corrected by adding the sign-off (what this user always wants)."""
+    return [
+        {
+            "id": f"{prefix}-{i}",
+            "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+            "feedback": {"rating": -1, "comment": comment, "correction": a.rstrip() + f"\n\n{SIGN_OFF}"},
+        }
+        for i, (q, a) in enumerate(zip(queries, answers, strict=True))
+    ]
+
+
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory):
     """Base answers, 40 corrected logs imported, `uno retrain`, then answers to unseen queries."""
@@ -89,18 +101,8 @@ def learned(tmp_path_factory):
     mp.setenv("UNO_HOME", str(home))
     write_config(home)
     base_train = ask_batch(tmp, TRAIN, "train", max_tokens=LOG_TOKENS)
-    logs = [
-        {
-            "id": f"habit-{i}",
-            "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a["response"]}],
-            "feedback": {
-                "rating": -1,
-                "comment": f"Please always sign off with '{SIGN_OFF}'",
-                "correction": a["response"].rstrip() + f"\n\n{SIGN_OFF}",
-            },
-        }
-        for i, (q, a) in enumerate(zip(TRAIN, base_train, strict=True))
-    ]
+    comment = f"Please always sign off with '{SIGN_OFF}'"
+    logs = habit_records("habit", TRAIN, [a["response"] for a in base_train], comment)
     (tmp / "logs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
     uno("import", str(tmp / "logs.jsonl"))
     base_unseen = ask_batch(tmp, UNSEEN, "base")
@@ -173,18 +175,7 @@ def test_killed_retrain_resumes_and_keeps_serving(learned):
     home, tmp = learned["home"], learned["tmp"]
     before = json.loads(uno("adapters", "--json"))
     answers = ask_batch(tmp, MORE, "more", max_tokens=LOG_TOKENS)
-    logs = [
-        {
-            "id": f"more-{i}",
-            "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a["response"]}],
-            "feedback": {
-                "rating": -1,
-                "comment": None,
-                "correction": a["response"].rstrip() + f"\n\n{SIGN_OFF}",
-            },
-        }
-        for i, (q, a) in enumerate(zip(MORE, answers, strict=True))
-    ]
+    logs = habit_records("more", MORE, [a["response"] for a in answers], None)
     (tmp / "more.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
     uno("import", str(tmp / "more.jsonl"))
 

@@ -128,8 +128,18 @@ def test_build_report_shape_and_values() -> None:
     assert rag["tokens_per_answer"] == 170.0 and rag["prompt_tokens_per_answer"] == 160.0
     assert rag["extra_prompt_tokens"] == 120.0 and uno["extra_prompt_tokens"] == 0.0
     assert uno["adherence_gain"] == pytest.approx(4 / 6)
-    assert uno["training"] == {"wall_s": 12.5, "tokens": 3000, "gap_skipped_tokens": None, "stage_seconds": None}
-    assert base["training"] == {"wall_s": None, "tokens": None, "gap_skipped_tokens": None, "stage_seconds": None}
+    assert uno["training"] == {
+        "wall_s": 12.5,
+        "tokens": 3000,
+        "gap_skipped_tokens": None,
+        "stage_seconds": None,
+    }
+    assert base["training"] == {
+        "wall_s": None,
+        "tokens": None,
+        "gap_skipped_tokens": None,
+        "stage_seconds": None,
+    }
     assert uno["validator"] == [{"cluster": 0, "accepted": True}] and uno["extra"] == {
         "feedback": {"thumbs_up": 3}
     }
