@@ -1,5 +1,5 @@
 """Wall time and peak memory of `uno retrain` for N logs on this machine (targets on 2 CPU cores for
-200 logs: under 10 minutes and 3 GiB for the adapters issue, under 15 minutes for the full UNO loop).
+200 logs: under 15 minutes and 3 GiB for the full UNO loop; the adapters issue asked 10 minutes).
 
 The logs come from the shipped scenarios (assets/eval/*.json): each train query is answered by the
 base model, and the simulated user gives its feedback (a correction that follows the topic's rule,
@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-TARGET_S, TARGET_GIB = 600.0, 3.0
+TARGET_S, TARGET_GIB = 900.0, 3.0  # the full UNO loop (issue 4); the adapters issue asked 600 s
 
 
 def make_logs(n: int, answer_tokens: int = 96) -> list[dict]:
@@ -107,7 +107,7 @@ def main() -> None:
             print(json.dumps(result), flush=True)
         else:
             print(
-                f"retrain {n} logs: {result['wall_s']:.0f} s ({result['wall_s'] / TARGET_S:.2f} of the 600 s "
+                f"retrain {n} logs: {result['wall_s']:.0f} s ({result['wall_s'] / TARGET_S:.2f} of the 900 s "
                 f"target), peak RSS {result['peak_rss_gib']:.2f} GiB ({result['peak_rss_gib'] / TARGET_GIB:.2f} "
                 f"of 3 GiB); stages {result['stage_seconds']}; clusters "
                 f"{[(c['size'], c['route']) for c in result['clusters']]}"
