@@ -7,6 +7,7 @@ Every key has a default that works on the embedded model; `docs/config.md` lists
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,8 +161,6 @@ def iter_keys(config: Config | None = None):
 
 def config_to_toml(config: Config) -> str:
     """`config` as uno.toml text, every key spelled out (`load_config` reads it back unchanged)."""
-    import json
-
     lines: list[str] = []
     for section in dataclasses.fields(config):
         lines.append(f"[{section.name}]")

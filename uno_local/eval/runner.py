@@ -91,9 +91,9 @@ def run_eval(
         if epochs:
             app.config.train.epochs = epochs
         if keep is not None:
-            paths.ensure_private_dir(home)
-            paths.config_path(home).write_text(config_to_toml(app.config), encoding="utf-8")
-            paths.config_path(home).chmod(0o600)
+            settings_file = paths.config_path(paths.ensure_private_dir(home))
+            settings_file.write_text(config_to_toml(app.config), encoding="utf-8")
+            settings_file.chmod(0o600)
         settings = GenerationSettings.greedy(min(ANSWER_TOKENS, app.config.generation.max_tokens))
         log_settings = GenerationSettings.greedy(min(LOG_TOKENS, settings.max_tokens))
         try:
