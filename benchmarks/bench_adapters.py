@@ -5,7 +5,8 @@
     call plus the extra time of the first answer after a switch over one on an unchanged adapter
     (both start from an empty KV cache, as a new request does).
 The adapters are rank-8 LoRAs on all 7 projections with random weights: speed does not depend on
-what an adapter learned. Usage: python benchmarks/bench_adapters.py [--rounds 5] [--json]
+what an adapter learned; `--modules` restricts them (to see what fewer LoRA projections cost).
+Usage: python benchmarks/bench_adapters.py [--rounds 5] [--modules q_proj,k_proj,v_proj,o_proj] [--json]
 """
 
 from __future__ import annotations
@@ -22,17 +23,20 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+ALL_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PROMPT = [{"role": "user", "content": "Write a detailed guide to planting a vegetable garden, step by step."}]
 
 
-def random_adapter(base_gguf: Path, out: Path, seed: int, rank: int = 8) -> Path:
-    from backends.gguf_export import read_base_meta, write_lora_gguf
+def random_adapter(base_gguf: Path, out: Path, seed: int, modules: set[str], rank: int = 8) -> Path:
+    from backends.gguf_export import HF_TO_GGUF, read_base_meta, write_lora_gguf
 
     meta = read_base_meta(base_gguf)
     rng = np.random.default_rng(seed)
     layers = {}
     for stem, (out_dim, in_dim) in meta.shapes.items():
         _, layer, module = stem.split(".")
+        if module not in {HF_TO_GGUF[m] for m in modules}:
+            continue
         layers[(int(layer), module)] = (
             rng.normal(0, 0.02, (rank, in_dim)).astype(np.float32),
             rng.normal(0, 0.02, (out_dim, rank)).astype(np.float32),
@@ -52,8 +56,12 @@ def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=200)
+    parser.add_argument("--modules", default=",".join(ALL_MODULES), help="LoRA projections, comma-separated.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    modules = {m.strip() for m in args.modules.split(",")}
+    if not modules <= set(ALL_MODULES):
+        parser.error(f"--modules takes some of {', '.join(ALL_MODULES)}")
 
     from backends.llama_runtime import LlamaRuntime
     from uno_local.paths import embedded_chat_model
@@ -64,7 +72,7 @@ def main() -> dict:
         runtime = LlamaRuntime(model, n_ctx=2048, n_threads=2)
         load_ms = []
         for name in ("a", "b"):
-            path = random_adapter(model, Path(tmp) / f"{name}.gguf", seed=ord(name))
+            path = random_adapter(model, Path(tmp) / f"{name}.gguf", seed=ord(name), modules=modules)
             start = time.perf_counter()
             runtime.load_adapter(name, path)
             load_ms.append((time.perf_counter() - start) * 1000)
@@ -97,6 +105,7 @@ def main() -> dict:
         runtime.close()
     result = {
         "benchmark": "adapters",
+        "modules": sorted(modules),
         "base_tokens_per_s": statistics.median(base),
         "adapter_tokens_per_s": statistics.median(adapted),
         "adapter_load_ms": statistics.median(load_ms),
@@ -112,7 +121,8 @@ def main() -> dict:
         print(json.dumps(result))
     else:
         print(
-            f"adapter generation: {result['adapter_tokens_per_s']:.1f} tok/s with a rank-8 adapter vs "
+            f"adapter generation: {result['adapter_tokens_per_s']:.1f} tok/s with a rank-8 adapter on "
+            f"{len(modules)} projections vs "
             f"{result['base_tokens_per_s']:.1f} without -> ratio {result['ratio']:.3f} (target >= 0.85)\n"
             f"adapter switch: select + cache reset {result['switch_select_ms']:.2f} ms; first token after a "
             f"switch {result['first_token_after_switch_ms']:.1f} ms vs {result['first_token_same_adapter_ms']:.1f} ms "

@@ -86,6 +86,7 @@ def run_backend(backend: str, logs_file: Path, config: str, base_rate: float) ->
         "routes": sorted({r["route"] for r in after}),
         "wall_s": round(wall, 1),
         "train_s": report["stage_seconds"].get("train"),
+        "stage_seconds": report["stage_seconds"],
         "peak_rss_gib": round(peak_kib / 2**20, 2),
         "deployed": report["deployed"],
         "decisions": [c["decision"] for c in report["clusters"]],
@@ -117,7 +118,7 @@ def main() -> None:
             print(
                 f"{r['backend']}: adherence {r['adherence_before']:.0%} -> {r['adherence_after']:.0%} "
                 f"(routes {r['routes']}), retrain {r['wall_s']:.0f} s (train {r['train_s']:.0f} s), "
-                f"peak RSS {r['peak_rss_gib']:.2f} GiB; {r['decisions']}"
+                f"peak RSS {r['peak_rss_gib']:.2f} GiB; {r['decisions']}; stages (s) {r['stage_seconds']}"
             )
     walls = {r["backend"]: r["wall_s"] for r in results if "error" not in r}
     if not args.json and {"torch", "mlx"} <= walls.keys():
