@@ -23,19 +23,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ALL_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+from backends.gguf_export import HF_TO_GGUF, read_base_meta, write_lora_gguf  # noqa: E402
+
 PROMPT = [{"role": "user", "content": "Write a detailed guide to planting a vegetable garden, step by step."}]
 
 
 def random_adapter(base_gguf: Path, out: Path, seed: int, modules: set[str], rank: int = 8) -> Path:
-    from backends.gguf_export import HF_TO_GGUF, read_base_meta, write_lora_gguf
-
+    wanted = {HF_TO_GGUF[m] for m in modules}
     meta = read_base_meta(base_gguf)
     rng = np.random.default_rng(seed)
     layers = {}
     for stem, (out_dim, in_dim) in meta.shapes.items():
         _, layer, module = stem.split(".")
-        if module not in {HF_TO_GGUF[m] for m in modules}:
+        if module not in wanted:
             continue
         layers[(int(layer), module)] = (
             rng.normal(0, 0.02, (rank, in_dim)).astype(np.float32),
@@ -56,12 +56,12 @@ def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=200)
-    parser.add_argument("--modules", default=",".join(ALL_MODULES), help="LoRA projections, comma-separated.")
+    parser.add_argument("--modules", default=",".join(HF_TO_GGUF), help="LoRA projections, comma-separated.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     modules = {m.strip() for m in args.modules.split(",")}
-    if not modules <= set(ALL_MODULES):
-        parser.error(f"--modules takes some of {', '.join(ALL_MODULES)}")
+    if not modules <= HF_TO_GGUF.keys():
+        parser.error(f"--modules takes some of {', '.join(HF_TO_GGUF)}")
 
     from backends.llama_runtime import LlamaRuntime
     from uno_local.paths import embedded_chat_model
