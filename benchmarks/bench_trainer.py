@@ -4,11 +4,13 @@ Same data (short preference pairs built here: an answer with a sign-off line ove
 same model (the HF folder derived from the embedded SmolLM2-135M GGUF), same LoRA (r 8, alpha 16, dropout
 0.05, the 7 projections), same objective (0.5 x sigmoid DPO, beta 0.1, + 0.5 x NLL on the chosen answer),
 batch 4, lr 5e-4, cosine, same steps, float32 on CPU, no gradient checkpointing, 2 torch threads
-(--threads).
+(--threads). --bf16 also times our trainer with bf16 autocast forwards (`train.precision = "bf16"`) against
+its own float32 run; --answer-repeat K makes every answer K times as long (longer sequences).
 Tokens are counted the same way for both: the real (unpadded) prompt + answer tokens of every chosen and
 rejected sequence trained on, from each trainer's own tokenization. Each trainer runs in its own child
 process, one after the other, so that its peak RSS is its own.
-Usage: python benchmarks/bench_trainer.py [--pairs 20] [--steps 10] [--trl-precompute] [--json]
+Usage: python benchmarks/bench_trainer.py [--pairs 20] [--steps 10] [--trl-precompute] [--bf16]
+[--answer-repeat 1] [--json]
 """
 
 from __future__ import annotations
@@ -55,26 +57,34 @@ QA = [
 ]
 
 
-def build_pairs(n: int) -> list[tuple[str, str, str]]:
+def build_pairs(n: int, repeat: int = 1) -> list[tuple[str, str, str]]:
     """(question, chosen, rejected) x n: the chosen answer carries the sign-off, the rejected does not."""
     if not 1 <= n <= len(QA):
         raise SystemExit(f"--pairs must be between 1 and {len(QA)}.")
-    return [(q, a + SIGN_OFF, a) for q, a in QA[:n]]
+    if repeat < 1:
+        raise SystemExit("--answer-repeat must be at least 1.")
+    return [(q, " ".join([a] * repeat) + SIGN_OFF, " ".join([a] * repeat)) for q, a in QA[:n]]
 
 
-def train_config(epochs: int, threads: int):
+def train_config(epochs: int, threads: int, precision: str = "fp32"):
     from uno_local.config import TrainConfig
 
     return TrainConfig(
-        epochs=epochs, batch_size=BATCH, learning_rate=5e-4, schedule="cosine", threads=threads, seed=42
+        epochs=epochs,
+        batch_size=BATCH,
+        learning_rate=5e-4,
+        schedule="cosine",
+        threads=threads,
+        seed=42,
+        precision=precision,
     )
 
 
-def run_ours(base: Path, pairs: list, epochs: int, threads: int) -> dict:
+def run_ours(base: Path, pairs: list, epochs: int, threads: int, precision: str) -> dict:
     from backends.torch_trainer import TorchTrainer, encode_pairs
     from uno_local.training import TrainExample
 
-    config = train_config(epochs, threads)
+    config = train_config(epochs, threads, precision)
     examples = [TrainExample([{"role": "user", "content": q}], c, r) for q, c, r in pairs]
     trainer = TorchTrainer(base)
     start = time.perf_counter()
@@ -187,10 +197,10 @@ def child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     base = ensure_hf_base(embedded_chat_model(), args.cache_dir or cache_dir())
-    pairs = build_pairs(args.pairs)
+    pairs = build_pairs(args.pairs, args.answer_repeat)
     epochs = args.steps // math.ceil(args.pairs / BATCH)
-    if args.only == "ours":
-        figures = run_ours(base, pairs, epochs, args.threads)
+    if args.only in ("ours", "ours-bf16"):
+        figures = run_ours(base, pairs, epochs, args.threads, "bf16" if args.only == "ours-bf16" else "fp32")
     else:
         figures = run_trl(base, pairs, epochs, args.threads, precompute=args.only == "trl-precompute")
     figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -208,10 +218,14 @@ def main() -> dict:
     )
     parser.add_argument("--cache-dir", type=Path, default=None, help="Where the HF base folder is cached.")
     parser.add_argument("--threads", type=int, default=2, help="Torch CPU threads for both trainers.")
+    parser.add_argument("--bf16", action="store_true", help="Also time our trainer with bf16 autocast.")
+    parser.add_argument("--answer-repeat", type=int, default=1, help="Make every answer K times as long.")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--only", choices=["ours", "trl", "trl-precompute"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only", choices=["ours", "ours-bf16", "trl", "trl-precompute"], help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
-    build_pairs(args.pairs)
+    build_pairs(args.pairs, args.answer_repeat)
     per_epoch = math.ceil(args.pairs / BATCH)
     if args.steps < per_epoch or args.steps % per_epoch:
         raise SystemExit(
@@ -221,7 +235,7 @@ def main() -> dict:
         child(args)
         return {}
 
-    runs = ["ours", "trl"] + (["trl-precompute"] if args.trl_precompute else [])
+    runs = ["ours", "trl"] + (["trl-precompute"] if args.trl_precompute else []) + (["ours-bf16"] * args.bf16)
     results = {}
     for name in runs:
         command = [
@@ -235,6 +249,8 @@ def main() -> dict:
             str(args.steps),
             "--threads",
             str(args.threads),
+            "--answer-repeat",
+            str(args.answer_repeat),
         ]
         if args.cache_dir:
             command += ["--cache-dir", str(args.cache_dir)]
@@ -252,6 +268,8 @@ def main() -> dict:
         "ratio": ours["tokens_per_s"] / trl["tokens_per_s"],
         "ratio_total": ours["tokens_per_s_total"] / trl["tokens_per_s_total"],
     }
+    if "ours-bf16" in results:
+        summary["bf16_ratio"] = results["ours-bf16"]["tokens_per_s"] / ours["tokens_per_s"]
     if args.json:
         print(json.dumps(summary, indent=2))
         return summary
@@ -273,6 +291,11 @@ def main() -> dict:
             f"TRL with precompute_ref_log_probs (its reference pass happens before its train loop): "
             f"{pre['tokens_per_s_total']:.0f} tok/s with model load -> ratio "
             f"{ours['tokens_per_s_total'] / pre['tokens_per_s_total']:.2f}"
+        )
+    if "ours-bf16" in results:
+        print(
+            f"ours with bf16 autocast {results['ours-bf16']['tokens_per_s']:.0f} tok/s vs float32 "
+            f"{ours['tokens_per_s']:.0f} tok/s -> ratio {summary['bf16_ratio']:.2f}"
         )
     return summary
 

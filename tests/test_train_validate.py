@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from uno_local.train import LogData, critic_examples, expert_examples, split
-from uno_local.validate import validate_expert
+from uno_local.validate import epochs_to_judge, validate_expert
 
 
 @pytest.mark.parametrize(
@@ -82,3 +82,19 @@ def test_small_clusters_get_more_epochs(n, epochs, min_steps, expected):
     config = TrainConfig(epochs=epochs, min_steps=min_steps)
     assert with_min_steps(config, n).epochs == expected
     assert config.epochs == epochs  # the caller's config is not changed
+
+
+@pytest.mark.parametrize(
+    ("n_epochs", "most", "expected"),
+    [
+        (12, 4, [3, 6, 9, 12]),
+        (6, 4, [2, 3, 5, 6]),
+        (5, 4, [2, 3, 4, 5]),
+        (3, 4, [1, 2, 3]),
+        (1, 4, [1]),
+        (7, 1, [7]),
+        (5, 0, [1, 2, 3, 4, 5]),
+    ],
+)
+def test_judged_epochs_are_evenly_spaced_and_end_on_the_last(n_epochs, most, expected):
+    assert epochs_to_judge(n_epochs, most) == expected

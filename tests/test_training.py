@@ -46,6 +46,7 @@ def test_schedules():
         ([ex()], TrainConfig(schedule="step"), "sft", "Unknown learning-rate schedule"),
         ([ex()], TrainConfig(batch_size=0), "sft", "train.batch_size must be at least 1"),
         ([ex()], TrainConfig(warmup_ratio=1.0), "sft", "warmup_ratio"),
+        ([ex()], TrainConfig(precision="fp16"), "sft", "Unknown training precision"),
         (
             [ex(prompt=[{"role": "assistant", "content": "x"}])],
             TrainConfig(),

@@ -69,6 +69,11 @@ class TrainConfig:
     max_grad_norm: float = _f(1.0, "Gradient clipping norm.")
     seed: int = _f(42, "Training seed.")
     threads: int = _f(0, "Torch CPU threads; 0 leaves torch's default.")
+    precision: str = _f(
+        "fp32",
+        "Torch forward precision: fp32, bf16 (autocast; weights and optimizer stay fp32) or auto (bf16 "
+        "where the hardware computes it natively: CUDA with bf16, or a CPU with AVX512-BF16/AMX).",
+    )
     max_forward_tokens: int = _f(
         256, "Padded tokens per forward pass (bounds activation memory; the loss is exact)."
     )
@@ -91,6 +96,10 @@ class UnoConfig:
     )
     gap_threshold: float = _f(0.95, "Mean minimum rule novelty at or above which a cluster is high-gap.")
     win_rate: float = _f(0.6, "Held-out win rate an adapter needs to ship.")
+    judged_epochs: int = _f(
+        4,
+        "Expert checkpoints judged on the held-out logs: evenly spaced, always the last; 0 judges every one.",
+    )
     min_heldout: int = _f(3, "Fewest held-out logs a cluster needs for validation.")
     heldout_share: float = _f(0.2, "Share of a cluster's logs held out for validation.")
     revisions: int = _f(3, "Revision candidates per log when the user gave no correction.")

@@ -30,6 +30,7 @@ from uno_local.errors import TrainingError
 
 OBJECTIVES = ("preference", "sft")
 SCHEDULES = ("cosine", "linear", "constant")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass
@@ -95,6 +96,8 @@ def validate_inputs(examples: list[TrainExample], config: TrainConfig, objective
         raise TrainingError(
             f"Unknown learning-rate schedule {config.schedule!r}; use cosine, linear or constant."
         )
+    if config.precision not in PRECISIONS:
+        raise TrainingError(f"Unknown training precision {config.precision!r}; use auto, bf16 or fp32.")
     for name in ("epochs", "batch_size", "grad_accum", "lora_r", "max_prompt_tokens", "max_answer_tokens"):
         if getattr(config, name) < 1:
             raise TrainingError(f"train.{name} must be at least 1, got {getattr(config, name)}.")

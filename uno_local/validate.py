@@ -4,11 +4,13 @@ The simulation validator of UNO S8 with the deterministic judge (`judge.py`): ev
 scores the adapter's answer against the base model's, both judged by that log's own feedback
 (the user's correction as the reference when there is one, its rules otherwise), with the length
 and BLEU gates. The best epoch ships only with enough held-out logs and a win rate at or above the
-threshold; otherwise the cluster goes to the Reflective path.
+threshold; otherwise the cluster goes to the Reflective path. Only a few evenly spaced epochs are
+judged (`epochs_to_judge`): each judged epoch costs an export and a generated answer per held-out log.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from uno_local.judge import JudgeCase, best_epoch, judge_trial, score_margin, ship_decision, win_rate
@@ -23,6 +25,16 @@ class Validation:
     n_heldout: int
     reason: str
     trials: dict[int, list[tuple[float, float, bool]]] = field(default_factory=dict)
+
+
+def epochs_to_judge(n_epochs: int, most: int) -> list[int]:
+    """Pure: up to `most` evenly spaced 1-based epochs of `n_epochs`, always the last; `most` < 1: all.
+
+    12 epochs, 4 judged -> 3, 6, 9, 12; 3 epochs -> 1, 2, 3.
+    """
+    if most < 1 or n_epochs <= most:
+        return list(range(1, n_epochs + 1))
+    return sorted({math.ceil(i * n_epochs / most) for i in range(1, most + 1)})
 
 
 def judge_case(log: LogData) -> JudgeCase:

@@ -73,6 +73,25 @@ def test_loss_falls_and_margin_grows(run):
     assert result.metrics["reward_margins"][-1] > 0.0
 
 
+def test_bf16_autocast_trains_like_fp32_from_the_same_start(run, hf_base, tmp_path):
+    """bf16 forwards (fp32 weights): the reference still equals the policy at step 1 (zero margin), the
+    first loss is fp32's to bf16 rounding, and the loss falls as in fp32."""
+    import torch
+
+    from backends.torch_trainer import forward_dtype
+
+    assert forward_dtype("cpu", "fp32") is None and forward_dtype("mps", "auto") is None
+    assert forward_dtype("cpu", "bf16") is torch.bfloat16
+    fp32, _, _ = run
+    seen = []
+    result = TorchTrainer(hf_base).train(pairs(), config(precision="bf16"), tmp_path, on_progress=seen.append)
+    assert result.metrics["precision"] == "bf16" and fp32.metrics["precision"] == "fp32"
+    assert seen[0].reward_margin == pytest.approx(0.0, abs=1e-6)
+    assert result.metrics["losses"][0] == pytest.approx(fp32.metrics["losses"][0], rel=0.02)
+    assert result.metrics["losses"][0] != fp32.metrics["losses"][0]  # autocast really ran
+    assert result.metrics["losses"][-1] < 0.6 * result.metrics["losses"][0]
+
+
 def test_one_checkpoint_per_epoch_with_provenance(run):
     result, _, out = run
     assert result.checkpoints == [out / "epoch-1", out / "epoch-2"]

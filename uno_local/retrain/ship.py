@@ -17,7 +17,7 @@ from uno_local.runtime import GenerationSettings, complete
 from uno_local.store import now_iso
 from uno_local.store.learning import input_hash, replace_clusters
 from uno_local.train import LogData, critic_examples, expert_examples, split, train_cached
-from uno_local.validate import validate_expert
+from uno_local.validate import epochs_to_judge, validate_expert
 
 
 class ShipStages:
@@ -109,8 +109,14 @@ class ShipStages:
             export_peft_to_gguf(ckpt, self.app.model_path, target)
         return target
 
+    def _judged(self, plan: ClusterPlan) -> dict[int, Path]:
+        """The Expert checkpoints the validator judges, by 1-based epoch."""
+        epochs = epochs_to_judge(len(plan.expert_ckpts), self.cfg.judged_epochs)
+        return {epoch: plan.expert_ckpts[epoch - 1] for epoch in epochs}
+
     def stage_convert(self) -> None:
-        ckpts = [c for p in self.plans for c in (*p.expert_ckpts, *p.critic_ckpts)]
+        """Export what can ship: the judged Expert epochs and the last Critic epoch."""
+        ckpts = [c for p in self.plans for c in (*self._judged(p).values(), *p.critic_ckpts[-1:])]
         for i, ckpt in enumerate(ckpts, 1):
             self._gguf(ckpt)
             self._emit("convert", i, len(ckpts))
@@ -145,7 +151,7 @@ class ShipStages:
                 for log in heldout
             ]
             per_epoch = {}
-            for epoch, ckpt in enumerate(plan.expert_ckpts, 1):
+            for epoch, ckpt in self._judged(plan).items():
                 self._emit(
                     "validate",
                     n,
@@ -164,8 +170,8 @@ class ShipStages:
                 self._train_critic(
                     plan, n, len(todo)
                 )  # a failed Expert sends the cluster to the Reflective path
-                for ckpt in plan.critic_ckpts:
-                    self._gguf(ckpt)
+                if plan.critic_ckpts:  # only the last Critic epoch ships
+                    self._gguf(plan.critic_ckpts[-1])
             self._emit("validate", n, len(todo), f"c{plan.row.label}: {plan.row.decision}")
 
     def _parity(self, ckpt: Path) -> Callable[[Path], None]:
