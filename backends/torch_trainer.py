@@ -2,15 +2,15 @@
 
 Our own loop (no TRL): for a preference batch, the chosen and rejected answers go through the policy in one
 forward and, without gradients, through the same model with the adapter disabled (the DPO reference, no
-second copy). Forwards are float32, or bf16 autocast with float32 weights, optimizer and loss
-(`TrainConfig.precision`: 1.6x faster a step on this AVX512-BF16 CPU at 140 tokens a sequence, 1.05x
-at 85; off by default, docs/benchmarks.md says why). The reference log-probs never change during a run, so each pair's are forwarded once, the
+second copy). The reference log-probs never change during a run, so each pair's are forwarded once, the
 first time the pair is seen, and reused in later epochs (`ReferenceLogps`). Pairs whose rejected equals
 their chosen are not forwarded twice: their DPO margin is exactly zero, a constant term with zero gradient,
-so they act as SFT. No gradient checkpointing (faster at this size), seeded: the same seed and
-data give the same losses on the same machine. Activation memory grows with the tokens in one forward, so
-a micro-batch is cut into forwards of at most `TrainConfig.max_forward_tokens` padded tokens, each
-backpropagated with its exact share of the loss (same gradients, bounded memory).
+so they act as SFT. Forwards are float32, or bf16 autocast with float32 weights, optimizer and loss
+(`TrainConfig.precision`; opt-in, docs/benchmarks.md has the speed and why). No gradient checkpointing
+(faster at this size), seeded: the same seed and data give the same losses on the same machine.
+Activation memory grows with the tokens in one forward, so a micro-batch is cut into forwards of at most
+`TrainConfig.max_forward_tokens` padded tokens, each backpropagated with its exact share of the loss
+(same gradients, bounded memory).
 `pair_logprobs` scores pairs under the plain base model, for the intrinsic gap.
 """
 
