@@ -273,7 +273,10 @@ def main() -> dict:
     if args.json:
         print(json.dumps(summary, indent=2))
         return summary
-    print(f"{args.pairs} pairs, {args.steps} steps, batch {BATCH}, {args.threads} threads, float32 CPU")
+    print(
+        f"{args.pairs} pairs, {args.steps} steps, batch {BATCH}, {args.threads} threads, float32 CPU"
+        + (" (ours-bf16: bf16 autocast forwards)" if args.bf16 else "")
+    )
     for name, r in results.items():
         print(
             f"  {name:15s} {r['tokens']} tokens, "
