@@ -235,7 +235,11 @@ def main() -> dict:
         child(args)
         return {}
 
-    runs = ["ours", "trl"] + (["trl-precompute"] if args.trl_precompute else []) + (["ours-bf16"] * args.bf16)
+    runs = (
+        ["ours", "trl"]
+        + (["trl-precompute"] if args.trl_precompute else [])
+        + (["ours-bf16"] if args.bf16 else [])
+    )
     results = {}
     for name in runs:
         command = [

@@ -63,6 +63,11 @@ class ClusterPlan:
     validation: Validation | None = None
     train_tokens: int = 0
 
+    @property
+    def critic_ckpt(self) -> Path | None:
+        """The Critic checkpoint that ships: its last epoch (an SFT objective has nothing to judge)."""
+        return self.critic_ckpts[-1] if self.critic_ckpts else None
+
 
 @dataclass
 class RetrainReport:

@@ -116,7 +116,7 @@ class ShipStages:
 
     def stage_convert(self) -> None:
         """Export what can ship: the judged Expert epochs and the last Critic epoch."""
-        ckpts = [c for p in self.plans for c in (*self._judged(p).values(), *p.critic_ckpts[-1:])]
+        ckpts = [c for p in self.plans for c in (*self._judged(p).values(), p.critic_ckpt) if c is not None]
         for i, ckpt in enumerate(ckpts, 1):
             self._gguf(ckpt)
             self._emit("convert", i, len(ckpts))
@@ -170,8 +170,8 @@ class ShipStages:
                 self._train_critic(
                     plan, n, len(todo)
                 )  # a failed Expert sends the cluster to the Reflective path
-                if plan.critic_ckpts:  # only the last Critic epoch ships
-                    self._gguf(plan.critic_ckpts[-1])
+                if plan.critic_ckpt:
+                    self._gguf(plan.critic_ckpt)
             self._emit("validate", n, len(todo), f"c{plan.row.label}: {plan.row.decision}")
 
     def _parity(self, ckpt: Path) -> Callable[[Path], None]:
@@ -231,8 +231,8 @@ class ShipStages:
                     "gap": row.gap,
                 }
                 row.expert = self._deploy_one(plan, "expert", plan.expert_ckpts[val.epoch - 1], metrics)
-            if plan.critic_ckpts:
-                row.critic = self._deploy_one(plan, "critic", plan.critic_ckpts[-1], {"gap": row.gap})
+            if plan.critic_ckpt:
+                row.critic = self._deploy_one(plan, "critic", plan.critic_ckpt, {"gap": row.gap})
             row.route = "expert" if row.expert else ("reflective" if row.critic else "base")
             if not row.decision:
                 row.decision = (
