@@ -31,6 +31,7 @@ from backends.torch_trainer import ADAM_BETAS, ADAM_EPS, IGNORE, Encoded, chunk_
 from uno_local.config import TrainConfig
 from uno_local.errors import TrainingError
 from uno_local.training import (
+    ReferenceCache,
     TrainExample,
     TrainProgress,
     TrainResult,
@@ -140,27 +141,20 @@ def sequence_logps(model, seqs: list[Encoded], pad_id: int):
     return logps, mask.sum(axis=1), sum(len(s.input_ids) for s in seqs)
 
 
-class ReferenceLogps:
-    """Reference (adapter-off) summed log-probs per preference pair, keyed by the pair's index in the run."""
-
-    def __init__(self) -> None:
-        self.values: dict[int, tuple[float, float]] = {}
+class ReferenceLogps(ReferenceCache):
+    """The reference cache, forwarding missing pairs with every LoRA scaled to 0."""
 
     def get(self, model, keyed: list[tuple[int, Encoded, Encoded]], pad_id: int) -> np.ndarray:
         """Reference log-probs of the chosen answers, then of the rejected ones, in the order of `keyed`."""
-        missing = [(k, c, r) for k, c, r in keyed if k not in self.values]
+        missing = [keyed[i] for i in self.missing([k for k, _, _ in keyed])]
         if missing:  # forwarded outside the gradient transform: a constant to the loss
             with adapter_off(model):
-                ref, _, _ = sequence_logps(
+                ref, counts, _ = sequence_logps(
                     model, [c for _, c, _ in missing] + [r for _, _, r in missing], pad_id
                 )
-                ref = np.array(ref)
-            for j, (k, _, _) in enumerate(missing):
-                self.values[k] = (float(ref[j]), float(ref[len(missing) + j]))
-        return np.array(
-            [self.values[k][0] for k, _, _ in keyed] + [self.values[k][1] for k, _, _ in keyed],
-            dtype=np.float32,
-        )
+                ref, counts = np.array(ref), np.array(counts)
+            self.store([k for k, _, _ in missing], ref.tolist(), counts.tolist())
+        return np.array(self.lookup([k for k, _, _ in keyed]), dtype=np.float32)
 
 
 def chunk_loss(
@@ -358,28 +352,6 @@ class MlxTrainer:
         )
         return tokenizer, model, keys
 
-    def pair_logprobs(self, examples: list[TrainExample], config: TrainConfig) -> list[tuple[float, float]]:
-        """Mean per-token log-prob of each chosen and rejected answer under the plain base (as torch's)."""
-        from transformers import AutoTokenizer
-
-        if not examples:
-            return []
-        validate_inputs(examples, config, "preference")
-        tokenizer = AutoTokenizer.from_pretrained(self.base_dir)
-        model = load_mlx_model(self.base_dir)
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        enc = encode_pairs(tokenizer, examples, config, "preference")
-        scores: list[tuple[float, float]] = []
-        for chunk in chunk_pairs(enc, config.max_forward_tokens):
-            chosen = [enc[i][0] for i in chunk]
-            rejected = [enc[i][1] for i in chunk if enc[i][1] is not None]
-            sums, counts, _ = sequence_logps(model, chosen + rejected, pad_id)
-            means = (np.array(sums) / np.maximum(counts, 1)).tolist()
-            later = iter(means[len(chosen) :])
-            for j, i in enumerate(chunk):
-                scores.append((means[j], means[j] if enc[i][1] is None else next(later)))
-        return scores
-
     def train(
         self,
         examples: list[TrainExample],
@@ -414,6 +386,7 @@ class MlxTrainer:
         model.train()
         result = run_epochs(len(enc), config, step, save, on_progress, should_stop)
         result.metrics.update(objective=objective, device=f"mlx:{mx.default_device().type.name}")
+        result.metrics.update(reference.logp_means())
         return result
 
     def _save(

@@ -11,7 +11,8 @@ so they act as SFT. Forwards are float32, or bf16 autocast with float32 weights,
 Activation memory grows with the tokens in one forward, so a micro-batch is cut into forwards of at most
 `TrainConfig.max_forward_tokens` padded tokens, each backpropagated with its exact share of the loss
 (same gradients, bounded memory).
-`pair_logprobs` scores pairs under the plain base model, for the intrinsic gap.
+A run's metrics carry the reference's mean per-token log-probs of the chosen and rejected answers
+(`reference_logp_chosen`/`_rejected`): the model-intrinsic gap, without a second pass.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING
 from uno_local.config import TrainConfig
 from uno_local.errors import TrainingError
 from uno_local.training import (
+    ReferenceCache,
     TrainExample,
     TrainProgress,
     TrainResult,
@@ -156,28 +158,21 @@ def sequence_logps(
     return -token_nll.sum(dim=1), counts, int(mask.sum())
 
 
-class ReferenceLogps:
-    """Summed answer log-probs of each preference pair under the reference (the model with its adapter
-    disabled), keyed by the pair's index in the run: forwarded once, reused in every later epoch."""
-
-    def __init__(self) -> None:
-        self.values: dict[int, tuple[float, float]] = {}  # key -> (chosen, rejected)
+class ReferenceLogps(ReferenceCache):
+    """The reference cache, forwarding missing pairs through the model with its adapter disabled."""
 
     def get(self, model, keyed: list[tuple[int, Encoded, Encoded]], pad_id: int, device: str) -> torch.Tensor:
         """Reference log-probs of the chosen answers, then of the rejected ones, in the order of `keyed`."""
         import torch
 
-        missing = [(k, c, r) for k, c, r in keyed if k not in self.values]
+        missing = [keyed[i] for i in self.missing([k for k, _, _ in keyed])]
         if missing:  # one no-grad forward for the pairs not seen before (all of them in the first epoch)
             with torch.no_grad(), model.disable_adapter():
-                ref, _, _ = sequence_logps(
+                ref, counts, _ = sequence_logps(
                     model, [c for _, c, _ in missing] + [r for _, _, r in missing], pad_id, device
                 )
-            for j, (k, _, _) in enumerate(missing):  # a float32 stored as a Python float round-trips exactly
-                self.values[k] = (float(ref[j]), float(ref[len(missing) + j]))
-        chosen = [self.values[k][0] for k, _, _ in keyed]
-        rejected = [self.values[k][1] for k, _, _ in keyed]
-        return torch.tensor(chosen + rejected, dtype=torch.float32, device=device)
+            self.store([k for k, _, _ in missing], ref.tolist(), counts.tolist())
+        return torch.tensor(self.lookup([k for k, _, _ in keyed]), dtype=torch.float32, device=device)
 
 
 @dataclass
@@ -366,34 +361,6 @@ class TorchTrainer:
             warnings.simplefilter("ignore", FutureWarning)
             return tokenizer, get_peft_model(base, lora), device
 
-    def pair_logprobs(self, examples: list[TrainExample], config: TrainConfig) -> list[tuple[float, float]]:
-        """Mean per-token log-prob of each example's chosen and rejected answer given its prompt, under the
-        plain base model (no LoRA), at `config.precision`; a missing rejected scores as the chosen one.
-
-        Answers are encoded as for training (same truncation, the end-of-turn tokens included) and scored
-        in no-grad forwards of at most `config.max_forward_tokens` padded tokens.
-        """
-        import torch
-
-        if not examples:
-            return []
-        validate_inputs(examples, config, "preference")
-        tokenizer, model, device = self.load_base(config)
-        model.eval()
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        enc = encode_pairs(tokenizer, examples, config, "preference")
-        scores: list[tuple[float, float]] = []
-        with torch.no_grad(), autocast(device, config.precision):
-            for chunk in chunk_pairs(enc, config.max_forward_tokens):
-                chosen = [enc[i][0] for i in chunk]
-                rejected = [enc[i][1] for i in chunk if enc[i][1] is not None]
-                sums, counts, _ = sequence_logps(model, chosen + rejected, pad_id, device)
-                means = (sums / counts.clamp(min=1)).tolist()
-                later = iter(means[len(chosen) :])
-                for j, i in enumerate(chunk):
-                    scores.append((means[j], means[j] if enc[i][1] is None else next(later)))
-        return scores
-
     def train(
         self,
         examples: list[TrainExample],
@@ -438,6 +405,7 @@ class TorchTrainer:
         result = run_epochs(len(enc), config, step, save, on_progress, should_stop)
         precision = "bf16" if forward_dtype(device, config.precision) else "fp32"
         result.metrics.update(objective=objective, device=device, precision=precision)
+        result.metrics.update(reference.logp_means())
         return result
 
     def _accumulate(

@@ -1,4 +1,4 @@
-"""The backend-neutral trainer helpers: input checks, step counts and the learning-rate schedule."""
+"""The backend-neutral trainer helpers: input checks, step counts, the learning-rate schedule, the reference cache."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import pytest
 
 from uno_local.config import TrainConfig
 from uno_local.errors import TrainingError
-from uno_local.training import TrainExample, epoch_dir, lr_factor, steps_per_epoch, validate_inputs
+from uno_local.training import (
+    ReferenceCache,
+    TrainExample,
+    epoch_dir,
+    lr_factor,
+    steps_per_epoch,
+    validate_inputs,
+)
 
 
 def ex(**kw) -> TrainExample:
@@ -72,3 +79,14 @@ def test_the_interface_does_not_import_torch():
 
     code = "import sys, uno_local.training; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_reference_cache_stores_once_and_reports_per_token_means():
+    cache = ReferenceCache()
+    assert cache.logp_means() == {}  # an SFT run forwards no reference
+    assert cache.missing([4, 9]) == [0, 1]
+    cache.store([4, 9], [-6.0, -8.0, -3.0, -2.0], [3, 4, 3, 1])  # chosen of 4, 9, then rejected of 4, 9
+    assert cache.missing([9, 5, 4]) == [1]
+    assert cache.lookup([9, 4]) == [-8.0, -6.0, -2.0, -3.0]
+    means = cache.logp_means()  # per pair: chosen -2.0 and -2.0, rejected -1.0 and -2.0
+    assert means == {"reference_logp_chosen": -2.0, "reference_logp_rejected": -1.5}

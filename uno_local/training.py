@@ -1,8 +1,9 @@
 """The trainer interface: training examples + TrainConfig -> LoRA checkpoints (one PEFT folder per epoch).
 
 Backend-neutral and torch-free: the pipeline builds `TrainExample`s from feedback and hands them to a
-`Trainer` (torch in `backends/torch_trainer.py`, MLX later). The pure helpers here (validation, step
-counts, the learning-rate schedule) are shared by every backend so they train alike.
+`Trainer` (torch in `backends/torch_trainer.py`, MLX in `backends/mlx_trainer.py`). The pure helpers
+here (validation, step counts, the learning-rate schedule, the reference cache) are shared by every
+backend so they train alike.
 
 Objectives
 - "preference": dpo_weight x DPO (sigmoid, beta = TrainConfig.dpo_beta, reference = the same model with
@@ -67,6 +68,45 @@ class TrainResult:
     checkpoints: list[Path]
     metrics: dict  # losses per step and epoch, tokens/s, seconds, device, ...
     stopped: bool = False  # True when should_stop() ended the run early
+
+
+class ReferenceCache:
+    """Answer log-probs of each preference pair under the DPO reference (the model with its adapter
+    disabled), keyed by the pair's index in the run. The reference never changes during a run, so a
+    backend forwards a pair the first time it is seen (`missing`, then `store`) and reuses the values in
+    every later epoch (`lookup`). The per-token means are what the model-intrinsic gap needs, so a run
+    reports them for free (`logp_means`) instead of a second pass over the pairs."""
+
+    def __init__(self) -> None:
+        self.values: dict[int, tuple[float, float]] = {}  # key -> summed (chosen, rejected)
+        self.per_token: dict[int, tuple[float, float]] = {}  # key -> mean per answer token
+
+    def missing(self, keys: list[int]) -> list[int]:
+        """The positions in `keys` whose pairs have not been forwarded yet."""
+        return [i for i, k in enumerate(keys) if k not in self.values]
+
+    def store(self, keys: list[int], sums: list[float], counts: list[int]) -> None:
+        """`sums` and `counts` hold the chosen answers of `keys`, then the rejected ones, in that order."""
+        n = len(keys)
+        for j, k in enumerate(keys):  # a float32 stored as a Python float round-trips exactly
+            chosen, rejected = float(sums[j]), float(sums[n + j])
+            self.values[k] = (chosen, rejected)
+            self.per_token[k] = (chosen / max(1, int(counts[j])), rejected / max(1, int(counts[n + j])))
+
+    def lookup(self, keys: list[int]) -> list[float]:
+        """Summed log-probs of the chosen answers of `keys`, then of the rejected ones."""
+        return [self.values[k][0] for k in keys] + [self.values[k][1] for k in keys]
+
+    def logp_means(self) -> dict[str, float]:
+        """Mean over the pairs seen of the per-token reference log-prob of the chosen and of the rejected
+        answer (metrics for the intrinsic gap); empty when the run had no preference pair."""
+        if not self.per_token:
+            return {}
+        pairs = [self.per_token[k] for k in sorted(self.per_token)]
+        return {
+            "reference_logp_chosen": math.fsum(c for c, _ in pairs) / len(pairs),
+            "reference_logp_rejected": math.fsum(r for _, r in pairs) / len(pairs),
+        }
 
 
 class Trainer(Protocol):

@@ -16,7 +16,7 @@ from backends.gguf_export import (
     read_base_meta,
     write_lora_gguf,
 )
-from uno_local.errors import AdapterError
+from uno_local.errors import AdapterError, ModelError
 
 
 def test_permutation_interleaves_the_two_halves_of_each_head():
@@ -87,6 +87,20 @@ def test_non_llama_is_refused(fake_base, tmp_path):
     with pytest.raises(AdapterError, match="architecture gpt2 is not supported yet"):
         export_peft_to_gguf(tmp_path, fake_base("gpt2"), tmp_path / "a.gguf")
     assert not (tmp_path / "a.gguf").exists()
+
+
+def test_base_meta_is_read_once_per_file_version(fake_base, tmp_path):
+    """Exports share one parse of the base; a changed file is parsed again; a missing one is refused."""
+    path = fake_base("llama")
+    meta = read_base_meta(path)
+    assert read_base_meta(path) is meta
+    same_file = path.parent / ".." / path.parent.name / path.name
+    assert read_base_meta(same_file) is meta
+    wider = fake_base("llama", n_layer=3)  # rewrites the same path: size and time change
+    assert wider == path and read_base_meta(path).n_layer == 3
+    path.unlink()
+    with pytest.raises(ModelError, match="not a readable GGUF model file"):
+        read_base_meta(path)
 
 
 def test_shape_mismatch_is_refused_and_leaves_no_file(fake_base, tmp_path):

@@ -104,11 +104,23 @@ def test_the_reference_is_exactly_the_base_model(hf_base, mlx_model):
     assert np.array_equal(np.array(mlx_model(ids)), adapted)  # the scales came back
 
 
-def test_pair_scores_match_torch(hf_base):
-    scores_m = mt.MlxTrainer(hf_base).pair_logprobs(EXAMPLES, CONFIG)
-    scores_t = TorchTrainer(hf_base).pair_logprobs(EXAMPLES, CONFIG)
-    assert np.allclose(scores_m, scores_t, atol=1e-4)
-    assert scores_m[1][0] == scores_m[1][1]  # no rejected: scored as the chosen one
+def test_answer_logprobs_match_torch(hf_base):
+    """The reference's answer log-probs (and so the intrinsic gap's inputs) agree between the backends."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from backends.torch_trainer import sequence_logps
+
+    tokenizer = AutoTokenizer.from_pretrained(hf_base)
+    enc = encode_pairs(tokenizer, EXAMPLES, CONFIG, "preference")
+    seqs = [enc[0][0], enc[0][1], enc[1][0]]
+    pad = tokenizer.pad_token_id
+    sums_m, counts_m, _ = mt.sequence_logps(mt.load_mlx_model(hf_base), seqs, pad)
+    torch_model = AutoModelForCausalLM.from_pretrained(hf_base, dtype=torch.float32).eval()
+    with torch.no_grad():
+        sums_t, counts_t, _ = sequence_logps(torch_model, seqs, pad, "cpu")
+    assert np.array(counts_m).tolist() == counts_t.tolist()
+    assert np.allclose(np.array(sums_m), sums_t.numpy(), rtol=LOSS_RTOL)
 
 
 def test_mlx_uses_the_rope_base_of_the_folder_even_when_nested(hf_base, tmp_path):

@@ -1,5 +1,6 @@
 """TorchTrainer on the real embedded model, tiny data: losses fall, runs repeat, checkpoints per epoch,
-cached reference log-probs change no loss, base-model pair log-probs, and a quiet retrain path."""
+cached reference log-probs change no loss, the base model's answer log-probs reported, and a quiet
+retrain path."""
 
 from __future__ import annotations
 
@@ -331,40 +332,28 @@ def _direct_mean_logprob(model, seq: Encoded) -> float:
     return float(per_token[seq.n_prompt - 1 :].mean())
 
 
-def test_pair_logprobs_are_base_model_mean_answer_logprobs(hf_base, tokenizer):
+def test_run_reports_the_base_models_mean_answer_logprobs(run, hf_base, tokenizer):
+    """The intrinsic gap's inputs come from the run's own reference forwards (batched, padded, LoRA off)
+    and are the plain base model's, checked by hand one unpadded answer at a time."""
     from transformers import AutoModelForCausalLM
 
-    trainer = TorchTrainer(hf_base)
-    hi = [{"role": "user", "content": "Hi"}]
-    examples = [
-        pairs()[0],  # chosen has a sign-off the rejected lacks
-        TrainExample(hi, "Hello there.", "Hello there."),
-        TrainExample(hi, "Hello there.", None),
-        pairs()[3],
-    ]
-    wide = trainer.pair_logprobs(examples, config())
-    narrow = trainer.pair_logprobs(examples, config(max_forward_tokens=1))  # one pair per forward
-    assert len(wide) == 4 and all(isinstance(v, float) for pair in wide for v in pair)
-    assert wide == [pytest.approx(p, abs=1e-5) for p in narrow]  # batching and padding change nothing
-    assert wide[1][0] == wide[1][1] == wide[2][0] == wide[2][1]
-    assert wide[0][0] != pytest.approx(wide[0][1], abs=1e-3)
+    metrics = run[0].metrics
     base = AutoModelForCausalLM.from_pretrained(hf_base).eval()
-    for ex, (chosen, rejected) in zip(examples, wide, strict=True):
-        assert chosen == pytest.approx(
-            _direct_mean_logprob(base, encode(tokenizer, ex.prompt, ex.chosen, 256, 192)), abs=1e-5
-        )
-        other = ex.rejected or ex.chosen
-        assert rejected == pytest.approx(
-            _direct_mean_logprob(base, encode(tokenizer, ex.prompt, other, 256, 192)), abs=1e-5
-        )
-    assert all(v < 0 for pair in wide for v in pair)
+    limits = (config().max_prompt_tokens, config().max_answer_tokens)
+    chosen = [_direct_mean_logprob(base, encode(tokenizer, ex.prompt, ex.chosen, *limits)) for ex in pairs()]
+    rejected = [
+        _direct_mean_logprob(base, encode(tokenizer, ex.prompt, ex.rejected, *limits)) for ex in pairs()
+    ]
+    assert metrics["reference_logp_chosen"] == pytest.approx(sum(chosen) / len(chosen), abs=1e-5)
+    assert metrics["reference_logp_rejected"] == pytest.approx(sum(rejected) / len(rejected), abs=1e-5)
+    # The sign-off is foreign to the base model: its answers with it are less likely per token.
+    assert metrics["reference_logp_chosen"] < metrics["reference_logp_rejected"] < 0
 
 
-def test_pair_logprobs_refuses_bad_input(hf_base):
-    trainer = TorchTrainer(hf_base)
-    assert trainer.pair_logprobs([], config()) == []
-    with pytest.raises(TrainingError, match="no prompt ending with a user message"):
-        trainer.pair_logprobs([TrainExample([{"role": "assistant", "content": "Hi"}], "a", "b")], config())
+def test_sft_run_reports_no_reference_logprobs(hf_base, tmp_path):
+    sft = [TrainExample(ex.prompt, ex.chosen, None, ex.source_ids) for ex in pairs()[:3]]
+    result = TorchTrainer(hf_base).train(sft, config(epochs=1), tmp_path)
+    assert "reference_logp_chosen" not in result.metrics  # SFT pairs never forward the reference
 
 
 def test_retrain_path_is_quiet_and_uses_the_configured_forward_size(model_path, tmp_path, capfd, monkeypatch):

@@ -127,6 +127,9 @@ def test_habit_is_learned_and_served(learned):
     assert all(r["route"] == "expert" for r in learned["after"])
     deployed = learned["report"]["deployed"]
     assert deployed and all(name.startswith("expert-") for name in deployed)
+    experts = [c for c in learned["report"]["clusters"] if c["route"] == "expert"]
+    # Recorded from the trainer's reference forwards: the sign-off is foreign to the base model.
+    assert experts and all(c["intrinsic_gap"] > 0 for c in experts), experts
     with Store(learned["home"] / "uno.db") as store:
         answers = [
             m for c in store.list_conversations() for m in store.messages(c.id) if m.role == "assistant"

@@ -19,7 +19,7 @@ from uno_local.pair import make_pair
 from uno_local.retrain.plan import FALLBACK_WARD, MAX_RULE_CHARS, RULES_TOKENS, ClusterPlan, feedback_input
 from uno_local.runtime import GenerationSettings, complete
 from uno_local.store.learning import ClusterRow, load_clusters
-from uno_local.train import LogData, expert_examples
+from uno_local.train import LogData
 
 
 class LearnStages:
@@ -186,15 +186,4 @@ class LearnStages:
                 per_log.append(gaps.log_gap(fb, pred))
             plan.row.gap = gaps.cluster_gap(per_log)
             plan.row.high_gap = gaps.is_high_gap(plan.row.gap, self.cfg.gap_threshold)
-            plan.row.intrinsic_gap = self._intrinsic_gap(plan)
         self._emit("gap", 1, 1, ", ".join(f"c{p.row.label}: {p.row.gap:.2f}" for p in self.plans))
-
-    def _intrinsic_gap(self, plan: ClusterPlan) -> float | None:
-        """The base model's mean per-token log-prob margin of chosen over rejected (recorded, not used)."""
-        pairs = [self.items[m].pair for m in plan.row.members if self.items[m].pair]
-        pairs = [p for p in pairs if p["chosen"] != p["rejected"]]
-        if not pairs or not hasattr(self.trainer, "pair_logprobs"):
-            return None
-        examples = expert_examples([self.items[m] for m in plan.row.members if self.items[m].pair])
-        margins = self.trainer.pair_logprobs([e for e in examples if not e.is_sft], self.app.config.train)
-        return gaps.intrinsic_gap([c for c, _ in margins], [r for _, r in margins])

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from uno_local import gap as gaps
 from uno_local.errors import AdapterError, NothingToLearnError
 from uno_local.retrain.plan import PARITY_PROMPTS, ClusterPlan
 from uno_local.runtime import GenerationSettings, complete
@@ -47,7 +48,7 @@ class ShipStages:
                 plan.row.route, plan.row.decision = "base", "vetoed by you: not trained"
             elif old is not None and (old.expert or old.critic):
                 plan.reused = True
-                for name in ("route", "expert", "critic", "win_rate", "decision"):
+                for name in ("route", "expert", "critic", "win_rate", "decision", "intrinsic_gap"):
                     setattr(plan.row, name, getattr(old, name))
             else:
                 todo.append(plan)
@@ -72,6 +73,10 @@ class ShipStages:
                     continue
                 plan.expert_ckpts, metrics = self._train("expert", plan, examples, "preference", n, len(todo))
                 plan.train_tokens += int(metrics.get("tokens_per_s", 0) * metrics.get("seconds", 0))
+                if "reference_logp_chosen" in metrics:  # the trainer's own reference forwards, for free
+                    plan.row.intrinsic_gap = gaps.intrinsic_gap(
+                        metrics["reference_logp_chosen"], metrics["reference_logp_rejected"]
+                    )
 
     def _train(self, kind: str, plan: ClusterPlan, examples, objective: str, n: int, total: int):
         folder = self.app.home / "work" / f"{kind}-{plan.row.data_hash}"
