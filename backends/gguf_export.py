@@ -57,11 +57,12 @@ def read_base_meta(base_gguf: Path) -> BaseMeta:
     the whole vocabulary included (about 1 s for the embedded model, nearly all of an adapter export),
     and a retrain exports dozens of adapters against the same base.
     """
+    path = Path(base_gguf)
     try:
-        stat = Path(base_gguf).stat()
+        stat = path.stat()
     except OSError:
-        return _parse_base_meta(Path(base_gguf))  # raises the one-sentence ModelError
-    return _cached_base_meta(str(Path(base_gguf).resolve()), stat.st_size, stat.st_mtime_ns)
+        return _parse_base_meta(path)  # raises the one-sentence ModelError
+    return _cached_base_meta(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=4)

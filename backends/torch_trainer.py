@@ -327,9 +327,11 @@ class TorchTrainer:
         with contextlib.redirect_stderr(io.StringIO()):
             return cls(ensure_hf_base(gguf_path, cache_dir))
 
-    def load_base(self, config: TrainConfig) -> tuple[object, torch.nn.Module, str]:
-        """(tokenizer, plain base model, device), with transformers' progress bars off."""
+    def load(self, config: TrainConfig) -> tuple[object, torch.nn.Module, str]:
+        """(tokenizer, fresh PEFT model, device) for one run, seeded so LoRA init repeats; transformers'
+        progress bars off."""
         import torch
+        from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from backends.hf_base import quiet_transformers
@@ -340,14 +342,6 @@ class TorchTrainer:
             torch.set_num_threads(config.threads)
         tokenizer = AutoTokenizer.from_pretrained(self.base_dir)
         base = AutoModelForCausalLM.from_pretrained(self.base_dir, dtype=torch.float32).to(device)
-        return tokenizer, base, device
-
-    def load(self, config: TrainConfig) -> tuple[object, torch.nn.Module, str]:
-        """(tokenizer, fresh PEFT model, device) for one run, seeded so LoRA init repeats."""
-        import torch
-        from peft import LoraConfig, get_peft_model
-
-        tokenizer, base, device = self.load_base(config)
         torch.manual_seed(config.seed)
         lora = LoraConfig(
             r=config.lora_r,
