@@ -5,8 +5,9 @@
     call plus the extra time of the first answer after a switch over one on an unchanged adapter
     (both start from an empty KV cache, as a new request does).
 The adapters are rank-8 LoRAs on all 7 projections with random weights: speed does not depend on
-what an adapter learned; `--modules` restricts them (to see what fewer LoRA projections cost).
-Usage: python benchmarks/bench_adapters.py [--rounds 5] [--modules q_proj,k_proj,v_proj,o_proj] [--json]
+what an adapter learned; `--modules` restricts them (to see what fewer LoRA projections cost) and
+`--rank` changes their rank.
+Usage: python benchmarks/bench_adapters.py [--rounds 5] [--modules q_proj,k_proj,v_proj,o_proj] [--rank 8] [--json]
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def main() -> dict:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=200)
     parser.add_argument("--modules", default=",".join(HF_TO_GGUF), help="LoRA projections, comma-separated.")
+    parser.add_argument("--rank", type=int, default=8, help="LoRA rank of the random adapters.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     modules = {m.strip() for m in args.modules.split(",")}
@@ -72,7 +74,7 @@ def main() -> dict:
         runtime = LlamaRuntime(model, n_ctx=2048, n_threads=2)
         load_ms = []
         for name in ("a", "b"):
-            path = random_adapter(model, Path(tmp) / f"{name}.gguf", seed=ord(name), modules=modules)
+            path = random_adapter(model, Path(tmp) / f"{name}.gguf", ord(name), modules, args.rank)
             start = time.perf_counter()
             runtime.load_adapter(name, path)
             load_ms.append((time.perf_counter() - start) * 1000)
@@ -106,6 +108,7 @@ def main() -> dict:
     result = {
         "benchmark": "adapters",
         "modules": sorted(modules),
+        "rank": args.rank,
         "base_tokens_per_s": statistics.median(base),
         "adapter_tokens_per_s": statistics.median(adapted),
         "adapter_load_ms": statistics.median(load_ms),
@@ -121,7 +124,7 @@ def main() -> dict:
         print(json.dumps(result))
     else:
         print(
-            f"adapter generation: {result['adapter_tokens_per_s']:.1f} tok/s with a rank-8 adapter on "
+            f"adapter generation: {result['adapter_tokens_per_s']:.1f} tok/s with a rank-{args.rank} adapter on "
             f"{len(modules)} projections vs "
             f"{result['base_tokens_per_s']:.1f} without -> ratio {result['ratio']:.3f} (target >= 0.85)\n"
             f"adapter switch: select + cache reset {result['switch_select_ms']:.2f} ms; first token after a "
