@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import os
 import warnings
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,94 +79,104 @@ def prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
     return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
 
 
-def torch_logits(hf_base_dir: Path, peft_dir: Path, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """(base, adapted) last-position logits from transformers + PEFT, in float32."""
+def last_logits(model, ids: list[list[int]]) -> np.ndarray:
+    """Next-token logits at each prompt's last token, all prompts in one right-padded float32 batch."""
     import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(hf_base_dir, dtype=torch.float32)
-    with warnings.catch_warnings():  # PEFT reads a transformers property deprecated in v5 (FutureWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        model = PeftModel.from_pretrained(base, peft_dir).eval()
-    # All prompts in one right-padded batch; each row's logits are read at its own last token.
     width = max(map(len, ids))
     x = torch.zeros((len(ids), width), dtype=torch.long)
     mask = torch.zeros_like(x)
     for i, seq in enumerate(ids):
         x[i, : len(seq)], mask[i, : len(seq)] = torch.tensor(seq), 1
     last = torch.tensor([len(seq) - 1 for seq in ids])
-    rows = torch.arange(len(ids))
     with torch.no_grad():
-        adapted = model(input_ids=x, attention_mask=mask).logits[rows, last].numpy()
-        with model.disable_adapter():
-            plain = model(input_ids=x, attention_mask=mask).logits[rows, last].numpy()
-    return plain, adapted
+        return model(input_ids=x, attention_mask=mask).logits[torch.arange(len(ids)), last].numpy()
 
 
-def llama_logits(
-    base_gguf: Path, gguf_adapter: Path, ids: list[list[int]], n_threads: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(base, adapted) last-position logits from llama.cpp, switching the adapter on one loaded model."""
-    import llama_cpp
-    from llama_cpp import Llama
+class ParityChecker:
+    """Both runtimes with the base model loaded once, and their adapter-free logits computed once; each
+    `check` then costs only that adapter's own load and forwards (a retrain deploys a dozen adapters).
 
-    threads = n_threads or max(1, min(4, os.cpu_count() or 1))
-    with ExitStack() as stack:
-        llm = Llama(
+    `prompts` are user messages; `n_threads` is for llama.cpp (default: up to 4 cores). Close it (or use
+    it as a context manager) to free llama.cpp's model.
+    """
+
+    def __init__(
+        self, base_gguf: Path, hf_base_dir: Path, prompts: list[str], *, n_threads: int | None = None
+    ):
+        import torch
+        from llama_cpp import Llama
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from backends.hf_base import quiet_transformers
+
+        quiet_transformers()
+        if not prompts:
+            raise AdapterError("The parity check needs at least one prompt.")
+        self.ids = prompt_ids(AutoTokenizer.from_pretrained(hf_base_dir), prompts)
+        self._torch = AutoModelForCausalLM.from_pretrained(hf_base_dir, dtype=torch.float32).eval()
+        threads = n_threads or max(1, min(4, os.cpu_count() or 1))
+        self._llm = Llama(
             model_path=str(base_gguf),
-            n_ctx=max(map(len, ids)) + 8,
+            n_ctx=max(map(len, self.ids)) + 8,
             n_threads=threads,
             n_threads_batch=threads,
             verbose=False,
         )
-        stack.callback(llm.close)
-        adapter = llama_cpp.llama_adapter_lora_init(llm.model, str(gguf_adapter).encode())
+        self.base_torch = last_logits(self._torch, self.ids)
+        self.base_llama = self._llama_logits()
+
+    def torch_adapted(self, peft_dir: Path) -> np.ndarray:
+        """Logits from transformers + the PEFT adapter in `peft_dir`; the base model is left as it was."""
+        from peft import PeftModel
+
+        with warnings.catch_warnings():  # PEFT reads a transformers property deprecated in v5 (FutureWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            model = PeftModel.from_pretrained(self._torch, peft_dir).eval()
+        try:
+            return last_logits(model, self.ids)
+        finally:
+            self._torch = model.unload()  # removes the LoRA layers without merging them
+
+    def llama_adapted(self, gguf_adapter: Path) -> np.ndarray:
+        """Logits from llama.cpp with the GGUF adapter selected on the loaded base, then freed."""
+        import llama_cpp
+
+        adapter = llama_cpp.llama_adapter_lora_init(self._llm.model, str(gguf_adapter).encode())
         if not adapter:
             raise AdapterError(
                 f"llama.cpp could not load the adapter {gguf_adapter}; it does not fit the model."
             )
-        stack.callback(llama_cpp.llama_adapter_lora_free, adapter)
-        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
-        scales = (ctypes.c_float * 1)(1.0)
-        stack.callback(llama_cpp.llama_set_adapters_lora, llm.ctx, None, 0, None)  # detach before freeing
-        n_vocab = llm.n_vocab()
-        plain, adapted = [], []
-        for seq in ids:
-            for use_adapter, out in ((False, plain), (True, adapted)):
-                if use_adapter:
-                    llama_cpp.llama_set_adapters_lora(llm.ctx, adapters, 1, scales)
-                else:
-                    llama_cpp.llama_set_adapters_lora(llm.ctx, None, 0, None)
-                llm.reset()  # the KV cache was computed under the other adapter setting
-                llm.eval(seq)
-                row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
-                out.append(np.ctypeslib.as_array(row, shape=(n_vocab,)).copy())
-        return np.stack(plain), np.stack(adapted)
+        try:
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+            llama_cpp.llama_set_adapters_lora(self._llm.ctx, adapters, 1, (ctypes.c_float * 1)(1.0))
+            return self._llama_logits()
+        finally:
+            llama_cpp.llama_set_adapters_lora(self._llm.ctx, None, 0, None)  # detach before freeing
+            llama_cpp.llama_adapter_lora_free(adapter)
 
+    def _llama_logits(self) -> np.ndarray:
+        import llama_cpp
 
-def adapter_parity(
-    base_gguf: Path,
-    hf_base_dir: Path,
-    peft_dir: Path,
-    gguf_adapter: Path,
-    prompts: list[str],
-    *,
-    n_threads: int | None = None,
-) -> ParityReport:
-    """Compare the adapter's effect in llama.cpp (GGUF) and in torch (PEFT) on `prompts` (user messages).
+        rows = []
+        for seq in self.ids:
+            self._llm.reset()  # the KV cache was computed under another adapter setting
+            self._llm.eval(seq)
+            row = llama_cpp.llama_get_logits_ith(self._llm.ctx, -1)
+            rows.append(np.ctypeslib.as_array(row, shape=(self._llm.n_vocab(),)).copy())
+        return np.stack(rows)
 
-    Loads both models once; `n_threads` is for llama.cpp (default: up to 4 cores).
-    """
-    from transformers import AutoTokenizer
+    def check(self, peft_dir: Path, gguf_adapter: Path) -> ParityReport:
+        """Compare the adapter's effect in llama.cpp (GGUF) and in torch (PEFT)."""
+        adapted_l = self.llama_adapted(gguf_adapter)
+        adapted_t = self.torch_adapted(peft_dir)
+        return compare_logits(self.base_llama, adapted_l, self.base_torch, adapted_t)
 
-    from backends.hf_base import quiet_transformers
+    def close(self) -> None:
+        self._llm.close()
 
-    quiet_transformers()
-    if not prompts:
-        raise AdapterError("The parity check needs at least one prompt.")
-    tokenizer = AutoTokenizer.from_pretrained(hf_base_dir)
-    ids = prompt_ids(tokenizer, prompts)
-    base_t, adapted_t = torch_logits(hf_base_dir, peft_dir, ids)
-    base_l, adapted_l = llama_logits(base_gguf, gguf_adapter, ids, n_threads)
-    return compare_logits(base_l, adapted_l, base_t, adapted_t)
+    def __enter__(self) -> ParityChecker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

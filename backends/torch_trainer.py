@@ -5,8 +5,9 @@ forward and, without gradients, through the same model with the adapter disabled
 second copy). The reference log-probs never change during a run, so each pair's are forwarded once, the
 first time the pair is seen, and reused in later epochs (`ReferenceLogps`). Pairs whose rejected equals
 their chosen are not forwarded twice: their DPO margin is exactly zero, a constant term with zero gradient,
-so they act as SFT. Forwards are float32, or bf16 autocast with float32 weights, optimizer and loss
-(`TrainConfig.precision`; opt-in, docs/benchmarks.md has the speed and why). No gradient checkpointing
+so they act as SFT. Forwards are float32, or bf16 autocast with float32 LoRA weights, optimizer and loss
+(`TrainConfig.precision`; opt-in, docs/benchmarks.md has the speed and why); in bf16 the frozen base
+linears are stored in bf16 once, the rounding autocast applied at every forward. No gradient checkpointing
 (faster at this size), seeded: the same seed and data give the same losses on the same machine.
 Activation memory grows with the tokens in one forward, so a micro-batch is cut into forwards of at most
 `TrainConfig.max_forward_tokens` padded tokens, each backpropagated with its exact share of the loss
@@ -137,6 +138,31 @@ def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type="cuda" if device == "cuda" else "cpu", dtype=dtype)
+
+
+def cast_frozen_linears(model, dtype: torch.dtype) -> int:
+    """Store the frozen base weights of the decoder's linear layers in `dtype`, once; returns how many.
+
+    Autocast rounds every such weight to `dtype` at each forward anyway, so the values computed are the
+    same, without the per-forward copy (measured: copies were a sixth of a bf16 step on the CPU). The
+    LoRA weights, the norms and the tied embedding / LM head stay float32; those frozen ones are copied
+    out of the checkpoint's file mapping, so the mapping, whose pages the cast read in, is released
+    (measured peak RSS of a bf16 step: 2.50 GB without the copies, 2.13 GB with them).
+    """
+    import torch
+
+    n = 0
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(module, torch.nn.Linear) and ".layers." in name and not weight.requires_grad:
+            module.weight.data = weight.data.to(dtype)
+            if module.bias is not None:
+                module.bias.data = module.bias.data.to(dtype)
+            n += 1
+    for param in model.parameters():
+        if not param.requires_grad and param.dtype == torch.float32:
+            param.data = param.data.clone()
+    return n
 
 
 def sequence_logps(
@@ -353,7 +379,11 @@ class TorchTrainer:
         )
         with warnings.catch_warnings():  # PEFT reads a transformers property deprecated in v5 (FutureWarning)
             warnings.simplefilter("ignore", FutureWarning)
-            return tokenizer, get_peft_model(base, lora), device
+            model = get_peft_model(base, lora)
+        dtype = forward_dtype(device, config.precision)
+        if dtype is not None:
+            cast_frozen_linears(model, dtype)
+        return tokenizer, model, device
 
     def train(
         self,

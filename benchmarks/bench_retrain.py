@@ -5,7 +5,8 @@ The logs come from the shipped scenarios (assets/eval/*.json): each train query 
 base model, and the simulated user gives its feedback (a correction that follows the topic's rule,
 or noise). `uno retrain --json` then runs in a child process, alone; its peak RSS is read from the
 kernel (ru_maxrss of the child). Prints each size's time and memory against the targets, as ratios.
-Usage: python benchmarks/bench_retrain.py [--sizes 50,100,200] [--json]
+`--precision bf16` writes `[train] precision` into the run's uno.toml (the default is fp32).
+Usage: python benchmarks/bench_retrain.py [--sizes 50,100,200] [--precision fp32|bf16|auto] [--json]
 """
 
 from __future__ import annotations
@@ -61,9 +62,11 @@ def make_logs(n: int, answer_tokens: int = 96) -> list[dict]:
     return records
 
 
-def run_size(records: list[dict]) -> dict:
+def run_size(records: list[dict], precision: str | None = None) -> dict:
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "UNO_HOME": home, "HF_HUB_OFFLINE": "1"}
+        if precision:
+            (Path(home) / "uno.toml").write_text(f'[train]\nprecision = "{precision}"\n')
         logs = Path(home) / "logs.jsonl"
         logs.write_text("".join(json.dumps(r) + "\n" for r in records))
         subprocess.run(
@@ -95,13 +98,14 @@ def run_size(records: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50,100,200")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], help="[train] precision")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     records = make_logs(max(sizes))
     results = []
     for n in sizes:  # smallest first: ru_maxrss of children only grows, so each peak is its own
-        result = run_size(records[:n])
+        result = run_size(records[:n], args.precision)
         results.append(result)
         if args.json:
             print(json.dumps(result), flush=True)
@@ -110,8 +114,8 @@ def main() -> None:
                 f"retrain {n} logs: {result['wall_s']:.0f} s ({result['wall_s'] / TARGET_S:.2f} of the UNO "
                 f"loop's 900 s target, {result['wall_s'] / ADAPTERS_TARGET_S:.2f} of the adapters issue's 600 s), "
                 f"peak RSS {result['peak_rss_gib']:.2f} GiB ({result['peak_rss_gib'] / TARGET_GIB:.2f} "
-                f"of 3 GiB); stages {result['stage_seconds']}; clusters "
-                f"{[(c['size'], c['route']) for c in result['clusters']]}"
+                f"of 3 GiB); trained tokens {result['trained_tokens']}; stages {result['stage_seconds']}; clusters "
+                f"{[(c['size'], c['route'], c['win_rate']) for c in result['clusters']]}"
                 + (f"; ERROR {result['error']}" if result["error"] else ""),
                 flush=True,
             )

@@ -71,7 +71,7 @@ class TrainConfig:
     threads: int = _f(0, "Torch CPU threads; 0 leaves torch's default.")
     precision: str = _f(
         "fp32",
-        "Torch forward precision: fp32, bf16 (autocast; weights and optimizer stay fp32) or auto (bf16 "
+        "Torch forward precision: fp32, bf16 (autocast; LoRA weights and optimizer stay fp32) or auto (bf16 "
         "where the hardware computes it natively: CUDA with bf16, or a CPU with AVX512-BF16/AMX).",
     )
     max_forward_tokens: int = _f(

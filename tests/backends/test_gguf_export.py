@@ -186,21 +186,20 @@ def trained_habit(hf_base, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def parity(trained_habit, hf_base, model_path, tmp_path_factory):
-    from backends.parity import adapter_parity
+    """(good, wrong, good again) reports from one ParityChecker, as a deploy shares it between adapters."""
+    from backends.parity import ParityChecker
 
     out = tmp_path_factory.mktemp("gguf")
     good = export_peft_to_gguf(trained_habit, model_path, out / "good.gguf")
     check_gguf_adapter(good, read_base_meta(model_path))
     layers, alpha = peft_layers(trained_habit)
     wrong = write_lora_gguf(layers, alpha, read_base_meta(model_path), out / "wrong.gguf", permute_qk=False)
-    return (
-        adapter_parity(model_path, hf_base, trained_habit, good, HELD_OUT, n_threads=1),
-        adapter_parity(model_path, hf_base, trained_habit, wrong, HELD_OUT, n_threads=1),
-    )
+    with ParityChecker(model_path, hf_base, HELD_OUT, n_threads=1) as checker:
+        return tuple(checker.check(trained_habit, gguf) for gguf in (good, wrong, good))
 
 
 def test_exported_adapter_matches_peft_in_llama_cpp(parity):
-    good, _ = parity
+    good, _, _ = parity
     assert good.n_prompts == len(HELD_OUT)
     assert good.delta_corr > 0.99, good
     assert good.top1_agreement >= 0.9, good
@@ -208,11 +207,18 @@ def test_exported_adapter_matches_peft_in_llama_cpp(parity):
 
 
 def test_export_without_the_permutation_is_caught(parity):
-    good, wrong = parity
+    good, wrong, _ = parity
     # Measured: 0.998 vs 0.993, max error 1.24 vs 2.47.
     assert wrong.delta_corr < good.delta_corr - 0.003, (good, wrong)
     assert wrong.max_abs_err > 1.5 * good.max_abs_err, (good, wrong)
     assert good.passes() and not wrong.passes(), (good, wrong)  # the deploy gate refuses the wrong export
+
+
+def test_a_shared_checker_leaves_both_base_models_as_they_were(parity):
+    """Each check unloads its adapters: the same adapter checked again, after another one, gives the
+    very same report (a LoRA left on the torch base or llama.cpp context would change it)."""
+    good, wrong, good_again = parity
+    assert good_again == good and wrong != good
 
 
 @pytest.mark.parametrize(

@@ -50,18 +50,18 @@ def run(hf_base, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def prompt_ids(hf_base):
-    from transformers import AutoTokenizer
+def checker(hf_base, model_path):
+    """llama.cpp and torch with the base loaded, and their base logits on PROMPTS."""
+    from backends.parity import ParityChecker
 
-    from backends.parity import prompt_ids
-
-    return prompt_ids(AutoTokenizer.from_pretrained(hf_base), PROMPTS)
+    with ParityChecker(model_path, hf_base, PROMPTS, n_threads=1) as checker:
+        yield checker
 
 
 @pytest.fixture(scope="module")
-def mlx_delta(run, hf_base, prompt_ids):
+def mlx_delta(run, hf_base, checker):
     """(base, adapted) logits from MLX with the last checkpoint's mlx-lm adapter."""
-    return mlx_logits(hf_base, run[0].checkpoints[-1] / MLX_SUBDIR, prompt_ids)
+    return mlx_logits(hf_base, run[0].checkpoints[-1] / MLX_SUBDIR, checker.ids)
 
 
 def test_loss_falls_and_margin_grows(run):
@@ -97,29 +97,27 @@ def test_progress_reports_every_step(run):
     assert all(p.tokens_per_s > 0 for p in seen) and seen[-1].eta_s > 0
 
 
-def test_gguf_export_reproduces_the_mlx_adapter_in_llama_cpp(
-    run, model_path, mlx_delta, prompt_ids, tmp_path
-):
+def test_gguf_export_reproduces_the_mlx_adapter_in_llama_cpp(run, model_path, mlx_delta, checker, tmp_path):
     from backends.gguf_export import export_peft_to_gguf
     from backends.mlx_export import export_mlx_to_gguf
-    from backends.parity import compare_logits, llama_logits
+    from backends.parity import compare_logits
 
     ckpt = run[0].checkpoints[-1]
     gguf = export_peft_to_gguf(ckpt, model_path, tmp_path / "peft.gguf")
     # The MLX folder converts straight to the very same file: transposes and alpha = scale x r agree.
     direct = export_mlx_to_gguf(ckpt / MLX_SUBDIR, model_path, tmp_path / "mlx.gguf")
     assert direct.read_bytes() == gguf.read_bytes()
-    base_l, adapted_l = llama_logits(model_path, gguf, prompt_ids, n_threads=1)
+    base_l, adapted_l = checker.base_llama, checker.llama_adapted(gguf)
     base_m, adapted_m = mlx_delta
     assert np.abs(adapted_m - base_m).max() > 0.5  # the adapter really moves the logits
     report = compare_logits(base_l, adapted_l, base_m, adapted_m)
     assert report.delta_corr > 0.99, report
 
 
-def test_peft_export_loads_in_torch_with_matching_logits(run, hf_base, mlx_delta, prompt_ids):
-    from backends.parity import compare_logits, torch_logits
+def test_peft_export_loads_in_torch_with_matching_logits(run, mlx_delta, checker):
+    from backends.parity import compare_logits
 
-    base_t, adapted_t = torch_logits(hf_base, run[0].checkpoints[-1], prompt_ids)
+    base_t, adapted_t = checker.base_torch, checker.torch_adapted(run[0].checkpoints[-1])
     base_m, adapted_m = mlx_delta
     report = compare_logits(base_t, adapted_t, base_m, adapted_m)
     assert report.delta_corr > 0.99 and report.top1_agreement == 1.0, report

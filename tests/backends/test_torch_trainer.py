@@ -93,6 +93,34 @@ def test_bf16_autocast_trains_like_fp32_from_the_same_start(run, hf_base, tmp_pa
     assert result.metrics["losses"][-1] < 0.6 * result.metrics["losses"][0]
 
 
+def test_bf16_stores_frozen_decoder_weights_in_bf16_with_the_same_losses(hf_base, tokenizer):
+    """In bf16 the frozen decoder linears are cast once at load; autocast computed with those roundings
+    anyway, so a micro-batch's loss and LoRA gradients equal the float32-stored model's under autocast."""
+    import torch
+
+    from backends.torch_trainer import cast_frozen_linears
+
+    bf16 = config(precision="bf16", lora_dropout=0.0)
+    _, stored, _ = TorchTrainer(hf_base).load(bf16)
+    _, autocast_only, _ = TorchTrainer(hf_base).load(config(lora_dropout=0.0))  # fp32 load: nothing cast
+    dtypes = {n: p.dtype for n, p in stored.named_parameters()}
+    frozen = [n for n in dtypes if ".layers." in n and n.endswith("base_layer.weight")]
+    assert len(frozen) == 30 * 7 and all(dtypes[n] is torch.bfloat16 for n in frozen)
+    assert all(dtypes[n] is torch.float32 for n in dtypes if "lora_" in n or "norm" in n or "embed" in n)
+    assert cast_frozen_linears(autocast_only, torch.float32) == 30 * 7  # same linears found, still fp32
+
+    enc = encode_pairs(tokenizer, pairs()[:3], bf16, "preference")
+    results = []
+    for model in (stored, autocast_only):
+        model.train()
+        loss = micro_batch_backward(model, enc, bf16, "preference", 0, "cpu", 4096, 1.0)[0]
+        grads = [p.grad.clone() for n, p in model.named_parameters() if p.requires_grad]
+        results.append((loss, grads))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert loss_a == loss_b
+    assert all(torch.equal(a, b) for a, b in zip(grads_a, grads_b, strict=True))
+
+
 def test_one_checkpoint_per_epoch_with_provenance(run):
     result, _, out = run
     assert result.checkpoints == [out / "epoch-1", out / "epoch-2"]

@@ -53,6 +53,7 @@ class Retrain(LearnStages, ShipStages):
         self.deployed: list[str] = []
         self.gap_skipped_tokens = 0
         self._trainer = None
+        self.parity_checker = None  # the deploy stage's, loaded with its first adapter
 
     # helpers
     def _emit(self, stage: str, done: int, total: int, message: str = "") -> None:

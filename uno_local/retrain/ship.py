@@ -180,18 +180,16 @@ class ShipStages:
             self._emit("validate", n, len(todo), f"c{plan.row.label}: {plan.row.decision}")
 
     def _parity(self, ckpt: Path) -> Callable[[Path], None]:
-        def check(gguf: Path) -> None:
-            from backends.hf_base import ensure_hf_base
-            from backends.parity import adapter_parity
+        """The deploy gate for `ckpt`: one `ParityChecker` serves the whole deploy stage, loaded on first use."""
 
-            prompts = PARITY_PROMPTS
-            result = adapter_parity(
-                self.app.model_path,
-                ensure_hf_base(self.app.model_path, self.app.cache_dir),
-                ckpt,
-                gguf,
-                prompts,
-            )
+        def check(gguf: Path) -> None:
+            if self.parity_checker is None:
+                from backends.hf_base import ensure_hf_base
+                from backends.parity import ParityChecker
+
+                hf_dir = ensure_hf_base(self.app.model_path, self.app.cache_dir)
+                self.parity_checker = ParityChecker(self.app.model_path, hf_dir, PARITY_PROMPTS)
+            result = self.parity_checker.check(ckpt, gguf)
             if not result.passes():
                 raise AdapterError(
                     f"The exported adapter does not match the trained one (export error "
@@ -223,6 +221,14 @@ class ShipStages:
         return record.name
 
     def stage_deploy(self) -> None:
+        try:
+            self._deploy_all()
+        finally:
+            if self.parity_checker is not None:
+                self.parity_checker.close()
+                self.parity_checker = None
+
+    def _deploy_all(self) -> None:
         for n, plan in enumerate(self.plans, 1):
             if plan.reused or plan.row.vetoed:
                 continue
