@@ -59,7 +59,14 @@ def peft_to_mlx_weights(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]
     return out
 
 
-def peft_config(r: int, alpha: float, dropout: float, targets: list[str], base: str) -> dict:
+def adapter_layers(peft_weights: dict[str, np.ndarray]) -> list[int]:
+    """The decoder layers that PEFT tensors put LoRA weights on, in order."""
+    return sorted({int(m.group(1)) for k in peft_weights if (m := _PEFT_KEY.match(k))})
+
+
+def peft_config(
+    r: int, alpha: float, dropout: float, targets: list[str], base: str, layers: list[int]
+) -> dict:
     """The adapter_config.json PEFT writes for a plain LoRA on a causal LM (the keys PEFT and we read)."""
     return {
         "peft_type": "LORA",
@@ -69,6 +76,7 @@ def peft_config(r: int, alpha: float, dropout: float, targets: list[str], base: 
         "lora_alpha": alpha,
         "lora_dropout": dropout,
         "target_modules": sorted(targets),
+        "layers_to_transform": sorted(layers),
         "bias": "none",
         "fan_in_fan_out": False,
         "inference_mode": True,
@@ -163,7 +171,9 @@ def mlx_to_peft(mlx_dir: Path, out_dir: Path, base: str = "") -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         write_peft_files(
-            peft, peft_config(rank, alpha, float(params.get("dropout", 0.0)), targets, base), tmp
+            peft,
+            peft_config(rank, alpha, float(params.get("dropout", 0.0)), targets, base, adapter_layers(peft)),
+            tmp,
         )
         shutil.rmtree(out_dir, ignore_errors=True)
         tmp.rename(out_dir)

@@ -2,7 +2,7 @@
 
 The same run as `backends/torch_trainer.py`, written on MLX: the same token layout (its `encode_pairs`), the
 same objectives, AdamW settings, learning-rate schedule, clipping, shuffling and per-epoch checkpoints. LoRA
-comes from mlx-lm's tuner on the same projections of every block, with mlx's `scale` = alpha / r (what PEFT
+comes from mlx-lm's tuner on the same projections of the same last blocks (`TrainConfig.lora_layers`), with mlx's `scale` = alpha / r (what PEFT
 applies). mlx-lm has no DPO, so the loss is written here; the reference is the same model with every LoRA
 scale set to 0 (the update is multiplied by zero: exactly the base), forwarded once per pair and reused.
 Each `epoch-N` is a PEFT folder (what the GGUF exporter and torch read) holding the mlx-lm adapter in `mlx/`.
@@ -29,13 +29,14 @@ from backends.mlx_export import (
 )
 from backends.torch_trainer import ADAM_BETAS, ADAM_EPS, IGNORE, Encoded, chunk_pairs, encode_pairs
 from uno_local.config import TrainConfig
-from uno_local.errors import TrainingError
+from uno_local.errors import AdapterError, TrainingError
 from uno_local.training import (
     ReferenceCache,
     TrainExample,
     TrainProgress,
     TrainResult,
     epoch_dir,
+    lora_layer_indices,
     lr_factor,
     run_epochs,
     steps_per_epoch,
@@ -83,14 +84,17 @@ def lora_keys(block, targets: list[str]) -> list[str]:
     return sorted(keys)
 
 
-def add_lora(model, r: int, alpha: float, dropout: float, targets: list[str]) -> list[str]:
-    """Freeze the base and put mlx-lm LoRA layers on `targets` in every block; returns their keys."""
+def add_lora(
+    model, r: int, alpha: float, dropout: float, targets: list[str], num_layers: int = 0
+) -> list[str]:
+    """Freeze the base and put mlx-lm LoRA layers on `targets` in the last `num_layers` blocks (0: every
+    block); returns their keys."""
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
     model.freeze()
     keys = lora_keys(model.layers[0], targets)
     params = {"rank": r, "scale": alpha / r, "dropout": dropout, "keys": keys}
-    linear_to_lora_layers(model, len(model.layers), params)
+    linear_to_lora_layers(model, len(lora_layer_indices(len(model.layers), num_layers)), params)
     return keys
 
 
@@ -292,7 +296,11 @@ def apply_adapter(model, folder: Path) -> None:
     from safetensors.numpy import load_file
 
     r, alpha = int(config["r"]), float(config["lora_alpha"])
-    add_lora(model, r, alpha, 0.0, list(config["target_modules"]))
+    n = len(model.layers)
+    layers = config.get("layers_to_transform") or list(range(n))
+    if sorted(layers) != list(range(n - len(layers), n)):
+        raise AdapterError(f"{folder}: mlx-lm puts LoRA on the last layers only, not on layers {layers}.")
+    add_lora(model, r, alpha, 0.0, list(config["target_modules"]), len(layers))
     weights = peft_to_mlx_weights(load_file(folder / "adapter_model.safetensors"))
     model.load_weights([(k, mx.array(v)) for k, v in weights.items()], strict=False)
 
@@ -348,7 +356,12 @@ class MlxTrainer:
         model = load_mlx_model(self.base_dir)
         mx.random.seed(config.seed)
         keys = add_lora(
-            model, config.lora_r, config.lora_alpha, config.lora_dropout, list(config.target_modules)
+            model,
+            config.lora_r,
+            config.lora_alpha,
+            config.lora_dropout,
+            list(config.target_modules),
+            config.lora_layers,
         )
         return tokenizer, model, keys
 
@@ -406,11 +419,14 @@ class MlxTrainer:
         shutil.rmtree(tmp, ignore_errors=True)
         weights = flat_arrays(model.trainable_parameters())
         r, alpha = config.lora_r, config.lora_alpha
+        layers = lora_layer_indices(len(model.layers), config.lora_layers)
         write_mlx_files(
-            weights, mlx_config(r, alpha / r, config.lora_dropout, keys, len(model.layers)), tmp / MLX_SUBDIR
+            weights, mlx_config(r, alpha / r, config.lora_dropout, keys, len(layers)), tmp / MLX_SUBDIR
         )
-        peft_cfg = peft_config(r, alpha, config.lora_dropout, list(config.target_modules), str(self.base_dir))
-        write_peft_files(mlx_to_peft_weights(weights), peft_cfg, tmp)
+        peft_weights = mlx_to_peft_weights(weights)
+        targets = list(config.target_modules)
+        peft_cfg = peft_config(r, alpha, config.lora_dropout, targets, str(self.base_dir), layers)
+        write_peft_files(peft_weights, peft_cfg, tmp)
         note = {
             "epoch": epoch,
             "objective": objective,

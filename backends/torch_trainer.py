@@ -9,6 +9,8 @@ so they act as SFT. Forwards are float32, or bf16 autocast with float32 LoRA wei
 (`TrainConfig.precision`; opt-in, docs/benchmarks.md has the speed and why); in bf16 the frozen base
 linears are stored in bf16 once, the rounding autocast applied at every forward. No gradient checkpointing
 (faster at this size), seeded: the same seed and data give the same losses on the same machine.
+LoRA goes on the last `TrainConfig.lora_layers` decoder layers: nothing below them needs a gradient, so
+autograd's backward stops at the first adapted layer.
 Activation memory grows with the tokens in one forward, so a micro-batch is cut into forwards of at most
 `TrainConfig.max_forward_tokens` padded tokens, each backpropagated with its exact share of the loss
 (same gradients, bounded memory).
@@ -37,6 +39,7 @@ from uno_local.training import (
     TrainProgress,
     TrainResult,
     epoch_dir,
+    lora_layer_indices,
     lr_factor,
     run_epochs,
     steps_per_epoch,
@@ -374,6 +377,7 @@ class TorchTrainer:
             lora_alpha=config.lora_alpha,
             lora_dropout=config.lora_dropout,
             target_modules=list(config.target_modules),
+            layers_to_transform=lora_layer_indices(base.config.num_hidden_layers, config.lora_layers),
             bias="none",
             task_type="CAUSAL_LM",
         )

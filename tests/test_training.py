@@ -12,6 +12,7 @@ from uno_local.training import (
     ReferenceCache,
     TrainExample,
     epoch_dir,
+    lora_layer_indices,
     lr_factor,
     steps_per_epoch,
     validate_inputs,
@@ -34,6 +35,19 @@ def test_steps_per_epoch(n, batch, accum, steps):
     assert steps_per_epoch(n, batch, accum) == steps
 
 
+@pytest.mark.parametrize(
+    ("n_layers", "lora_layers", "expected"),
+    [
+        (30, 16, list(range(14, 30))),
+        (30, 0, list(range(30))),
+        (30, 30, list(range(30))),
+        (4, 9, [0, 1, 2, 3]),
+    ],
+)
+def test_lora_goes_on_the_last_layers(n_layers, lora_layers, expected):
+    assert lora_layer_indices(n_layers, lora_layers) == expected
+
+
 def test_schedules():
     assert [lr_factor(s, 4, 0, "constant") for s in range(4)] == [1.0] * 4
     assert [lr_factor(s, 4, 0, "linear") for s in range(4)] == [1.0, 0.75, 0.5, 0.25]
@@ -54,6 +68,7 @@ def test_schedules():
         ([ex()], TrainConfig(batch_size=0), "sft", "train.batch_size must be at least 1"),
         ([ex()], TrainConfig(warmup_ratio=1.0), "sft", "warmup_ratio"),
         ([ex()], TrainConfig(precision="fp16"), "sft", "Unknown training precision"),
+        ([ex()], TrainConfig(lora_layers=-1), "sft", "train.lora_layers must be 0"),
         (
             [ex(prompt=[{"role": "assistant", "content": "x"}])],
             TrainConfig(),

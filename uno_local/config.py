@@ -51,6 +51,11 @@ class TrainConfig:
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         "Projections that get LoRA weights.",
     )
+    lora_layers: int = _f(
+        16,
+        "LoRA on the last N decoder layers only, as mlx-lm's --num-layers; 0 = every layer. Fewer layers "
+        "train faster (no backward below them) and cost llama.cpp less per generated token.",
+    )
     learning_rate: float = _f(5e-4, "Peak learning rate (AdamW).")
     schedule: str = _f("cosine", "Learning-rate schedule: cosine, linear or constant.")
     warmup_ratio: float = _f(0.0, "Share of steps spent warming up.")

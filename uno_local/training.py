@@ -138,6 +138,8 @@ def validate_inputs(examples: list[TrainExample], config: TrainConfig, objective
         )
     if config.precision not in PRECISIONS:
         raise TrainingError(f"Unknown training precision {config.precision!r}; use auto, bf16 or fp32.")
+    if config.lora_layers < 0:
+        raise TrainingError(f"train.lora_layers must be 0 (every layer) or more, got {config.lora_layers}.")
     for name in ("epochs", "batch_size", "grad_accum", "lora_r", "max_prompt_tokens", "max_answer_tokens"):
         if getattr(config, name) < 1:
             raise TrainingError(f"train.{name} must be at least 1, got {getattr(config, name)}.")
@@ -154,6 +156,13 @@ def steps_per_epoch(n_examples: int, batch_size: int, grad_accum: int) -> int:
     """Optimizer steps in one epoch; the last step may have fewer micro-batches."""
     micro_batches = math.ceil(n_examples / batch_size)
     return math.ceil(micro_batches / grad_accum)
+
+
+def lora_layer_indices(n_layers: int, lora_layers: int) -> list[int]:
+    """The decoder layers (0-based) that get LoRA weights: the last `lora_layers`, or all for 0."""
+    if lora_layers <= 0 or lora_layers >= n_layers:
+        return list(range(n_layers))
+    return list(range(n_layers - lora_layers, n_layers))
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:

@@ -104,7 +104,9 @@ def test_bf16_stores_frozen_decoder_weights_in_bf16_with_the_same_losses(hf_base
     _, stored, _ = TorchTrainer(hf_base).load(bf16)
     _, autocast_only, _ = TorchTrainer(hf_base).load(config(lora_dropout=0.0))  # fp32 load: nothing cast
     dtypes = {n: p.dtype for n, p in stored.named_parameters()}
-    frozen = [n for n in dtypes if ".layers." in n and n.endswith("base_layer.weight")]
+    # every decoder projection, with LoRA (`...q_proj.base_layer.weight`) or without (`...q_proj.weight`)
+    frozen = [n for n in dtypes if ".layers." in n and "lora_" not in n and n.endswith("proj.weight")]
+    frozen += [n for n in dtypes if n.endswith("base_layer.weight")]
     assert len(frozen) == 30 * 7 and all(dtypes[n] is torch.bfloat16 for n in frozen)
     assert all(dtypes[n] is torch.float32 for n in dtypes if "lora_" in n or "norm" in n or "embed" in n)
     assert cast_frozen_linears(autocast_only, torch.float32) == 30 * 7  # same linears found, still fp32
@@ -131,6 +133,27 @@ def test_one_checkpoint_per_epoch_with_provenance(run):
         note = json.loads((folder / "uno_train.json").read_text())
         assert note["epoch"] == epoch and note["source_ids"] == list(range(len(QA)))
     assert sorted(p.name for p in out.iterdir()) == ["epoch-1", "epoch-2"]  # no temp folders left
+
+
+def test_lora_weights_sit_on_the_last_layers_only(run, hf_base, tmp_path):
+    """The default puts LoRA on the last 16 of the 30 layers (the checkpoint and its config say so);
+    lora_layers = 0 puts it on all of them."""
+    from safetensors import safe_open
+
+    def layers_of(folder):
+        with safe_open(folder / "adapter_model.safetensors", "np") as f:
+            return sorted({int(k.split(".layers.")[1].split(".")[0]) for k in f.keys()})
+
+    folder = run[0].checkpoints[-1]
+    assert layers_of(folder) == list(range(14, 30))
+    assert json.loads((folder / "adapter_config.json").read_text())["layers_to_transform"] == list(
+        range(14, 30)
+    )
+    seen = []
+    every = TorchTrainer(hf_base).train(
+        pairs(), config(lora_layers=0), tmp_path, on_progress=seen.append, should_stop=lambda: len(seen) >= 2
+    )
+    assert layers_of(every.checkpoints[-1]) == list(range(30))
 
 
 def test_progress_reports_every_step(run):
@@ -300,11 +323,11 @@ def test_chunked_forwards_give_the_same_loss_and_gradients(hf_base, tokenizer):
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
         results.append((loss, margin_sum, n_pref, grads))
     (loss_a, margin_a, pref_a, grads_a), (loss_b, margin_b, pref_b, grads_b) = results
-    assert loss_a == pytest.approx(loss_b, rel=1e-5) and margin_a == pytest.approx(
-        margin_b, rel=1e-4, abs=1e-6
-    )
+    # The margin is beta x a difference of summed float32 log-probs of about -50: its rounding is a few
+    # 1e-6 absolute however small the margin itself is (measured 3e-6 to 5e-6 at margins 0.016 and 0.15).
+    assert loss_a == pytest.approx(loss_b, rel=1e-5) and margin_a == pytest.approx(margin_b, abs=2e-5)
     assert pref_a == pref_b == 3
-    assert grads_a.keys() == grads_b.keys() and len(grads_a) == 2 * 7 * 30
+    assert grads_a.keys() == grads_b.keys() and len(grads_a) == 2 * 7 * 16
     assert all(torch.allclose(grads_a[k], grads_b[k], rtol=1e-3, atol=1e-7) for k in grads_a)
 
 
@@ -341,9 +364,9 @@ def test_reference_logps_are_forwarded_once_and_match_the_uncached_ones(hf_base,
         results.append((calls[0], loss, margin_sum, grads))
     (calls_a, loss_a, margin_a, grads_a), (calls_b, loss_b, margin_b, grads_b) = results
     assert (calls_a, calls_b) == (1, 2)
-    assert loss_a == pytest.approx(loss_b, rel=1e-5) and margin_a == pytest.approx(
-        margin_b, rel=1e-4, abs=1e-6
-    )
+    # The margin is beta x a difference of summed float32 log-probs of about -50: its rounding is a few
+    # 1e-6 absolute however small the margin itself is (measured 3e-6 to 5e-6 at margins 0.016 and 0.15).
+    assert loss_a == pytest.approx(loss_b, rel=1e-5) and margin_a == pytest.approx(margin_b, abs=2e-5)
     assert abs(margin_a) > 1e-3  # the adapter did move the policy away from the reference
     assert all(torch.allclose(grads_a[k], grads_b[k], rtol=1e-3, atol=1e-7) for k in grads_a)
 
