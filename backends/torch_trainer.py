@@ -10,7 +10,8 @@ so they act as SFT. Forwards are float32, or bf16 autocast with float32 LoRA wei
 linears are stored in bf16 once, the rounding autocast applied at every forward. No gradient checkpointing
 (faster at this size), seeded: the same seed and data give the same losses on the same machine.
 LoRA goes on the last `TrainConfig.lora_layers` decoder layers: nothing below them needs a gradient, so
-autograd's backward stops at the first adapted layer.
+autograd's backward stops at the first adapted layer, and the frozen layers below it run once per sequence
+for the whole run (`backends/frozen_prefix.py`).
 Activation memory grows with the tokens in one forward, so a micro-batch is cut into forwards of at most
 `TrainConfig.max_forward_tokens` padded tokens, each backpropagated with its exact share of the loss
 (same gradients, bounded memory).
@@ -31,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from backends.frozen_prefix import FrozenPrefix
 from uno_local.config import TrainConfig
 from uno_local.errors import TrainingError
 from uno_local.training import (
@@ -169,15 +171,24 @@ def cast_frozen_linears(model, dtype: torch.dtype) -> int:
 
 
 def sequence_logps(
-    model, seqs: list[Encoded], pad_id: int, device: str
+    model, seqs: list[Encoded], pad_id: int, device: str, prefix: FrozenPrefix | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Summed answer log-prob per sequence, answer token counts, and tokens forwarded."""
+    """Summed answer log-prob per sequence, answer token counts, and tokens forwarded.
+
+    With a `prefix`, the frozen layers below the first LoRA layer run once per sequence (cached there).
+    """
     import torch.nn.functional as F
 
     ids, mask, labels = (t.to(device) for t in collate(seqs, pad_id))
     width = ids.shape[1]
     keep = min(width, width - min(s.n_prompt for s in seqs) + 1)  # logits only where answers are predicted
-    logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, use_cache=False).logits.float()
+    if prefix is None:
+        out = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, use_cache=False)
+    else:
+        embeds = prefix.inputs_embeds(seqs, ids, mask)
+        with prefix.adapted_only():
+            out = model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep, use_cache=False)
+    logits = out.logits.float()
     targets = labels[:, ids.shape[1] - keep + 1 :]
     # (rows, vocab) layout: the CPU kernel for (batch, vocab, time) was about 1e-4 off in float32 (measured).
     flat = logits[:, :-1].reshape(-1, logits.shape[-1])
@@ -190,16 +201,22 @@ def sequence_logps(
 class ReferenceLogps(ReferenceCache):
     """The reference cache, forwarding missing pairs through the model with its adapter disabled."""
 
-    def get(self, model, keyed: list[tuple[int, Encoded, Encoded]], pad_id: int, device: str) -> torch.Tensor:
+    def get(
+        self,
+        model,
+        keyed: list[tuple[int, Encoded, Encoded]],
+        pad_id: int,
+        device: str,
+        prefix: FrozenPrefix | None = None,
+    ) -> torch.Tensor:
         """Reference log-probs of the chosen answers, then of the rejected ones, in the order of `keyed`."""
         import torch
 
         missing = [keyed[i] for i in self.missing([k for k, _, _ in keyed])]
         if missing:  # one no-grad forward for the pairs not seen before (all of them in the first epoch)
+            seqs = [c for _, c, _ in missing] + [r for _, _, r in missing]
             with torch.no_grad(), model.disable_adapter():
-                ref, counts, _ = sequence_logps(
-                    model, [c for _, c, _ in missing] + [r for _, _, r in missing], pad_id, device
-                )
+                ref, counts, _ = sequence_logps(model, seqs, pad_id, device, prefix)
             self.store([k for k, _, _ in missing], ref.tolist(), counts.tolist())
         return torch.tensor(self.lookup([k for k, _, _ in keyed]), dtype=torch.float32, device=device)
 
@@ -238,10 +255,12 @@ def batch_loss(
     device: str,
     reference: ReferenceLogps | None = None,
     keys: list[int] | None = None,
+    prefix: FrozenPrefix | None = None,
 ) -> LossParts:
     """Compute the DPO and NLL terms for `pairs` of (chosen, rejected or None for SFT).
 
     `reference` caches the reference log-probs under `keys` (one per pair); without it they are forwarded.
+    `prefix` (policy and reference alike) runs the frozen bottom layers once per sequence.
     """
     import torch
     import torch.nn.functional as F
@@ -249,14 +268,15 @@ def batch_loss(
     chosen = [c for c, _ in pairs]
     pref = [i for i, (_, r) in enumerate(pairs) if r is not None]
     rejected = [pairs[i][1] for i in pref] if objective == "preference" else []
-    logps, counts, tokens = sequence_logps(model, chosen + rejected, pad_id, device)
+    logps, counts, tokens = sequence_logps(model, chosen + rejected, pad_id, device, prefix)
     n = len(chosen)
     dpo = torch.full((n,), math.log(2.0), device=logps.device)
     margin_sum = 0.0
     if rejected:
         keys = list(range(n)) if keys is None else keys
         reference = ReferenceLogps() if reference is None else reference
-        ref = reference.get(model, [(keys[i], chosen[i], pairs[i][1]) for i in pref], pad_id, device)
+        keyed = [(keys[i], chosen[i], pairs[i][1]) for i in pref]
+        ref = reference.get(model, keyed, pad_id, device, prefix)
         idx = torch.tensor(pref, device=logps.device)
         p = len(pref)
         margins = beta * ((logps[idx] - ref[:p]) - (logps[n:] - ref[p:]))
@@ -297,10 +317,11 @@ def micro_batch_backward(
     scale: float,
     reference: ReferenceLogps | None = None,
     keys: list[int] | None = None,
+    prefix: FrozenPrefix | None = None,
 ) -> tuple[float, float, int, int]:
     """Backpropagate `scale` x the micro-batch loss, chunk by chunk with exact weights.
 
-    `reference` and `keys` (one per pair) are passed to `batch_loss`.
+    `reference`, `keys` (one per pair) and `prefix` are passed to `batch_loss`.
     Returns (loss, margin sum, preference pairs, tokens forwarded).
     """
     n_pairs = len(pairs)
@@ -311,7 +332,15 @@ def micro_batch_backward(
         sub = [pairs[i] for i in chunk]
         with autocast(device, config.precision):
             parts = batch_loss(
-                model, sub, config.dpo_beta, objective, pad_id, device, reference, [keys[i] for i in chunk]
+                model,
+                sub,
+                config.dpo_beta,
+                objective,
+                pad_id,
+                device,
+                reference,
+                [keys[i] for i in chunk],
+                prefix,
             )
         loss = parts.nll_sum / n_answer
         if objective == "preference":
@@ -407,6 +436,8 @@ class TorchTrainer:
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         enc = encode_pairs(tokenizer, examples, config, objective)
         reference = ReferenceLogps()  # lives for this run only: the next run trains a fresh adapter
+        n_layers = model.get_base_model().config.num_hidden_layers
+        prefix = FrozenPrefix.for_model(model, lora_layer_indices(n_layers, config.lora_layers))
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
             params, lr=config.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=config.weight_decay
@@ -418,7 +449,7 @@ class TorchTrainer:
         )
 
         def step(group: list[list[int]], index: int, total: int) -> tuple[float, float, int]:
-            result = self._accumulate(model, enc, group, config, objective, pad_id, device, reference)
+            result = self._accumulate(model, enc, group, config, objective, pad_id, device, reference, prefix)
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             scheduler.step()
@@ -446,6 +477,7 @@ class TorchTrainer:
         pad_id: int,
         device: str,
         reference: ReferenceLogps,
+        prefix: FrozenPrefix | None,
     ) -> tuple[float, float, int]:
         """Backpropagate one optimizer step's micro-batches; (mean loss, mean reward margin, tokens)."""
         loss_sum, margin_sum, n_pref, tokens = 0.0, 0.0, 0, 0
@@ -461,6 +493,7 @@ class TorchTrainer:
                 1.0 / len(group),
                 reference,
                 batch,
+                prefix,
             )
             loss_sum += loss
             margin_sum += m_sum

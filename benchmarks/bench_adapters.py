@@ -4,10 +4,13 @@
 (3) adapter switch time between requests, including the KV-cache reset (target < 50 ms): the select
     call plus the extra time of the first answer after a switch over one on an unchanged adapter
     (both start from an empty KV cache, as a new request does).
-The adapters are rank-8 LoRAs on all 7 projections with random weights: speed does not depend on
-what an adapter learned; `--modules` restricts them (to see what fewer LoRA projections cost) and
-`--rank` changes their rank.
-Usage: python benchmarks/bench_adapters.py [--rounds 5] [--modules q_proj,k_proj,v_proj,o_proj] [--rank 8] [--json]
+The adapters have the shape `uno retrain` trains by default (`[train]` lora_r, target_modules and
+lora_layers: rank 8 on the 7 projections of the last 16 layers) with random weights: speed does not depend
+on what an adapter learned. `--modules`, `--rank` and `--layers` (0 = every layer) change that shape.
+The ratio is the median over rounds of (adapter tokens/s / base tokens/s), each round timing the two
+back to back, so that a drift in the machine's speed between rounds cancels out.
+Usage: python benchmarks/bench_adapters.py [--rounds 7] [--modules q_proj,k_proj,v_proj,o_proj] [--rank 8]
+[--layers 16] [--json]
 """
 
 from __future__ import annotations
@@ -25,18 +28,24 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backends.gguf_export import HF_TO_GGUF, read_base_meta, write_lora_gguf  # noqa: E402
+from uno_local.config import TrainConfig  # noqa: E402
+from uno_local.training import lora_layer_indices  # noqa: E402
 
 PROMPT = [{"role": "user", "content": "Write a detailed guide to planting a vegetable garden, step by step."}]
 
 
-def random_adapter(base_gguf: Path, out: Path, seed: int, modules: set[str], rank: int = 8) -> Path:
+def random_adapter(
+    base_gguf: Path, out: Path, seed: int, modules: set[str], rank: int = 8, n_layers: int = 0
+) -> Path:
+    """A random LoRA GGUF on `modules` of the last `n_layers` layers (0: every layer)."""
     wanted = {HF_TO_GGUF[m] for m in modules}
     meta = read_base_meta(base_gguf)
+    adapted = set(lora_layer_indices(meta.n_layer, n_layers))
     rng = np.random.default_rng(seed)
     layers = {}
     for stem, (out_dim, in_dim) in meta.shapes.items():
         _, layer, module = stem.split(".")
-        if module not in wanted:
+        if module not in wanted or int(layer) not in adapted:
             continue
         layers[(int(layer), module)] = (
             rng.normal(0, 0.02, (rank, in_dim)).astype(np.float32),
@@ -55,10 +64,16 @@ def tokens_per_s(runtime, settings, adapter) -> float:
 
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    defaults = TrainConfig()
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--max-tokens", type=int, default=200)
-    parser.add_argument("--modules", default=",".join(HF_TO_GGUF), help="LoRA projections, comma-separated.")
-    parser.add_argument("--rank", type=int, default=8, help="LoRA rank of the random adapters.")
+    parser.add_argument(
+        "--modules", default=",".join(defaults.target_modules), help="LoRA projections, comma-separated."
+    )
+    parser.add_argument("--rank", type=int, default=defaults.lora_r, help="LoRA rank of the random adapters.")
+    parser.add_argument(
+        "--layers", type=int, default=defaults.lora_layers, help="LoRA on the last N layers; 0 = every layer."
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     modules = {m.strip() for m in args.modules.split(",")}
@@ -74,7 +89,9 @@ def main() -> dict:
         runtime = LlamaRuntime(model, n_ctx=2048, n_threads=2)
         load_ms = []
         for name in ("a", "b"):
-            path = random_adapter(model, Path(tmp) / f"{name}.gguf", ord(name), modules, args.rank)
+            path = random_adapter(
+                model, Path(tmp) / f"{name}.gguf", ord(name), modules, args.rank, args.layers
+            )
             start = time.perf_counter()
             runtime.load_adapter(name, path)
             load_ms.append((time.perf_counter() - start) * 1000)
@@ -109,14 +126,15 @@ def main() -> dict:
         "benchmark": "adapters",
         "modules": sorted(modules),
         "rank": args.rank,
+        "layers": len(lora_layer_indices(read_base_meta(model).n_layer, args.layers)),
         "base_tokens_per_s": statistics.median(base),
         "adapter_tokens_per_s": statistics.median(adapted),
+        "ratio": statistics.median(a / b for a, b in zip(adapted, base, strict=True)),
         "adapter_load_ms": statistics.median(load_ms),
         "switch_select_ms": statistics.median(switch_ms),
         "first_token_after_switch_ms": first_token_after_switch,
         "first_token_same_adapter_ms": statistics.median(cold),
     }
-    result["ratio"] = result["adapter_tokens_per_s"] / result["base_tokens_per_s"]
     result["switch_cost_ms"] = result["switch_select_ms"] + max(
         0.0, result["first_token_after_switch_ms"] - result["first_token_same_adapter_ms"]
     )
@@ -125,8 +143,9 @@ def main() -> dict:
     else:
         print(
             f"adapter generation: {result['adapter_tokens_per_s']:.1f} tok/s with a rank-{args.rank} adapter on "
-            f"{len(modules)} projections vs "
-            f"{result['base_tokens_per_s']:.1f} without -> ratio {result['ratio']:.3f} (target >= 0.85)\n"
+            f"{len(modules)} projections of {result['layers']} layers vs "
+            f"{result['base_tokens_per_s']:.1f} without (medians) -> ratio {result['ratio']:.3f} "
+            f"(median of {args.rounds} paired rounds; target >= 0.85)\n"
             f"adapter switch: select + cache reset {result['switch_select_ms']:.2f} ms; first token after a "
             f"switch {result['first_token_after_switch_ms']:.1f} ms vs {result['first_token_same_adapter_ms']:.1f} ms "
             f"for the same adapter after a cache reset -> switch cost {result['switch_cost_ms']:.1f} ms (target < 50 ms); "

@@ -1,8 +1,8 @@
 """Training tokens/s of our torch trainer against TRL's DPOTrainer, measured in one run (target ratio >= 1.0).
 
 Same data (short preference pairs built here: an answer with a sign-off line over the same answer without),
-same model (the HF folder derived from the embedded SmolLM2-135M GGUF), same LoRA (r 8, alpha 16, dropout
-0.05, the 7 projections), same objective (0.5 x sigmoid DPO, beta 0.1, + 0.5 x NLL on the chosen answer),
+same model (the HF folder derived from the embedded SmolLM2-135M GGUF), same LoRA (the `[train]` defaults:
+r 8, alpha 16, dropout 0.05, the 7 projections of the last 16 layers), same objective (0.5 x sigmoid DPO, beta 0.1, + 0.5 x NLL on the chosen answer),
 batch 4, lr 5e-4, cosine, same steps, float32 on CPU, no gradient checkpointing, 2 torch threads
 (--threads). --bf16 also times our trainer with bf16 autocast forwards (`train.precision = "bf16"`) against
 its own float32 run; --answer-repeat K makes every answer K times as long (longer sequences).
@@ -112,6 +112,7 @@ def run_trl(base: Path, pairs: list, epochs: int, threads: int, precompute: bool
     from trl import DPOConfig, DPOTrainer
 
     from backends.hf_base import quiet_transformers
+    from uno_local.training import lora_layer_indices
 
     quiet_transformers()
     disable_progress_bars()
@@ -132,6 +133,7 @@ def run_trl(base: Path, pairs: list, epochs: int, threads: int, precompute: bool
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=list(config.target_modules),
+        layers_to_transform=lora_layer_indices(model.config.num_hidden_layers, config.lora_layers),
         bias="none",
         task_type="CAUSAL_LM",
     )

@@ -63,4 +63,6 @@ def validate_expert(
     rates = {epoch: win_rate(t) for epoch, t in trials.items()}
     epoch = best_epoch(rates, {epoch: score_margin(t) for epoch, t in trials.items()})
     ship, reason = ship_decision(rates[epoch], len(heldout), threshold, min_heldout)
+    if len(rates) > 1:  # what the other judged epochs did, for `uno rules` and the retrain report
+        reason += "; judged " + ", ".join(f"epoch {e} {r:.2f}" for e, r in sorted(rates.items()))
     return Validation(ship, epoch, rates, len(heldout), f"epoch {epoch} {reason}", trials)

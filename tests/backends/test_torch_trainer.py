@@ -138,11 +138,11 @@ def test_one_checkpoint_per_epoch_with_provenance(run):
 def test_lora_weights_sit_on_the_last_layers_only(run, hf_base, tmp_path):
     """The default puts LoRA on the last 16 of the 30 layers (the checkpoint and its config say so);
     lora_layers = 0 puts it on all of them."""
-    from safetensors import safe_open
+    from safetensors.numpy import load_file
 
     def layers_of(folder):
-        with safe_open(folder / "adapter_model.safetensors", "np") as f:
-            return sorted({int(k.split(".layers.")[1].split(".")[0]) for k in f.keys()})
+        weights = load_file(folder / "adapter_model.safetensors")
+        return sorted({int(k.split(".layers.")[1].split(".")[0]) for k in weights})
 
     folder = run[0].checkpoints[-1]
     assert layers_of(folder) == list(range(14, 30))
@@ -190,6 +190,41 @@ def test_cached_reference_gives_the_losses_of_an_uncached_run(run, hf_base, tmp_
     assert result.metrics["reward_margins"] == pytest.approx(
         run[0].metrics["reward_margins"], rel=1e-4, abs=1e-6
     )
+
+
+def test_frozen_prefix_gives_the_losses_of_whole_forwards(run, hf_base, tmp_path, monkeypatch):
+    """The layers below the first LoRA layer run once per sequence (cached), not in every forward: the
+    same losses and margins as a run that forwards the whole stack every time."""
+    from backends.frozen_prefix import FrozenPrefix
+
+    made = []
+    real = FrozenPrefix.for_model.__func__
+
+    def spy(cls, model, layers):
+        made.append(real(cls, model, layers))
+        return made[-1]
+
+    monkeypatch.setattr(FrozenPrefix, "for_model", classmethod(spy))
+    cached = TorchTrainer(hf_base).train(pairs(), config(), tmp_path / "cached")
+    prefix = made[-1]
+    assert prefix is not None and prefix.start == 14
+    assert len(prefix.states) == 2 * len(QA)  # every chosen and rejected sequence, once
+    assert cached.metrics["losses"] == pytest.approx(run[0].metrics["losses"], rel=1e-5)
+
+    monkeypatch.setattr(FrozenPrefix, "for_model", classmethod(lambda cls, model, layers: None))
+    whole = TorchTrainer(hf_base).train(pairs(), config(), tmp_path / "whole")
+    assert whole.metrics["losses"] == pytest.approx(cached.metrics["losses"], rel=1e-5)
+    assert whole.metrics["reward_margins"] == pytest.approx(
+        cached.metrics["reward_margins"], rel=1e-4, abs=2e-5
+    )
+
+
+def test_no_frozen_prefix_when_every_layer_is_adapted(hf_base):
+    from backends.frozen_prefix import FrozenPrefix
+
+    _, model, _ = TorchTrainer(hf_base).load(config(lora_layers=0))
+    assert FrozenPrefix.for_model(model, list(range(30))) is None
+    assert FrozenPrefix.for_model(model, list(range(3, 30))).start == 3
 
 
 def test_other_seed_gives_other_losses(run, hf_base, tmp_path):
