@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backends.frozen_prefix import FrozenPrefix
+from backends.torch_precision import autocast, cast_frozen_linears, forward_dtype
 from uno_local.config import TrainConfig
 from uno_local.errors import TrainingError
 from uno_local.training import (
@@ -112,62 +113,6 @@ def collate(seqs: list[Encoded], pad_id: int) -> tuple[torch.Tensor, torch.Tenso
         mask[i, : len(s.input_ids)] = 1
         labels[i, : len(s.labels)] = torch.tensor(s.labels)
     return ids, mask, labels
-
-
-def forward_dtype(device: str, precision: str) -> torch.dtype | None:
-    """The autocast dtype of forwards on `device` for `TrainConfig.precision`; None means float32.
-
-    auto picks bf16 only where it is native (CUDA with bf16, a CPU whose oneDNN has bf16 kernels):
-    emulated bf16 is slower than float32. MPS stays float32.
-    """
-    import torch
-
-    if precision == "fp32" or device == "mps":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    try:
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        native = False
-    return torch.bfloat16 if native else None
-
-
-def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
-    """The context for forwards (never backwards) at `precision`."""
-    import torch
-
-    dtype = forward_dtype(device, precision)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda" if device == "cuda" else "cpu", dtype=dtype)
-
-
-def cast_frozen_linears(model, dtype: torch.dtype) -> int:
-    """Store the frozen base weights of the decoder's linear layers in `dtype`, once; returns how many.
-
-    Autocast rounds every such weight to `dtype` at each forward anyway, so the values computed are the
-    same, without the per-forward copy (measured: copies were a sixth of a bf16 step on the CPU). The
-    LoRA weights, the norms and the tied embedding / LM head stay float32; those frozen ones are copied
-    out of the checkpoint's file mapping, so the mapping, whose pages the cast read in, is released
-    (measured peak RSS of a bf16 step: 2.50 GB without the copies, 2.13 GB with them).
-    """
-    import torch
-
-    n = 0
-    for name, module in model.named_modules():
-        weight = getattr(module, "weight", None)
-        if isinstance(module, torch.nn.Linear) and ".layers." in name and not weight.requires_grad:
-            module.weight.data = weight.data.to(dtype)
-            if module.bias is not None:
-                module.bias.data = module.bias.data.to(dtype)
-            n += 1
-    for param in model.parameters():
-        if not param.requires_grad and param.dtype == torch.float32:
-            param.data = param.data.clone()
-    return n
 
 
 def sequence_logps(
@@ -401,12 +346,14 @@ class TorchTrainer:
         tokenizer = AutoTokenizer.from_pretrained(self.base_dir)
         base = AutoModelForCausalLM.from_pretrained(self.base_dir, dtype=torch.float32).to(device)
         torch.manual_seed(config.seed)
+        n_layers = base.config.num_hidden_layers
+        layers = lora_layer_indices(n_layers, config.lora_layers)
         lora = LoraConfig(
             r=config.lora_r,
             lora_alpha=config.lora_alpha,
             lora_dropout=config.lora_dropout,
             target_modules=list(config.target_modules),
-            layers_to_transform=lora_layer_indices(base.config.num_hidden_layers, config.lora_layers),
+            layers_to_transform=layers if len(layers) < n_layers else None,
             bias="none",
             task_type="CAUSAL_LM",
         )

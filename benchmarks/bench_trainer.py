@@ -1,16 +1,18 @@
 """Training tokens/s of our torch trainer against TRL's DPOTrainer, measured in one run (target ratio >= 1.0).
 
 Same data (short preference pairs built here: an answer with a sign-off line over the same answer without),
-same model (the HF folder derived from the embedded SmolLM2-135M GGUF), same LoRA (the `[train]` defaults:
-r 8, alpha 16, dropout 0.05, the 7 projections of the last 16 layers), same objective (0.5 x sigmoid DPO, beta 0.1, + 0.5 x NLL on the chosen answer),
-batch 4, lr 5e-4, cosine, same steps, float32 on CPU, no gradient checkpointing, 2 torch threads
-(--threads). --bf16 also times our trainer with bf16 autocast forwards (`train.precision = "bf16"`) against
-its own float32 run; --answer-repeat K makes every answer K times as long (longer sequences).
+same model (the HF folder derived from the embedded SmolLM2-135M GGUF), same LoRA (r 8, alpha 16, dropout
+0.05, the 7 projections of every layer), same objective (0.5 x sigmoid DPO, beta 0.1, + 0.5 x NLL on the
+chosen answer), batch 4, lr 5e-4, cosine, same steps, float32 on CPU, no gradient checkpointing, 2 torch
+threads (--threads). --bf16 also times our trainer with bf16 autocast forwards (`train.precision = "bf16"`)
+against its own float32 run; --layers N times it with LoRA on the last N layers only (`train.lora_layers`,
+which also runs the frozen layers below once per sequence) against its own every-layer run;
+--answer-repeat K makes every answer K times as long (longer sequences).
 Tokens are counted the same way for both: the real (unpadded) prompt + answer tokens of every chosen and
 rejected sequence trained on, from each trainer's own tokenization. Each trainer runs in its own child
 process, one after the other, so that its peak RSS is its own.
 Usage: python benchmarks/bench_trainer.py [--pairs 20] [--steps 10] [--trl-precompute] [--bf16]
-[--answer-repeat 1] [--json]
+[--answer-repeat 1] [--layers 16] [--json]
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def build_pairs(n: int, repeat: int = 1) -> list[tuple[str, str, str]]:
     return [(q, " ".join([a] * repeat) + SIGN_OFF, " ".join([a] * repeat)) for q, a in QA[:n]]
 
 
-def train_config(epochs: int, threads: int, precision: str = "fp32"):
+def train_config(epochs: int, threads: int, precision: str = "fp32", lora_layers: int = 0):
     from uno_local.config import TrainConfig
 
     return TrainConfig(
@@ -77,14 +79,17 @@ def train_config(epochs: int, threads: int, precision: str = "fp32"):
         threads=threads,
         seed=42,
         precision=precision,
+        lora_layers=lora_layers,
     )
 
 
-def run_ours(base: Path, pairs: list, epochs: int, threads: int, precision: str) -> dict:
+def run_ours(
+    base: Path, pairs: list, epochs: int, threads: int, precision: str, lora_layers: int = 0
+) -> dict:
     from backends.torch_trainer import TorchTrainer, encode_pairs
     from uno_local.training import TrainExample
 
-    config = train_config(epochs, threads, precision)
+    config = train_config(epochs, threads, precision, lora_layers)
     examples = [TrainExample([{"role": "user", "content": q}], c, r) for q, c, r in pairs]
     trainer = TorchTrainer(base)
     start = time.perf_counter()
@@ -201,8 +206,10 @@ def child(args: argparse.Namespace) -> None:
     base = ensure_hf_base(embedded_chat_model(), args.cache_dir or cache_dir())
     pairs = build_pairs(args.pairs, args.answer_repeat)
     epochs = args.steps // math.ceil(args.pairs / BATCH)
-    if args.only in ("ours", "ours-bf16"):
-        figures = run_ours(base, pairs, epochs, args.threads, "bf16" if args.only == "ours-bf16" else "fp32")
+    if args.only.startswith("ours"):
+        precision = "bf16" if args.only == "ours-bf16" else "fp32"
+        layers = args.layers if args.only == "ours-layers" else 0
+        figures = run_ours(base, pairs, epochs, args.threads, precision, layers)
     else:
         figures = run_trl(base, pairs, epochs, args.threads, precompute=args.only == "trl-precompute")
     figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -222,9 +229,14 @@ def main() -> dict:
     parser.add_argument("--threads", type=int, default=2, help="Torch CPU threads for both trainers.")
     parser.add_argument("--bf16", action="store_true", help="Also time our trainer with bf16 autocast.")
     parser.add_argument("--answer-repeat", type=int, default=1, help="Make every answer K times as long.")
+    parser.add_argument(
+        "--layers", type=int, default=0, help="Also time our trainer with LoRA on the last N layers only."
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
-        "--only", choices=["ours", "ours-bf16", "trl", "trl-precompute"], help=argparse.SUPPRESS
+        "--only",
+        choices=["ours", "ours-bf16", "ours-layers", "trl", "trl-precompute"],
+        help=argparse.SUPPRESS,
     )
     args = parser.parse_args()
     build_pairs(args.pairs, args.answer_repeat)
@@ -241,6 +253,7 @@ def main() -> dict:
         ["ours", "trl"]
         + (["trl-precompute"] if args.trl_precompute else [])
         + (["ours-bf16"] if args.bf16 else [])
+        + (["ours-layers"] if args.layers else [])
     )
     results = {}
     for name in runs:
@@ -257,6 +270,8 @@ def main() -> dict:
             str(args.threads),
             "--answer-repeat",
             str(args.answer_repeat),
+            "--layers",
+            str(args.layers),
         ]
         if args.cache_dir:
             command += ["--cache-dir", str(args.cache_dir)]
@@ -276,12 +291,15 @@ def main() -> dict:
     }
     if "ours-bf16" in results:
         summary["bf16_ratio"] = results["ours-bf16"]["tokens_per_s"] / ours["tokens_per_s"]
+    if "ours-layers" in results:
+        summary["layers_ratio"] = results["ours-layers"]["tokens_per_s"] / ours["tokens_per_s"]
     if args.json:
         print(json.dumps(summary, indent=2))
         return summary
     print(
         f"{args.pairs} pairs, {args.steps} steps, batch {BATCH}, {args.threads} threads, float32 CPU"
         + (" (ours-bf16: bf16 autocast forwards)" if args.bf16 else "")
+        + (f" (ours-layers: LoRA on the last {args.layers} layers)" if args.layers else "")
     )
     for name, r in results.items():
         print(
@@ -305,6 +323,11 @@ def main() -> dict:
         print(
             f"ours with bf16 autocast {results['ours-bf16']['tokens_per_s']:.0f} tok/s vs float32 "
             f"{ours['tokens_per_s']:.0f} tok/s -> ratio {summary['bf16_ratio']:.2f}"
+        )
+    if "ours-layers" in results:
+        print(
+            f"ours with LoRA on the last {args.layers} layers {results['ours-layers']['tokens_per_s']:.0f} tok/s "
+            f"vs every layer {ours['tokens_per_s']:.0f} tok/s -> ratio {summary['layers_ratio']:.2f}"
         )
     return summary
 

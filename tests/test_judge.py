@@ -13,8 +13,6 @@ from uno_local.judge import (
     bleu_gate,
     judge_trial,
     length_gate,
-    repetition,
-    repetition_gate,
     rule_cues,
     score,
     score_margin,
@@ -176,33 +174,6 @@ def test_bleu_gate(candidate, expected):
     assert bleu_gate(candidate, WATER) is expected
 
 
-LOOP = WATER + "\n\nHappy growing!" * 12  # an overtrained adapter's sign-off loop (measured shape)
-LIST_LOOP = "1. Warm up.\n" + "1.1.1.1." * 40  # another measured degenerate answer
-BASE_LOOP = WATER + " Check the soil. Check the soil. Check the soil. Check the soil. Check the soil."
-
-
-@pytest.mark.parametrize(
-    "text, low, high",
-    [(WATER, 0.0, 0.0), (ROME, 0.0, 0.05), (LOOP, 0.3, 0.7), (LIST_LOOP, 0.9, 1.0), ("", 0.0, 0.0)],
-)
-def test_repetition_measures_loops(text, low, high):
-    assert low <= repetition(text) <= high
-
-
-@pytest.mark.parametrize(
-    "candidate, base, expected",
-    [
-        (WATER + "\n\nHappy growing!", WATER, True),  # a learned sign-off, once
-        (LOOP, WATER, False),
-        (LIST_LOOP, WATER, False),
-        (LOOP, BASE_LOOP, True),  # no worse than the base model's own loop on this query
-        (BASE_LOOP, WATER, True),  # mildly repetitive: under the floor
-    ],
-)
-def test_repetition_gate(candidate, base, expected):
-    assert repetition_gate(candidate, base) is expected
-
-
 def test_brevity_penalty_is_what_the_gate_leaves_out():
     short = "Water them deeply. Happy growing!"
     assert bleu(short, WATER) < 0.05 < bleu(short, WATER, brevity=False)
@@ -274,5 +245,3 @@ def test_judge_trial_combines_scores_and_gates():
     assert judge_trial(SIGN_OFF, adapter, WATER) == Trial(1.0, 0.0, True)
     drifted = judge_trial(SIGN_OFF, "Happy growing!", WATER)  # too short and unrelated: gates fail
     assert drifted.gates_pass is False and win_rate([drifted]) == 0.0
-    looping = judge_trial(SIGN_OFF, LOOP, WATER)  # ends with the sign-off, related, long enough, but loops
-    assert looping.candidate_score == 1.0 and looping.gates_pass is False

@@ -59,8 +59,6 @@ def heldout(n: int) -> list[LogData]:
         ({1: [SIGN] * 4}, False, 1),  # identical to the base: ties only, 0.5
         ({1: [SIGN + "\nHappy cooking!"] * 2 + [SIGN] * 2}, True, 1),  # 2 wins + 2 ties = 0.75 >= 0.6
         ({1: ["Happy cooking!"] * 4}, False, 1),  # fails the BLEU gate: unrelated to the base answer
-        # epoch 2 loops on its sign-off: the repetition gate fails it (it would tie and ship as the earlier)
-        ({2: [SIGN + "\nHappy cooking!" * 15] * 4, 3: [SIGN + "\nHappy cooking!"] * 4}, True, 3),
     ],
 )
 def test_validate_expert(epochs, ship, epoch):

@@ -52,9 +52,9 @@ class TrainConfig:
         "Projections that get LoRA weights.",
     )
     lora_layers: int = _f(
-        16,
-        "LoRA on the last N decoder layers only, as mlx-lm's --num-layers; 0 = every layer. Fewer layers "
-        "train faster (no backward below them) and cost llama.cpp less per generated token.",
+        0,
+        "LoRA on the last N decoder layers only (as mlx-lm's --num-layers); 0 = every layer. Fewer layers "
+        "train faster and cost llama.cpp less per generated token, but learn less: docs/benchmarks.md.",
     )
     learning_rate: float = _f(5e-4, "Peak learning rate (AdamW).")
     schedule: str = _f("cosine", "Learning-rate schedule: cosine, linear or constant.")

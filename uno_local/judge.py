@@ -12,8 +12,7 @@ so plain similarity rewards the base model for repeating itself. The score is ED
 The score is the mean of the parts that apply; with no correction and no checkable rule it is the
 neutral 0.5. Stopwords are ignored in unigrams so common words never decide a verdict.
 Gates and counting follow UNO-reference S8: length >= 0.1 x base, BLEU-4 vs base > 0.05, win +1,
-tie +0.5, divided by every held-out log; one gate of ours: not caught in a repetition loop where the base
-answer is not (`repetition_gate`).
+tie +0.5, divided by every held-out log.
 """
 
 from __future__ import annotations
@@ -258,24 +257,6 @@ def bleu_gate(candidate: str, base: str, threshold: float = 0.05) -> bool:
     return bleu(_THINK.sub("", candidate), _THINK.sub("", base), brevity=False) > threshold
 
 
-def repetition(text: str, n: int = 4) -> float:
-    """Share of the word n-grams of `text` that repeat an earlier one: 0 for fluent prose, near 1 for a
-    loop ("Happy growing! Happy growing! ...", "1.1.1.1..."). Digits count as words."""
-    tokens = _WORD.findall(_THINK.sub("", text).lower())
-    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
-    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
-
-
-def repetition_gate(candidate: str, base: str, floor: float = 0.3, slack: float = 0.2) -> bool:
-    """Pass unless the candidate loops: at least `floor` of its 4-grams repeat, and `slack` more than
-    the base answer's (SmolLM2 loops now and then on its own: its answers measured up to 0.43).
-
-    Not in the reference; added after measuring adapters overtrained on a handful of pairs that ended
-    every answer in a loop (0.41-0.83) and still won on 3 held-out logs."""
-    loop = repetition(candidate)
-    return loop < floor or loop <= repetition(base) + slack
-
-
 class Trial(NamedTuple):
     """One held-out log's verdict: the adapter's and the base's scores and whether the gates passed."""
 
@@ -285,8 +266,8 @@ class Trial(NamedTuple):
 
 
 def judge_trial(case: JudgeCase, candidate: str, base: str) -> Trial:
-    """Score the adapter's answer and the base answer for one held-out log and apply the gates."""
-    gates = length_gate(candidate, base) and bleu_gate(candidate, base) and repetition_gate(candidate, base)
+    """Score the adapter's answer and the base answer for one held-out log and apply both gates."""
+    gates = length_gate(candidate, base) and bleu_gate(candidate, base)
     return Trial(score(candidate, case).value, score(base, case).value, gates)
 
 

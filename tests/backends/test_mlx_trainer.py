@@ -81,10 +81,10 @@ def test_a_stop_keeps_one_checkpoint_per_finished_epoch(run):
     for epoch, folder in enumerate(result.checkpoints, start=1):
         peft = json.loads((folder / "adapter_config.json").read_text())
         assert (peft["peft_type"], peft["r"], peft["lora_alpha"]) == ("LORA", 4, 8.0)
-        assert peft["layers_to_transform"] == list(range(30 - 16, 30))  # the default train.lora_layers
+        assert peft["layers_to_transform"] == list(range(30))  # the default train.lora_layers: all
         assert (folder / "adapter_model.safetensors").is_file()
         mlx = json.loads((folder / MLX_SUBDIR / "adapter_config.json").read_text())
-        assert mlx["lora_parameters"]["scale"] == 2.0 and mlx["num_layers"] == 16  # scale = alpha / r
+        assert mlx["lora_parameters"]["scale"] == 2.0 and mlx["num_layers"] == 30  # scale = alpha / r
         assert (folder / MLX_SUBDIR / "adapters.safetensors").is_file()
         note = json.loads((folder / "uno_train.json").read_text())
         assert note["epoch"] == epoch and note["backend"] == "mlx" and note["source_ids"] == [0, 1, 2]

@@ -79,7 +79,7 @@ def test_bf16_autocast_trains_like_fp32_from_the_same_start(run, hf_base, tmp_pa
     first loss is fp32's to bf16 rounding, and the loss falls as in fp32."""
     import torch
 
-    from backends.torch_trainer import forward_dtype
+    from backends.torch_precision import forward_dtype
 
     assert forward_dtype("cpu", "fp32") is None and forward_dtype("mps", "auto") is None
     assert forward_dtype("cpu", "bf16") is torch.bfloat16
@@ -98,7 +98,7 @@ def test_bf16_stores_frozen_decoder_weights_in_bf16_with_the_same_losses(hf_base
     anyway, so a micro-batch's loss and LoRA gradients equal the float32-stored model's under autocast."""
     import torch
 
-    from backends.torch_trainer import cast_frozen_linears
+    from backends.torch_precision import cast_frozen_linears
 
     bf16 = config(precision="bf16", lora_dropout=0.0)
     _, stored, _ = TorchTrainer(hf_base).load(bf16)
@@ -135,25 +135,25 @@ def test_one_checkpoint_per_epoch_with_provenance(run):
     assert sorted(p.name for p in out.iterdir()) == ["epoch-1", "epoch-2"]  # no temp folders left
 
 
-def test_lora_weights_sit_on_the_last_layers_only(run, hf_base, tmp_path):
-    """The default puts LoRA on the last 16 of the 30 layers (the checkpoint and its config say so);
-    lora_layers = 0 puts it on all of them."""
+def test_lora_weights_sit_on_the_last_layers_when_asked(run, hf_base, tmp_path):
+    """By default every layer gets LoRA (PEFT's own default: no layers_to_transform); lora_layers = 16
+    puts it on the last 16 of the 30, and the checkpoint and its config say so."""
     from safetensors.numpy import load_file
 
     def layers_of(folder):
         weights = load_file(folder / "adapter_model.safetensors")
         return sorted({int(k.split(".layers.")[1].split(".")[0]) for k in weights})
 
-    folder = run[0].checkpoints[-1]
-    assert layers_of(folder) == list(range(14, 30))
-    assert json.loads((folder / "adapter_config.json").read_text())["layers_to_transform"] == list(
-        range(14, 30)
-    )
+    def layers_config(folder):
+        return json.loads((folder / "adapter_config.json").read_text())["layers_to_transform"]
+
+    every = run[0].checkpoints[-1]
+    assert layers_of(every) == list(range(30)) and layers_config(every) is None
     seen = []
-    every = TorchTrainer(hf_base).train(
-        pairs(), config(lora_layers=0), tmp_path, on_progress=seen.append, should_stop=lambda: len(seen) >= 2
+    last = TorchTrainer(hf_base).train(
+        pairs(), config(lora_layers=16), tmp_path, on_progress=seen.append, should_stop=lambda: len(seen) >= 2
     )
-    assert layers_of(every.checkpoints[-1]) == list(range(30))
+    assert layers_of(last.checkpoints[-1]) == layers_config(last.checkpoints[-1]) == list(range(14, 30))
 
 
 def test_progress_reports_every_step(run):
@@ -192,9 +192,9 @@ def test_cached_reference_gives_the_losses_of_an_uncached_run(run, hf_base, tmp_
     )
 
 
-def test_frozen_prefix_gives_the_losses_of_whole_forwards(run, hf_base, tmp_path, monkeypatch):
-    """The layers below the first LoRA layer run once per sequence (cached), not in every forward: the
-    same losses and margins as a run that forwards the whole stack every time."""
+def test_frozen_prefix_gives_the_losses_of_whole_forwards(hf_base, tmp_path, monkeypatch):
+    """With LoRA on the last 16 layers, the 14 below run once per sequence (cached), not in every
+    forward: the same losses and margins as a run that forwards the whole stack every time."""
     from backends.frozen_prefix import FrozenPrefix
 
     made = []
@@ -205,18 +205,19 @@ def test_frozen_prefix_gives_the_losses_of_whole_forwards(run, hf_base, tmp_path
         return made[-1]
 
     monkeypatch.setattr(FrozenPrefix, "for_model", classmethod(spy))
-    cached = TorchTrainer(hf_base).train(pairs(), config(), tmp_path / "cached")
+    cached = TorchTrainer(hf_base).train(pairs(), config(lora_layers=16), tmp_path / "cached")
     prefix = made[-1]
     assert prefix is not None and prefix.start == 14
     assert len(prefix.states) == 2 * len(QA)  # every chosen and rejected sequence, once
-    assert cached.metrics["losses"] == pytest.approx(run[0].metrics["losses"], rel=1e-5)
 
     monkeypatch.setattr(FrozenPrefix, "for_model", classmethod(lambda cls, model, layers: None))
-    whole = TorchTrainer(hf_base).train(pairs(), config(), tmp_path / "whole")
+    whole = TorchTrainer(hf_base).train(pairs(), config(lora_layers=16), tmp_path / "whole")
+    assert len(whole.metrics["losses"]) == 4
     assert whole.metrics["losses"] == pytest.approx(cached.metrics["losses"], rel=1e-5)
     assert whole.metrics["reward_margins"] == pytest.approx(
         cached.metrics["reward_margins"], rel=1e-4, abs=2e-5
     )
+    assert whole.metrics["losses"][-1] < whole.metrics["losses"][0]  # and it learns
 
 
 def test_no_frozen_prefix_when_every_layer_is_adapted(hf_base):
@@ -362,7 +363,7 @@ def test_chunked_forwards_give_the_same_loss_and_gradients(hf_base, tokenizer):
     # 1e-6 absolute however small the margin itself is (measured 3e-6 to 5e-6 at margins 0.016 and 0.15).
     assert loss_a == pytest.approx(loss_b, rel=1e-5) and margin_a == pytest.approx(margin_b, abs=2e-5)
     assert pref_a == pref_b == 3
-    assert grads_a.keys() == grads_b.keys() and len(grads_a) == 2 * 7 * 16
+    assert grads_a.keys() == grads_b.keys() and len(grads_a) == 2 * 7 * 30
     assert all(torch.allclose(grads_a[k], grads_b[k], rtol=1e-3, atol=1e-7) for k in grads_a)
 
 
