@@ -5,8 +5,10 @@ The logs come from the shipped scenarios (assets/eval/*.json): each train query 
 base model, and the simulated user gives its feedback (a correction that follows the topic's rule,
 or noise). `uno retrain --json` then runs in a child process, alone; its peak RSS is read from the
 kernel (ru_maxrss of the child). Prints each size's time and memory against the targets, as ratios.
-`--precision bf16` writes `[train] precision` into the run's uno.toml (the default is fp32).
-Usage: python benchmarks/bench_retrain.py [--sizes 50,100,200] [--precision fp32|bf16|auto] [--json]
+`--precision bf16` writes `[train] precision` into the run's uno.toml (the default is fp32), and
+`--lora-layers N` writes `[train] lora_layers` (LoRA on the last N layers; the default is every layer).
+Usage: python benchmarks/bench_retrain.py [--sizes 50,100,200] [--precision fp32|bf16|auto] [--lora-layers 16]
+[--json]
 """
 
 from __future__ import annotations
@@ -62,11 +64,14 @@ def make_logs(n: int, answer_tokens: int = 96) -> list[dict]:
     return records
 
 
-def run_size(records: list[dict], precision: str | None = None) -> dict:
+def run_size(records: list[dict], precision: str | None = None, lora_layers: int | None = None) -> dict:
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "UNO_HOME": home, "HF_HUB_OFFLINE": "1"}
-        if precision:
-            (Path(home) / "uno.toml").write_text(f'[train]\nprecision = "{precision}"\n')
+        settings = ([f'precision = "{precision}"'] if precision else []) + (
+            [f"lora_layers = {lora_layers}"] if lora_layers is not None else []
+        )
+        if settings:
+            (Path(home) / "uno.toml").write_text("[train]\n" + "\n".join(settings) + "\n")
         logs = Path(home) / "logs.jsonl"
         logs.write_text("".join(json.dumps(r) + "\n" for r in records))
         subprocess.run(
@@ -99,13 +104,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50,100,200")
     parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], help="[train] precision")
+    parser.add_argument("--lora-layers", type=int, help="[train] lora_layers (LoRA on the last N layers)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     records = make_logs(max(sizes))
     results = []
     for n in sizes:  # smallest first: ru_maxrss of children only grows, so each peak is its own
-        result = run_size(records[:n], args.precision)
+        result = run_size(records[:n], args.precision, args.lora_layers)
         results.append(result)
         if args.json:
             print(json.dumps(result), flush=True)

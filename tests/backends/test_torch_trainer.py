@@ -18,6 +18,7 @@ from backends.torch_trainer import (
     TorchTrainer,
     batch_loss,
     chunk_pairs,
+    collate,
     encode,
     encode_pairs,
     micro_batch_backward,
@@ -218,6 +219,24 @@ def test_frozen_prefix_gives_the_losses_of_whole_forwards(hf_base, tmp_path, mon
         cached.metrics["reward_margins"], rel=1e-4, abs=2e-5
     )
     assert whole.metrics["losses"][-1] < whole.metrics["losses"][0]  # and it learns
+
+
+def test_frozen_prefix_over_its_memory_budget_recomputes_the_same_states(hf_base, tokenizer):
+    import torch
+
+    from backends.frozen_prefix import FrozenPrefix
+
+    _, model, _ = TorchTrainer(hf_base).load(config(lora_layers=16))
+    seqs = [c for c, _ in encode_pairs(tokenizer, pairs()[:2], config(), "sft")]
+    ids, mask, _ = collate(seqs, tokenizer.pad_token_id)
+    decoder = model.get_base_model().model
+    cached, unbudgeted = FrozenPrefix(decoder, 14), FrozenPrefix(decoder, 14, budget_bytes=0)
+    first = cached.inputs_embeds(seqs, ids, mask)
+    assert len(cached.states) == 2 and cached.bytes == sum(t.nbytes for t in cached.states.values())
+    assert torch.equal(cached.inputs_embeds(seqs, ids, mask), first)  # served from the cache
+    assert torch.allclose(unbudgeted.inputs_embeds(seqs, ids, mask), first, atol=1e-6)
+    assert unbudgeted.states == {} and unbudgeted.bytes == 0
+    assert decoder.layers is not None and len(decoder.layers) == 30  # the stack is put back
 
 
 def test_no_frozen_prefix_when_every_layer_is_adapted(hf_base):
