@@ -383,8 +383,8 @@ class TorchTrainer:
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         enc = encode_pairs(tokenizer, examples, config, objective)
         reference = ReferenceLogps()  # lives for this run only: the next run trains a fresh adapter
-        n_layers = model.get_base_model().config.num_hidden_layers
-        prefix = FrozenPrefix.for_model(model, lora_layer_indices(n_layers, config.lora_layers))
+        adapted = model.peft_config[model.active_adapter].layers_to_transform  # None: every layer
+        prefix = FrozenPrefix.for_model(model, adapted or [])
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
             params, lr=config.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=config.weight_decay

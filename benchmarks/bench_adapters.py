@@ -5,7 +5,7 @@
     call plus the extra time of the first answer after a switch over one on an unchanged adapter
     (both start from an empty KV cache, as a new request does).
 The adapters have the shape `uno retrain` trains by default (`[train]` lora_r, target_modules and
-lora_layers: rank 8 on the 7 projections of the last 16 layers) with random weights: speed does not depend
+lora_layers: rank 8 on the 7 projections of every layer) with random weights: speed does not depend
 on what an adapter learned. `--modules`, `--rank` and `--layers` (0 = every layer) change that shape.
 The ratio is the median over rounds of (adapter tokens/s / base tokens/s), each round timing the two
 back to back, so that a drift in the machine's speed between rounds cancels out.
