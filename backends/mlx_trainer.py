@@ -299,7 +299,10 @@ def apply_adapter(model, folder: Path) -> None:
     n = len(model.layers)
     layers = config.get("layers_to_transform") or list(range(n))
     if sorted(layers) != list(range(n - len(layers), n)):
-        raise AdapterError(f"{folder}: mlx-lm puts LoRA on the last layers only, not on layers {layers}.")
+        raise AdapterError(
+            f"{folder}: mlx-lm puts LoRA on the last layers only, not on layers {layers}; "
+            "use the torch backend (--backend torch) for this adapter."
+        )
     add_lora(model, r, alpha, 0.0, list(config["target_modules"]), len(layers))
     weights = peft_to_mlx_weights(load_file(folder / "adapter_model.safetensors"))
     model.load_weights([(k, mx.array(v)) for k, v in weights.items()], strict=False)

@@ -156,6 +156,18 @@ def test_mlx_uses_the_rope_base_of_the_folder_even_when_nested(hf_base, tmp_path
     assert drift[-1] > 100 * 1e-3  # so the bound above does catch a wrong RoPE base
 
 
+def test_a_peft_adapter_on_other_than_the_last_layers_is_refused(hf_base, tmp_path):
+    """mlx-lm can only put LoRA on a suffix of the layers: any other PEFT folder gets one clear sentence."""
+    from uno_local.errors import AdapterError
+
+    config = {"r": 4, "lora_alpha": 8.0, "target_modules": ["q_proj"], "layers_to_transform": [0, 1]}
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        AdapterError, match=r"last layers only, not on layers \[0, 1\]; use the torch backend"
+    ):
+        mt.apply_adapter(mt.load_mlx_model(hf_base), tmp_path)
+
+
 def test_optimizer_steps_match_torch_adamw():
     """Same AdamW (betas, eps, decoupled decay, bias correction), schedule and clipping as the torch trainer."""
     import mlx.core as mx
