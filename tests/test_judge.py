@@ -8,7 +8,6 @@ from uno_local.judge import (
     JudgeCase,
     Trial,
     best_epoch,
-    better_than_original,
     bleu,
     bleu_gate,
     judge_trial,
@@ -131,7 +130,6 @@ def test_rule_score_prefers_the_rule_following_answer_without_correction():
         "How do I squat?", PROSE, None, ["Answer fitness questions as a numbered list of steps."]
     )
     assert score(LIST, case).value == 1.0 and score(PROSE, case).value == 0.0
-    assert better_than_original(LIST, case) and not better_than_original(PROSE, case)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from uno_local.text import content_words
+
 MAX_RULES = 5
 # Plain strings: a length-bounded string grammar ({8,90}) made llama.cpp's sampling about 8x slower;
 # the token limit bounds the output instead, and `clean` drops what is too short or too long.
@@ -33,67 +35,6 @@ PREDICT_SYSTEM = (
     "Before answering a question, list the rules a good answer to it should follow, covering what the "
     'user asks for and what they probably need. Reply only with JSON {"rules": [...]}: at most 5 short, '
     "positive instructions."
-)
-STOPWORDS = frozenset(
-    [
-        "the",
-        "a",
-        "an",
-        "and",
-        "or",
-        "but",
-        "of",
-        "to",
-        "in",
-        "on",
-        "at",
-        "for",
-        "with",
-        "is",
-        "are",
-        "be",
-        "it",
-        "this",
-        "that",
-        "your",
-        "you",
-        "my",
-        "me",
-        "i",
-        "please",
-        "answer",
-        "answers",
-        "should",
-        "would",
-        "could",
-        "can",
-        "do",
-        "does",
-        "not",
-        "no",
-        "yes",
-        "so",
-        "too",
-        "very",
-        "just",
-        "more",
-        "less",
-        "than",
-        "as",
-        "by",
-        "from",
-        "into",
-        "about",
-        "it's",
-        "its",
-        "was",
-        "were",
-        "will",
-        "make",
-        "use",
-        "keep",
-        "give",
-    ]
 )
 FEEDBACK_CUES = re.compile(
     r"\b(shorter|longer|too|please|instead|don't|do not|wrong|again|more|less|no,|not what|rather|"
@@ -125,10 +66,6 @@ class RuleSet:
 
 
 JsonGenerate = Callable[[list[dict], dict], str]  # (messages, schema) -> raw model text
-
-
-def words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z0-9']+", text.lower()) if len(w) > 2 and w not in STOPWORDS}
 
 
 def is_implicit_feedback(next_user: str | None) -> bool:
@@ -195,7 +132,7 @@ def clean(rules: list[str], limit: int = MAX_RULES) -> list[str]:
         rule = " ".join(rule.split()).strip(" -•*")
         if (
             not 2 <= len(rule.split()) <= 30
-            or not words(rule)
+            or not content_words(rule)
             or re.fullmatch(r"(rule|item)\s*\d*\.?", rule, re.I)
         ):
             continue
@@ -206,9 +143,9 @@ def clean(rules: list[str], limit: int = MAX_RULES) -> list[str]:
 
 def about_feedback(rule: str, feedback: str, answer: str) -> bool:
     """A distilled rule must come from the feedback, not from the answer it criticises."""
-    rule_words, fb_words = words(rule), words(feedback)
+    rule_words, fb_words = content_words(rule), content_words(feedback)
     from_feedback = len(rule_words & fb_words)
-    from_answer = len((rule_words & words(answer)) - fb_words)
+    from_answer = len((rule_words & content_words(answer)) - fb_words)
     return from_feedback >= 1 and from_feedback >= from_answer
 
 

@@ -24,23 +24,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-_STOP_WORDS = (
-    "a an the and or but of to in on at for with by from as is are was were be been it its this that "
-    "these those you your i we they he she them his her our my me do does did so if then than not no "
-    "can will would should could have has had there their what which who how when why"
-)
-_STOP = frozenset(_STOP_WORDS.split())
+from uno_local.text import STOPWORDS, words
+
 _THINK = re.compile(r"<think>.*?</think>", re.S)
 
 
-def words(text: str) -> list[str]:
-    """Lower-cased word tokens (letters, digits, inner apostrophes)."""
-    return _WORD.findall(text.lower())
-
-
 def _ngrams(tokens: list[str]) -> set[tuple[str, ...]]:
-    grams = {(t,) for t in tokens if t not in _STOP}
+    grams = {(t,) for t in tokens if t not in STOPWORDS}
     return grams | set(zip(tokens, tokens[1:], strict=False))
 
 
@@ -213,11 +203,6 @@ def score(candidate: str, case: JudgeCase) -> Score:
         return Score(0.5, "neutral 0.5: no correction and no checkable rule")
     value = sum(v for _, v in parts) / len(parts)
     return Score(value, "; ".join(f"{name} = {v:.2f}" for name, v in parts) + f" -> {value:.2f}")
-
-
-def better_than_original(revision: str, case: JudgeCase) -> bool:
-    """Pairing check: keep a revision as `chosen` only if it scores strictly above the original."""
-    return score(revision, case).value > score(case.original, case).value
 
 
 # ---- the reference's gates and counting (S8) ----
