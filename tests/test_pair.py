@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from uno_local.distill import FeedbackInput
-from uno_local.pair import make_pair, revise_messages
+from uno_local.pair import make_pair
 
 ANSWER = "Boil water, add the egg and wait eight minutes."
 RULES = ['End the answer with "Happy cooking!".']
@@ -44,8 +44,3 @@ def test_satisfied_answer_is_sft_and_plain_dislike_is_nothing():
     sft = make_pair(FeedbackInput("q", ANSWER, 1), [], None)
     assert (sft.chosen, sft.rejected, sft.kind) == (ANSWER, ANSWER, "sft")
     assert make_pair(FeedbackInput("q", ANSWER, -1), [], reviser("x")) is None
-
-
-def test_revise_messages_shape():
-    messages = revise_messages("Why?", "Because.", ["Be brief."], "")
-    assert messages[0]["role"] == "user" and "1. Be brief." in messages[0]["content"]

@@ -11,7 +11,7 @@ from uno_local.route import (
     decide_route,
     parse_suggestions,
     reflect,
-    revise_prompt,
+    revise_messages,
 )
 
 EXPERT = ClusterState(label=2, high_gap=False, expert_adapter="expert-2-v3", critic_adapter="critic-2-v1")
@@ -69,7 +69,9 @@ def test_prompts_have_the_reference_sections():
     assert critic.index("## User Query") < critic.index("## Initial Answer")
     assert "How do I squat?" in critic and critic.rstrip().endswith("Bend your knees.")
     assert len(critic.split("\n\n")[0].split(". ")) == 1  # one instruction sentence
-    revise = revise_prompt("How do I squat?", "Bend your knees.", "1. Number the steps.")
+    (message,) = revise_messages("How do I squat?", "Bend your knees.", ["Number the steps.", "Be brief."])
+    revise = message["content"]
+    assert message["role"] == "user" and "1. Number the steps.\n2. Be brief." in revise
     for section in ("## Initial Answer", "## Suggestion", "## User Question"):
         assert section in revise
     assert (

@@ -13,11 +13,7 @@ from dataclasses import dataclass
 
 from uno_local.distill import FeedbackInput, feedback_text
 from uno_local.judge import JudgeCase, score
-
-REVISE_INSTRUCTION = (
-    "Revise the initial answer so that it follows every suggestion. Output only the full revised answer, "
-    "without repeating the question."
-)
+from uno_local.route import revise_messages
 
 
 @dataclass
@@ -30,17 +26,6 @@ class Pair:
 
 
 Revise = Callable[[list[dict], int], list[str]]  # (messages, n) -> n sampled revisions
-
-
-def revise_messages(query: str, answer: str, rules: list[str], feedback: str) -> list[dict]:
-    """The revision prompt: initial answer, numbered suggestions (raw feedback last), the question."""
-    items = [*rules, feedback] if feedback else list(rules)
-    suggestion = "\n".join(f"{i}. {text}" for i, text in enumerate(items, start=1))
-    content = (
-        f"## Initial Answer\n\n{answer}\n\n## Suggestion\n\n{suggestion}\n\n## User Question\n\n{query}\n\n"
-        f"{REVISE_INSTRUCTION}"
-    )
-    return [{"role": "user", "content": content}]
 
 
 def make_pair(
@@ -57,7 +42,8 @@ def make_pair(
         return None
     if revise is None or n_revisions < 1:
         return None
-    messages = revise_messages(item.query, item.answer, rules, feedback_text(item))
+    feedback = feedback_text(item)
+    messages = revise_messages(item.query, item.answer, [*rules, feedback] if feedback else list(rules))
     candidates = [c.strip() for c in revise(messages, n_revisions)]
     scored = [(score(c, case).value, -i, c) for i, c in enumerate(candidates) if c]
     if not scored:

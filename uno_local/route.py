@@ -85,14 +85,21 @@ def critic_prompt(query: str, draft: str) -> str:
     )
 
 
-def revise_prompt(query: str, draft: str, suggestions: str) -> str:
-    """The base model's revision input, as the reference's: initial answer, suggestions, question."""
-    return (
-        "Revise the initial answer so that it follows the suggestions. Output only the full revised "
-        "answer, without restating the question.\n\n"
-        f"## Initial Answer\n\n{draft.strip()}\n\n## Suggestion\n\n{suggestions.strip()}\n\n"
-        f"## User Question\n\n{query.strip()}"
+REVISE_INSTRUCTION = (
+    "Revise the initial answer so that it follows every suggestion. Output only the full revised answer, "
+    "without repeating the question."
+)
+
+
+def revise_messages(query: str, answer: str, suggestions: list[str]) -> list[dict]:
+    """The one revision prompt (the reference's "v2"): initial answer, numbered suggestions, question.
+    The pair stage revises under a log's rules, the Reflective path under the Critic's suggestions."""
+    numbered = "\n".join(f"{i}. {text}" for i, text in enumerate(suggestions, start=1))
+    content = (
+        f"## Initial Answer\n\n{answer}\n\n## Suggestion\n\n{numbered}\n\n## User Question\n\n{query}\n\n"
+        f"{REVISE_INSTRUCTION}"
     )
+    return [{"role": "user", "content": content}]
 
 
 _ITEM = re.compile(r"^\s*\d+\s*[.)]\s*(\S.*?)\s*$", re.M)
@@ -137,10 +144,7 @@ def reflect(
         if not items:
             trace.append(ReflectStep("skip", "The critic gave no numbered suggestion; the draft stands."))
             break
-        numbered = "\n".join(f"{i}. {item}" for i, item in enumerate(items, 1))
-        revised = generate(
-            system + [{"role": "user", "content": revise_prompt(query, answer, numbered)}], None
-        )
+        revised = generate(system + revise_messages(query, answer, items), None)
         if not revised.strip():
             trace.append(ReflectStep("skip", "The revision came back empty; the previous answer stands."))
             break
