@@ -1,4 +1,4 @@
-"""Gap arithmetic on fixed vectors: novelty, per-log minimum, cluster mean, thresholds, savings."""
+"""Gap arithmetic on fixed vectors: novelty, per-log minimum, cluster mean, thresholds, the intrinsic gap."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from uno_local.gap import (
-    ClusterCost,
     cluster_gap,
     intrinsic_gap,
     is_eligible,
@@ -16,7 +15,6 @@ from uno_local.gap import (
     log_gap,
     mean_logprob,
     rule_novelty,
-    tokens_saved,
 )
 
 E1, E2, E3 = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]
@@ -96,22 +94,3 @@ def test_mean_logprob_needs_tokens():
     assert mean_logprob([-1.0, -3.0]) == -2.0
     with pytest.raises(ValueError, match="at least one token"):
         intrinsic_gap([], [-1.0])
-
-
-@pytest.mark.parametrize(
-    "clusters, epochs, saved, total, share",
-    [
-        ([ClusterCost(0, False, 1000), ClusterCost(1, True, 3000)], 1, 3000, 4000, 0.75),
-        ([ClusterCost(0, False, 1000), ClusterCost(1, True, 3000)], 3, 9000, 12000, 0.75),
-        ([ClusterCost(0, False, 500)], 2, 0, 1000, 0.0),
-        ([], 1, 0, 0, 0.0),
-    ],
-)
-def test_tokens_saved(clusters, epochs, saved, total, share):
-    result = tokens_saved(clusters, epochs=epochs)
-    assert (result.saved, result.total, result.share) == (saved, total, share)
-
-
-def test_tokens_saved_rejects_negative_counts():
-    with pytest.raises(ValueError, match="negative"):
-        tokens_saved([ClusterCost(0, True, -1)])

@@ -124,11 +124,6 @@ class ChatService:
         user_id = self.store.add_message(conversation_id, "user", text, source=source)
         return self._answer(conversation_id, user_id, settings, source)
 
-    def regenerate(self, conversation_id: int, settings: GenerationSettings) -> Turn:
-        """Answer the last user message again (after an interrupted answer)."""
-        last_user = [m for m in self.store.messages(conversation_id) if m.role == "user"][-1]
-        return self._answer(conversation_id, last_user.id, settings, "chat")
-
     def _answer(self, conversation_id: int, user_id: int, settings: GenerationSettings, source: str) -> Turn:
         messages = history_for_model(self.store, conversation_id)
         plan, events = self.responder.respond(messages, settings)

@@ -4,13 +4,12 @@ UNO-reference S6 with the on-device substitute of its §9: the novelty of a feed
 1 - its best cosine match among the rules the model predicted from the query alone; a log's gap is
 the minimum over its feedback rules (high only when *every* rule was unforeseen); a cluster's gap is
 the mean over its eligible logs. Also the model-intrinsic gap (the base model's log-probability
-margin) and the training tokens the gap filter saves.
+margin).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -80,33 +79,3 @@ def intrinsic_gap(logp_chosen: Sequence[float] | float, logp_rejected: Sequence[
         return float(value) if np.isscalar(value) else mean_logprob(value)
 
     return mean(logp_rejected) - mean(logp_chosen)
-
-
-@dataclass(frozen=True)
-class ClusterCost:
-    """What one cluster would cost to train as an Expert (DPO+SFT)."""
-
-    label: int
-    high_gap: bool
-    train_tokens: int  # tokens the Expert trainer would see per epoch (prompt + chosen + rejected)
-
-
-@dataclass(frozen=True)
-class TokenSavings:
-    saved: int  # tokens of high-gap clusters, which get no Expert training
-    total: int  # tokens if every cluster trained an Expert
-
-    @property
-    def share(self) -> float:
-        """Fraction of Expert training the gap filter avoided (0 when there was nothing to train)."""
-        return self.saved / self.total if self.total else 0.0
-
-
-def tokens_saved(clusters: Iterable[ClusterCost], epochs: int = 1) -> TokenSavings:
-    """Expert-training tokens the gap filter skipped: high-gap clusters go to the Critic instead."""
-    clusters = list(clusters)
-    if any(c.train_tokens < 0 for c in clusters):
-        raise ValueError("train_tokens cannot be negative.")
-    total = sum(c.train_tokens for c in clusters) * epochs
-    saved = sum(c.train_tokens for c in clusters if c.high_gap) * epochs
-    return TokenSavings(saved=saved, total=total)
