@@ -8,10 +8,8 @@ import pytest
 from uno_local.cluster import (
     BASE,
     Router,
-    assign_online,
     calibrate_ward_threshold,
     centroids,
-    cluster_sizes,
     enforce_min_size,
     features,
     merge_heights,
@@ -19,8 +17,8 @@ from uno_local.cluster import (
     ward_clusters,
 )
 from uno_local.config import UnoConfig
-from uno_local.errors import ConfigError, StoreError
-from uno_local.retrain import FALLBACK_WARD
+from uno_local.errors import ConfigError
+from uno_local.retrain.cluster import FALLBACK_WARD
 
 # Three tight 2-D blobs, listed out of order so relabelling is visible.
 BLOBS = np.array(
@@ -112,29 +110,6 @@ def test_centroids_are_plain_means_of_query_vectors():
     assert sorted(cents) == [0, 1]
     assert np.allclose(cents[0], [0.5, 0.5])  # not renormalised
     assert np.allclose(cents[1], [1.0, 1.0])
-    assert cluster_sizes(np.array([0, 0, 1, BASE])) == {0: 2, 1: 1}
-
-
-@pytest.mark.parametrize(
-    "new, expected_label, expected_centroid",
-    [
-        ([1.0, 0.0], 0, [2 / 3, 0.0]),  # (c*n + v)/(n+1) with c=(0.5,0), n=2
-        ([0.0, 3.0], 1, [0.0, 2.0]),  # cosine picks the direction; (1*1 + 3)/2 = 2
-    ],
-)
-def test_assign_online_running_mean(new, expected_label, expected_centroid):
-    cents = {0: np.array([0.5, 0.0]), 1: np.array([0.0, 1.0])}
-    label, new_cents, counts = assign_online(cents, {0: 2, 1: 1}, np.array(new))
-    assert label == expected_label
-    assert np.allclose(new_cents[label], expected_centroid)
-    assert counts[label] == {0: 2, 1: 1}[label] + 1
-    assert np.allclose(cents[0], [0.5, 0.0])  # the inputs are not modified
-
-
-def test_assign_online_far_or_empty_changes_nothing():
-    cents = {0: np.array([1.0, 0.0])}
-    assert assign_online(cents, {0: 3}, np.array([0.0, 1.0]), max_distance=0.5)[0] is None
-    assert assign_online({}, {}, np.array([0.0, 1.0]))[0] is None
 
 
 @pytest.mark.parametrize(
@@ -164,36 +139,6 @@ def test_router_empty_and_bad_settings():
     assert Router({}, 0.5).route(np.ones(3)) == (None, float("inf"))
     with pytest.raises(ConfigError, match="unseen_distance"):
         Router({0: np.ones(3)}, 0.0)
-
-
-@pytest.mark.parametrize("n_centroids", [0, 1, 5])
-def test_router_save_load_round_trip(tmp_path, n_centroids):
-    rng = np.random.default_rng(0)
-    cents = {k * 3: rng.normal(size=8) for k in range(n_centroids)}
-    router = Router(cents, unseen_distance=0.7)
-    router.save(tmp_path / "router")
-    loaded = Router.load(tmp_path / "router")
-    assert loaded.labels == router.labels and loaded.unseen_distance == 0.7
-    for q in rng.normal(size=(6, 8)):
-        (a, da), (b, db) = router.route(q), loaded.route(q)
-        assert a == b and da == pytest.approx(db, abs=1e-5)
-
-
-def test_router_load_errors(tmp_path):
-    with pytest.raises(StoreError, match="No router"):
-        Router.load(tmp_path)
-    (tmp_path / Router.META_FILE).write_text("{not json", encoding="utf-8")
-    with pytest.raises(StoreError, match="corrupt"):
-        Router.load(tmp_path)
-
-
-def test_router_rebuilds_a_missing_or_broken_index(tmp_path):
-    cents = {0: np.array([1.0, 0.0]), 1: np.array([0.0, 1.0]), 2: np.array([-1.0, 0.0])}
-    Router(cents, 0.5).save(tmp_path)
-    (tmp_path / Router.INDEX_FILE).write_bytes(b"garbage")
-    assert Router.load(tmp_path).route(np.array([0.1, 1.0]))[0] == 1
-    (tmp_path / Router.INDEX_FILE).unlink()
-    assert Router.load(tmp_path).route(np.array([-1.0, 0.1]))[0] == 2
 
 
 @pytest.mark.parametrize(

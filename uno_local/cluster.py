@@ -2,22 +2,19 @@
 
 Follows UNO-reference S5: features L2(concat(L2(E(query)), L2(E(rules)))), Ward linkage cut at a
 distance threshold, centroids = mean of the members' *query* embeddings (queries at inference have no
-rules). uno-local adds a minimum cluster size, deterministic label numbering, an online running-mean
-update and a query router with an "unseen" distance (see `Router`). Label -1 means "stays on the base
+rules). uno-local adds a minimum cluster size, deterministic label numbering and a query router with
+an "unseen" distance (see `Router`); online joining is the cluster stage's (`retrain/cluster.py`). Label -1 means "stays on the base
 model" (not part of any cluster).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 
-from uno_local.errors import ConfigError, StoreError
+from uno_local.errors import ConfigError
 
 BASE = -1  # label of logs that belong to no cluster and stay on the base model
 
@@ -123,40 +120,9 @@ def centroids(eq: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
     return _group_means(np.asarray(eq, dtype=np.float64), np.asarray(labels, dtype=np.int64))
 
 
-def cluster_sizes(labels: np.ndarray) -> dict[int, int]:
-    """Members per cluster; BASE logs excluded."""
-    values = np.asarray(labels).tolist()
-    return {k: values.count(k) for k in sorted(set(values)) if k != BASE}
-
-
 def cosine_distance(v: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """1 - cosine similarity between vector `v` and each row of `matrix` (0 identical, 2 opposite)."""
     return 1.0 - l2_normalize(matrix) @ l2_normalize(v)
-
-
-def assign_online(
-    cents: Mapping[int, np.ndarray],
-    counts: Mapping[int, int],
-    eq_new: np.ndarray,
-    max_distance: float | None = None,
-) -> tuple[int | None, dict[int, np.ndarray], dict[int, int]]:
-    """Put one new log (its query embedding) in the nearest cluster by cosine distance and update
-    that centroid as a running mean c <- (c*n + v)/(n+1). Returns (label, centroids, counts) as new
-    dicts; label None (nothing changed) when there are no clusters or the nearest is beyond
-    `max_distance` (then the log waits for the next full re-clustering)."""
-    new_cents = {k: np.asarray(v, dtype=np.float64).copy() for k, v in cents.items()}
-    new_counts = dict(counts)
-    if not new_cents:
-        return None, new_cents, new_counts
-    keys = sorted(new_cents)
-    dist = cosine_distance(np.asarray(eq_new, dtype=np.float64), np.stack([new_cents[k] for k in keys]))
-    best = int(np.argmin(dist))
-    if max_distance is not None and dist[best] > max_distance:
-        return None, new_cents, new_counts
-    label, n = keys[best], new_counts.get(keys[best], 0)
-    new_cents[label] = (new_cents[label] * n + np.asarray(eq_new, dtype=np.float64)) / (n + 1)
-    new_counts[label] = n + 1
-    return label, new_cents, new_counts
 
 
 class Router:
@@ -168,8 +134,6 @@ class Router:
     cosine ignores that length, so one `unseen_distance` means the same for tight and loose clusters.
     With fewer than two centroids (where hnswlib is unreliable) it searches by brute force.
     """
-
-    INDEX_FILE, META_FILE = "index.hnsw", "router.json"
 
     def __init__(self, cents: Mapping[int, np.ndarray], unseen_distance: float) -> None:
         if unseen_distance <= 0:
@@ -209,54 +173,3 @@ class Router:
         """(label, distance) of the nearest cluster, label None when the query is unseen."""
         label, dist = self.nearest(query_vec)
         return (None if label is None or dist > self.unseen_distance else label), dist
-
-    def save(self, path: str | Path) -> Path:
-        """Write the router into folder `path` (centroids as JSON, plus the hnswlib index)."""
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        meta = {"unseen_distance": self.unseen_distance, "space": "cosine", "labels": self.labels}
-        meta["centroids"] = [] if self.matrix is None else self.matrix.astype(float).tolist()
-        tmp = folder / (self.META_FILE + ".tmp")
-        tmp.write_text(json.dumps(meta), encoding="utf-8")
-        os.replace(tmp, folder / self.META_FILE)  # atomic: a crash leaves the old router intact
-        if self._index is not None:
-            self._index.save_index(str(folder / self.INDEX_FILE))
-        return folder
-
-    @classmethod
-    def load(cls, path: str | Path) -> Router:
-        """Read a router written by `save`; the index is rebuilt from the centroids if it is missing."""
-        folder = Path(path)
-        meta_path = folder / cls.META_FILE
-        if not meta_path.is_file():
-            raise StoreError(f"No router in {folder}; run `uno retrain` to build one.")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            cents = dict(zip(meta["labels"], np.asarray(meta["centroids"], dtype=np.float32), strict=True))
-            router = cls.__new__(cls)
-            router.labels = sorted(int(k) for k in cents)
-            router.unseen_distance = float(meta["unseen_distance"])
-            router.matrix = np.stack([cents[k] for k in router.labels]) if router.labels else None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(
-                f"The router in {folder} is corrupt ({exc}); run `uno retrain` to rebuild it."
-            ) from exc
-        router._index = None
-        if len(router.labels) >= 2:
-            router._index = router._load_index(folder / cls.INDEX_FILE)
-        return router
-
-    def _load_index(self, index_path: Path):
-        import hnswlib
-
-        if not index_path.is_file():
-            return self._build_index()
-        index = hnswlib.Index(space="cosine", dim=self.matrix.shape[1])
-        try:
-            index.load_index(str(index_path), max_elements=len(self.labels))
-        except (RuntimeError, ValueError):
-            return self._build_index()  # an unreadable index is derived data: rebuild it
-        if index.get_current_count() != len(self.labels):
-            return self._build_index()  # index and centroids disagree: trust the centroids
-        index.set_ef(max(64, len(self.labels)))
-        return index

@@ -13,7 +13,7 @@ import math
 import random
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from uno_local.route import critic_prompt
@@ -31,9 +31,16 @@ class LogData:
     query: str
     answer: str
     correction: str | None
-    rules: list[str]
-    predicted: list[str]
-    pair: dict | None  # {"chosen", "rejected", "kind", ...} or None
+    rules: list[str]  # distilled from this log's feedback
+    predicted: list[str] = field(default_factory=list)  # the model's own rules for the query
+    pair: dict | None = None  # {"chosen", "rejected", "kind", ...} or None
+    user_rules: list[str] | None = None  # the user's edit of its cluster's rules (`uno rules edit`)
+
+    @property
+    def guide(self) -> list[str]:
+        """The rules that steer learning from this log (revisions, judge, Critic): the user's edit
+        of its cluster's rules when there is one, else its own distilled rules."""
+        return self.user_rules if self.user_rules is not None else self.rules
 
 
 def split(members: list[int], heldout_share: float, min_heldout: int) -> tuple[list[int], list[int]]:
@@ -65,12 +72,12 @@ def critic_examples(logs: list[LogData]) -> list[TrainExample]:
     return [
         TrainExample(
             prompt=[{"role": "user", "content": critic_prompt(log.query, log.answer)}],
-            chosen="\n".join(f"{i}. {rule}" for i, rule in enumerate(log.rules, 1)),
+            chosen="\n".join(f"{i}. {rule}" for i, rule in enumerate(log.guide, 1)),
             rejected=None,
             source_ids=[log.message_id],
         )
         for log in logs
-        if log.rules
+        if log.guide
     ]
 
 

@@ -38,7 +38,7 @@ def epochs_to_judge(n_epochs: int, most: int) -> list[int]:
 
 
 def judge_case(log: LogData) -> JudgeCase:
-    return JudgeCase(log.query, log.answer, log.correction, tuple(log.rules))
+    return JudgeCase(log.query, log.answer, log.correction, tuple(log.guide))
 
 
 def validate_expert(

@@ -57,14 +57,15 @@ def status(app: App, as_json: bool) -> None:
         f"Store:     {counts['conversations']} conversations, {counts['messages']} messages, "
         f"{counts['feedback']} feedback ({counts['corrections']} corrections), {counts['incomplete']} incomplete"
     )
-    for key in ("trainer", "adapters"):
+    for key in ("trainer", "adapters", "retrain"):
         if key in info:
             click.echo(f"{key.capitalize() + ':':<10} {info[key]}")
 
 
 def _learning_status(app: App) -> dict:
     """The trainer that `uno retrain` would use, and what is serving."""
-    from uno_local.retrain import choose_backend
+    from uno_local.retrain import choose_backend, describe_run, retrain_alive
+    from uno_local.store.learning import last_run
 
     backend = choose_backend(app.config.train.backend)
     device = app.config.train.device
@@ -82,4 +83,5 @@ def _learning_status(app: App) -> dict:
     return {
         "trainer": f"{backend} on {device if backend == 'torch' else 'the MLX default device'}",
         "adapters": ", ".join(active) if active else "none serving (base model)",
+        "retrain": describe_run(last_run(app.store), retrain_alive(app.home)),  # the last run
     }

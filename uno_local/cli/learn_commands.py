@@ -158,13 +158,18 @@ def _cluster(app: App, label: int):
 @click.option("--reset", is_flag=True, help="Go back to the distilled rules.")
 @click.pass_obj
 def rules_edit(app: App, label: int, new_rules: tuple[str, ...], reset: bool) -> None:
-    """Edit cluster LABEL's rules (used by the judge and the Critic at the next retrain)."""
+    """Edit cluster LABEL's rules.
+
+    At the next retrain the edited rules replace the distilled ones for this cluster's logs: the
+    revisions that make its preference pairs follow them, the judge scores its pairs and its held-out
+    answers by them, and its Critic learns them; the cluster then trains again. Clustering and the
+    gap still use each log's distilled rules.
+    """
     from uno_local.store.learning import update_cluster
 
     row = _cluster(app, label)
     if reset:
-        app.store.db.execute("UPDATE clusters SET user_rules = NULL WHERE label = ?", [label])
-        app.store.db.conn.commit()
+        update_cluster(app.store, label, user_rules=None)
         click.echo(f"cluster {label}: back to the distilled rules.")
         return
     if not new_rules:

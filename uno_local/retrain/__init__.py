@@ -1,33 +1,37 @@
 """`uno retrain`: the UNO loop over the store, stage by stage, resumable, one run at a time.
 
-collect -> distill -> predict -> pair -> cluster -> gap -> train -> convert -> validate -> deploy
+The stages, in order, each a module here named for its verb with a `run(ctx, state) -> state`
+function (the pure cores they call are the top-level modules `uno_local/distill.py`, `pair.py`,
+`cluster.py`, `gap.py`, `train.py`, `validate.py`):
 
-Each stage is a pure core in its own module (distill.py, pair.py, cluster.py, gap.py, train.py,
-validate.py); the I/O shells live in `learn.py` (up to gap) and `ship.py` (train to deploy), and the
-orchestration (artifact cache, progress, run records, report) in `run.py`. A rerun after a crash
-continues from what finished; nothing that serves changes until the deploy stage.
+    collect -> distill -> predict -> pair -> cluster -> gap -> train -> convert -> validate -> deploy
+
+`pipeline.py` lists them (`PIPELINE`) and runs them (`Retrain`); `state.py` is the typed state they
+pass along; `context.py` holds what they share (store, models, progress, the artifact cache);
+`runs.py` the lock and the run records. Importing this package stays light (`uno status` does):
+the pipeline's names load on first use.
 """
 
-from uno_local.retrain.plan import (
-    FALLBACK_WARD,
-    STAGES,
-    ClusterPlan,
-    RetrainOptions,
-    RetrainReport,
-    StageEvent,
-    choose_backend,
-    retrain_lock,
-)
-from uno_local.retrain.run import Retrain
+from uno_local.retrain.runs import choose_backend, describe_run, retrain_alive, retrain_lock
 
-__all__ = [
-    "FALLBACK_WARD",
-    "STAGES",
-    "ClusterPlan",
-    "Retrain",
-    "RetrainOptions",
-    "RetrainReport",
-    "StageEvent",
-    "choose_backend",
-    "retrain_lock",
-]
+_LAZY = {
+    "PIPELINE": "pipeline",
+    "STAGES": "pipeline",
+    "Retrain": "pipeline",
+    "ClusterPlan": "state",
+    "RetrainOptions": "state",
+    "RetrainReport": "state",
+    "RetrainState": "state",
+    "StageEvent": "state",
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+
+
+__all__ = ["choose_backend", "describe_run", "retrain_alive", "retrain_lock", *_LAZY]

@@ -1,36 +1,21 @@
-"""Shared pieces of a retrain: stage names, constants, the per-cluster plan, the report, the lock."""
+"""The typed state a retrain carries from stage to stage, its options, its progress events and its report.
+
+Every stage reads a `RetrainState` and returns it; every field is declared here, so a reader can see
+what each stage adds (the comment on each field names the stage that fills it).
+"""
 
 from __future__ import annotations
 
-import fcntl
-import os
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from uno_local.distill import FeedbackInput
-from uno_local.errors import RetrainLockedError
+import numpy as np
+
 from uno_local.store import Log
 from uno_local.store.learning import ClusterRow
+from uno_local.train import LogData
 from uno_local.validate import Validation
-
-STAGES = ("collect", "distill", "predict", "pair", "cluster", "gap", "train", "convert", "validate", "deploy")
-RULES_TOKENS = 40  # rules are short; grammar-constrained sampling slows down on long strings
-MAX_RULE_CHARS = 90
-ANSWER_TOKENS = 160  # revisions and held-out answers; below train.max_answer_tokens so endings are learned
-# Fixed, varied prompts for the deploy-time logits parity check (the issue's "fixed prompts").
-# Measured on a trained habit adapter: these gave delta correlation 0.991; the adapter's own four
-# training queries gave 0.984 (Q4_1's activation quantization in llama.cpp sets the noise floor).
-PARITY_PROMPTS = [
-    "How do I make a fruit salad?",
-    "How do I cook mushrooms?",
-    "What is the capital of Japan?",
-    "Explain photosynthesis.",
-    "How do I boil an egg?",
-    "Write a poem about rain.",
-]
-FALLBACK_WARD = 2.5  # docs/thresholds.md: recovers the scenario topics from 36 to 102 logs
 
 
 @dataclass
@@ -52,7 +37,7 @@ class RetrainOptions:
 
 @dataclass
 class ClusterPlan:
-    """A cluster as it moves through train, convert, validate and deploy."""
+    """A cluster as it moves through gap, train, convert, validate and deploy."""
 
     row: ClusterRow
     train_ids: list[int] = field(default_factory=list)
@@ -70,6 +55,19 @@ class ClusterPlan:
 
 
 @dataclass
+class RetrainState:
+    """What the stages know so far; each field is filled by the stage named beside it."""
+
+    previous: dict[int, ClusterRow] = field(default_factory=dict)  # collect: the cluster table before the run
+    logs: list[Log] = field(default_factory=list)  # collect: logs with feedback
+    items: dict[int, LogData] = field(default_factory=dict)  # distill (rules), predict, pair
+    query_vecs: dict[int, np.ndarray] = field(default_factory=dict)  # cluster: query embeddings
+    plans: list[ClusterPlan] = field(default_factory=list)  # cluster; gap, train, validate, deploy fill them
+    gap_skipped_tokens: int = 0  # train: Expert tokens a high gap sent to the Critic instead
+    deployed: list[str] = field(default_factory=list)  # deploy: adapter keys that went live
+
+
+@dataclass
 class RetrainReport:
     logs: int
     pairs: int
@@ -84,41 +82,3 @@ class RetrainReport:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-@contextmanager
-def retrain_lock(home: Path):
-    """Only one retrain at a time, across processes (an OS lock: a crash releases it)."""
-    path = home / "retrain.lock"
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise RetrainLockedError("Another retrain is already running; wait for it to finish.") from None
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-def feedback_input(log: Log) -> FeedbackInput:
-    fb = log.feedback
-    return FeedbackInput(
-        query=log.query,
-        answer=log.answer,
-        rating=fb.rating if fb else None,
-        comment=fb.comment if fb else None,
-        correction=fb.correction if fb else None,
-        next_user=log.next_user,
-    )
-
-
-def choose_backend(name: str) -> str:
-    """auto: MLX on Apple silicon, torch elsewhere."""
-    if name != "auto":
-        return name
-    import platform
-
-    return "mlx" if platform.system() == "Darwin" and platform.machine() == "arm64" else "torch"

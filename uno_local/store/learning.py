@@ -1,8 +1,10 @@
-"""What the learning loop keeps in SQLite: stage artifacts (with provenance) and the cluster table.
+"""What the learning loop keeps in SQLite: stage artifacts (with provenance), the cluster table and
+the retrain runs.
 
 Artifacts are content-addressed: each is stored under (stage, key) with the hash of its inputs, so a
 rerun (after a crash, or with new logs) reuses every result whose inputs did not change. The
 cluster table is what routing reads; it is replaced in one transaction at the end of a retrain.
+`retrain_runs` records each run: running, finished, failed, or interrupted (its process was killed).
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def load_clusters(store: Store) -> list[ClusterRow]:
 def replace_clusters(store: Store, rows: list[ClusterRow]) -> None:
     """Swap in a whole new cluster table at once (routing never sees half of it)."""
     db = store.db
-    db.execute("BEGIN")
+    db.execute("BEGIN IMMEDIATE")
     try:
         db.execute("DELETE FROM clusters")
         for row in rows:
@@ -120,3 +122,52 @@ def update_cluster(store: Store, label: int, **fields: Any) -> None:
             f"UPDATE clusters SET {sets}, updated_at = ? WHERE label = ?",
             [*fields.values(), now_iso(), label],
         )
+
+
+@dataclass
+class RetrainRun:
+    """One row of `retrain_runs`."""
+
+    id: int
+    started_at: str
+    finished_at: str | None
+    status: str  # running, finished, failed, interrupted
+    stage: str | None
+    summary: dict | None
+
+
+def start_run(store: Store) -> int:
+    """Record a new run as running; earlier rows still "running" were killed (the caller holds the
+    retrain lock, so no other run is alive) and become "interrupted"."""
+    with store.transaction():
+        store.db.execute("UPDATE retrain_runs SET status = 'interrupted' WHERE status = 'running'")
+        return store.db.execute(
+            "INSERT INTO retrain_runs (started_at, status) VALUES (?, 'running')", [now_iso()]
+        ).lastrowid
+
+
+def update_run(
+    store: Store, run_id: int, status: str, stage: str | None = None, summary: dict | None = None
+) -> None:
+    """Move a run to `status` (and `stage`); a summary also ends it (finished_at)."""
+    fields: dict[str, Any] = {"status": status}
+    if stage:
+        fields["stage"] = stage
+    if summary is not None:
+        fields["summary"] = json.dumps(summary, default=str)
+        fields["finished_at"] = now_iso()
+    with store.transaction():
+        store.db.execute(
+            f"UPDATE retrain_runs SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
+            [*fields.values(), run_id],
+        )
+
+
+def last_run(store: Store) -> RetrainRun | None:
+    """The most recent run, as recorded (a killed run still reads "running" here)."""
+    row = store.db.execute(
+        "SELECT id, started_at, finished_at, status, stage, summary FROM retrain_runs ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    return RetrainRun(*row[:5], json.loads(row[5]) if row[5] else None)

@@ -1,0 +1,246 @@
+"""`Retrain` end to end on the fakes (tests/retrain/conftest.py): the stage order, resuming after a
+failure in each stage, veto, --recluster, online joining, edited rules, the Critic fallback, the lock
+and the run records. A real store and a real registry; seconds in all."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.retrain.fakes import SIGN_OFF, Failure, add_cooking, add_garden, add_log
+from uno_local.errors import NothingToLearnError, RetrainLockedError
+from uno_local.retrain import (
+    PIPELINE,
+    STAGES,
+    Retrain,
+    RetrainOptions,
+    describe_run,
+    retrain_alive,
+    retrain_lock,
+)
+from uno_local.store.learning import last_run, load_clusters, start_run, update_cluster
+
+
+def retrain(app, fakes, events=None, **options):
+    progress = events.append if events is not None else None
+    return Retrain(app, RetrainOptions(**options), progress=progress, tools=fakes.tools()).run()
+
+
+def routes(report) -> list[tuple[int, int, str]]:
+    return (
+        [(c["label"], c["size"], c["route"]) for c in report["clusters"] if "label" in c]
+        if isinstance(report, dict)
+        else [(c["label"], c["size"], c["route"]) for c in report.clusters]
+    )
+
+
+def runs(app) -> list[str]:
+    return [row[0] for row in app.store.db.execute("SELECT status FROM retrain_runs ORDER BY id")]
+
+
+def test_stages_run_in_the_documented_order(app, fakes):
+    add_cooking(app)
+    add_garden(app)
+    events = []
+    report = retrain(app, fakes, events)
+    assert STAGES == tuple(name for name, _ in PIPELINE) == (
+        "collect", "distill", "predict", "pair", "cluster", "gap", "train", "convert", "validate", "deploy"
+    )  # fmt: skip
+    first_seen = list(dict.fromkeys(e.stage for e in events))
+    assert first_seen == list(STAGES)
+    assert routes(report) == [(0, 10, "expert"), (1, 10, "expert")]
+    assert report.deployed == ["expert-c0@v1", "expert-c1@v1"]
+    served = {a.name: a for a in app.registry.active()}
+    assert set(served) == {"expert-c0", "expert-c1"}
+    assert runs(app) == ["finished"]
+
+
+def broken_store(*args, **kwargs):
+    raise Failure("the store could not be read")
+
+
+# How to make each stage fail part-way through its work.
+BREAK = {
+    "collect": lambda app, fakes: setattr(app.store, "logs", broken_store),
+    "distill": lambda app, fakes: setattr(fakes.runtime, "fail", "distill"),
+    "predict": lambda app, fakes: setattr(fakes.runtime, "fail", "predict"),
+    "pair": lambda app, fakes: setattr(fakes.runtime, "fail", "revise"),
+    "cluster": lambda app, fakes: setattr(fakes.embedder, "fail_after", 0),
+    "gap": lambda app, fakes: setattr(fakes.embedder, "fail_after", 1),
+    "train": lambda app, fakes: setattr(fakes.trainer, "fail_on", 2),  # the second cluster's run
+    "convert": lambda app, fakes: setattr(fakes, "export_fails", True),
+    "validate": lambda app, fakes: setattr(fakes.runtime, "fail", "answer"),
+    "deploy": lambda app, fakes: setattr(fakes, "parity_fails", True),
+}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_failed_stage_resumes_and_ends_as_a_clean_run(app, fakes, stage):
+    cooking, garden = add_cooking(app), add_garden(app)
+    BREAK[stage](app, fakes)
+    with pytest.raises(Failure):
+        retrain(app, fakes)
+    assert runs(app) == ["failed"] and last_run(app.store).stage == stage  # it failed in that stage
+    assert describe_run_text(app).startswith(f"failed during {stage}")
+    assert not load_clusters(app.store) and not app.registry.active()  # nothing serves from a failed run
+    fakes.heal()
+    vars(app.store).pop("logs", None)
+    trained_before = len(fakes.trainer.runs)
+    report = retrain(app, fakes)
+    assert routes(report) == [(0, 10, "expert"), (1, 10, "expert")]
+    assert [(r.label, sorted(r.members)) for r in load_clusters(app.store)] == [(0, cooking), (1, garden)]
+    done = STAGES.index(stage)
+    if done > STAGES.index("distill"):
+        assert report.cached["distill"] == 20  # what finished is not done again
+    if done > STAGES.index("pair"):
+        assert report.cached["pair"] == 20
+    if stage == "train":
+        assert report.cached["train"] == 1 and len(fakes.trainer.runs) == trained_before + 1
+    if done > STAGES.index("train"):
+        assert report.cached["train"] == 2 and len(fakes.trainer.runs) == trained_before
+    assert runs(app) == ["failed", "finished"]
+
+
+def describe_run_text(app) -> str:
+    return describe_run(last_run(app.store), retrain_alive(app.home))
+
+
+def test_nothing_new_to_learn(app, fakes):
+    with pytest.raises(NothingToLearnError, match="no feedback"):
+        retrain(app, fakes)
+    add_cooking(app)
+    retrain(app, fakes)
+    with pytest.raises(NothingToLearnError, match="Nothing new"):
+        retrain(app, fakes)
+    assert runs(app)[-1] == "failed" and len(app.registry.active()) == 1
+
+
+def test_new_logs_join_their_cluster_online_and_only_it_retrains(app, fakes):
+    add_cooking(app, COOKING_A := ["boil an egg", "cook pasta", "roast a chicken", "bake bread", "fry rice",
+                                   "steam broccoli", "grill fish", "poach an egg"])  # fmt: skip
+    add_garden(app)
+    retrain(app, fakes)
+    trained = len(fakes.trainer.runs)
+    new = add_cooking(app, ["make soup", "toast bread"])
+    add_log(app, "tune a guitar", comment="Answer as a numbered list.")  # far from both: waits
+    report = retrain(app, fakes)
+    rows = {r.label: r for r in load_clusters(app.store)}
+    assert set(new) <= set(rows[0].members) and len(rows[0].members) == len(COOKING_A) + 2
+    assert [c["reused"] for c in report.clusters] == [False, True]
+    assert len(fakes.trainer.runs) == trained + 1  # only the cluster that grew trained again
+    assert report.deployed == ["expert-c0@v2"]
+    assert report.logs == 21 and sum(len(r.members) for r in rows.values()) == 20
+
+
+def test_veto_keeps_a_cluster_out_of_training(app, fakes):
+    add_cooking(app)
+    add_garden(app, ["plant tomatoes", "water an orchid", "prune roses", "grow basil", "repot a cactus",
+                     "mulch a garden", "compost leaves", "sow carrots"])  # fmt: skip
+    retrain(app, fakes)
+    update_cluster(app.store, 0, vetoed=1)
+    add_cooking(app, ["make an omelette"])
+    add_garden(app, ["weed a lawn", "feed hydrangeas"])
+    trained = len(fakes.trainer.runs)
+    report = retrain(app, fakes)
+    c0, c1 = report.clusters
+    assert (c0["route"], c0["decision"], c0["expert"]) == ("base", "vetoed by you: not trained", None)
+    assert c1["route"] == "expert" and report.deployed == ["expert-c1@v2"]
+    assert len(fakes.trainer.runs) == trained + 1  # the garden cluster only
+    assert load_clusters(app.store)[0].vetoed
+
+
+def test_recluster_starts_afresh_under_new_labels(app, fakes):
+    add_cooking(app)
+    add_garden(app)
+    retrain(app, fakes)
+    update_cluster(app.store, 0, user_rules=["Be brief."])
+    trained = len(fakes.trainer.runs)
+    report = retrain(app, fakes, recluster=True)
+    rows = load_clusters(app.store)
+    assert [r.label for r in rows] == [2, 3]  # never an old label: an edit or veto can't land elsewhere
+    assert all(r.user_rules is None for r in rows)
+    assert [c["route"] for c in report.clusters] == ["expert", "expert"]
+    # the garden cluster's data is unchanged: its adapters are reused; cooking lost the edit, so it
+    # is back to its first data, and reuses them too
+    assert all(c["reused"] for c in report.clusters) and len(fakes.trainer.runs) == trained
+
+
+def test_an_edit_changes_what_is_trained_and_retrains_the_cluster(app, fakes):
+    add_cooking(app)
+    add_garden(app)
+    retrain(app, fakes)
+    garden_before = fakes.trainer.runs[-1][1]
+    assert all(e.chosen.startswith("1. ") for e in garden_before)  # revisions followed "numbered list"
+    assert not any("Happy gardening!" in e.chosen for e in garden_before)
+    update_cluster(app.store, 1, user_rules=['End the answer with "Happy gardening!".'])
+    report = retrain(app, fakes)
+    objective, examples = fakes.trainer.runs[-1]
+    assert objective == "preference" and len(fakes.trainer.runs) == 3  # only the edited cluster retrained
+    assert all(e.chosen.endswith("Happy gardening!") for e in examples)  # the revisions follow the edit
+    assert report.cached["pair"] == 10  # the cooking logs' pairs are reused; the garden ones were redone
+    c1 = report.clusters[1]
+    assert c1["rules"] == ['End the answer with "Happy gardening!".'] and c1["route"] == "expert"
+    assert report.deployed == ["expert-c1@v2"]
+    assert app.runtime.calls["revise"] == 2 * 10 * app.config.uno.revisions
+
+
+def test_high_gap_trains_a_critic_on_the_edited_rules(app, fakes):
+    app.config.uno.gap_threshold = 0.0  # every cluster is high-gap
+    add_cooking(app)
+    add_garden(app)
+    report = retrain(app, fakes)
+    assert [(c["route"], c["critic"]) for c in report.clusters] == [
+        ("reflective", "critic-c0"),
+        ("reflective", "critic-c1"),
+    ]
+    assert [objective for objective, _ in fakes.trainer.runs] == ["sft", "sft"]
+    assert {e.chosen for e in fakes.trainer.runs[-1][1]} == {"1. Answer as a numbered list."}
+    assert report.gap_skipped_tokens > 0
+    update_cluster(app.store, 1, user_rules=["Name the season.", "Say when to water."])
+    report = retrain(app, fakes)
+    assert len(fakes.trainer.runs) == 3 and report.deployed == ["critic-c1@v2"]
+    assert {e.chosen for e in fakes.trainer.runs[-1][1]} == {"1. Name the season.\n2. Say when to water."}
+
+
+def test_an_expert_that_fails_validation_falls_back_to_a_critic(app, fakes):
+    fakes.trainer.learns = False  # its answers equal the base model's: ties, win rate 0.5
+    add_cooking(app)
+    report = retrain(app, fakes)
+    (c0,) = report.clusters
+    assert (c0["route"], c0["expert"], c0["critic"], c0["win_rate"]) == ("reflective", None, "critic-c0", 0.5)
+    assert [objective for objective, _ in fakes.trainer.runs] == ["preference", "sft"]
+    assert report.deployed == ["critic-c0@v1"]
+
+
+def test_one_retrain_at_a_time(app, fakes):
+    add_cooking(app)
+    assert not retrain_alive(app.home)
+    with retrain_lock(app.home):
+        assert retrain_alive(app.home)
+        with pytest.raises(RetrainLockedError, match="already running"):
+            retrain(app, fakes)
+    assert not retrain_alive(app.home)
+    assert runs(app) == []  # a refused run leaves no record
+    retrain(app, fakes)
+
+
+def test_a_killed_run_reads_as_interrupted(app, fakes):
+    add_cooking(app)
+    start_run(app.store)  # a run whose process died: its record says running, nobody holds the lock
+    assert describe_run_text(app).startswith("interrupted during collect")
+    with retrain_lock(app.home):
+        assert describe_run_text(app).startswith("running since")
+    retrain(app, fakes)
+    assert runs(app) == ["interrupted", "finished"]
+    summary = json.loads(app.store.db.execute("SELECT summary FROM retrain_runs WHERE id = 2").fetchone()[0])
+    assert summary["deployed"] == ["expert-c0@v1"]
+    assert describe_run_text(app).endswith("10 logs, 1 clusters, 1 adapters deployed")
+
+
+def test_serving_answers_with_what_was_learned(app, fakes):
+    """The deployed Expert's GGUF carries the lesson the fake trainer learned."""
+    add_cooking(app)
+    retrain(app, fakes)
+    (record,) = app.registry.active()
+    assert record.gguf.read_text() == SIGN_OFF

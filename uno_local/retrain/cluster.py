@@ -1,0 +1,94 @@
+"""Cluster: query and rule embeddings -> the cluster table (`uno_local/cluster.py` is the maths).
+
+Online by default: logs already in a cluster stay there, new logs join the nearest cluster within the
+unseen distance (`join_new_logs`), and the rest are clustered afresh once there are enough of them,
+under new labels (`first_free_label`). `--recluster` clusters every log afresh. The user's edits and
+vetoes stay with their cluster's label.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+
+import numpy as np
+
+from uno_local import cluster as clustering
+from uno_local.embedding import embed_logs
+from uno_local.retrain.context import Context
+from uno_local.retrain.state import ClusterPlan, RetrainState
+from uno_local.store.learning import ClusterRow
+
+FALLBACK_WARD = 2.5  # docs/thresholds.md: recovers the scenario topics from 36 to 102 logs
+TOP_RULES = 5
+
+
+def join_new_logs(
+    previous: Mapping[int, ClusterRow],
+    ids: list[int],
+    query_vecs: Mapping[int, np.ndarray],
+    unseen_distance: float,
+) -> tuple[dict[int, list[int]], list[int]]:
+    """Pure: (label -> members, pending). Known logs stay in their cluster (logs no longer collected
+    leave it); a new log joins the nearest cluster within `unseen_distance`, else it is pending."""
+    current = set(ids)
+    members = {label: [m for m in row.members if m in current] for label, row in previous.items()}
+    known = {m for mids in members.values() for m in mids}
+    router = clustering.Router({k: np.asarray(r.centroid) for k, r in previous.items()}, unseen_distance)
+    pending = []
+    for mid in ids:
+        if mid in known:
+            continue
+        label, _ = router.route(query_vecs[mid])
+        (members[label].append(mid) if label is not None else pending.append(mid))
+    return {k: v for k, v in members.items() if v}, pending
+
+
+def first_free_label(members: Mapping[int, list[int]], previous: Mapping[int, ClusterRow]) -> int:
+    """Pure: new clusters are numbered after every label in use now or before (an old label is never
+    reused for another topic, so an edit or a veto never lands on the wrong cluster)."""
+    return 1 + max([*members, *previous], default=-1)
+
+
+def top_rules(rule_lists: list[list[str]], n: int = TOP_RULES) -> list[str]:
+    """Pure: the cluster's `n` most common distilled rules (ties: first seen first)."""
+    return [r for r, _ in Counter(r for rules in rule_lists for r in rules).most_common(n)]
+
+
+def run(ctx: Context, state: RetrainState) -> RetrainState:
+    cfg, items = ctx.cfg, state.items
+    ids = [log.message_id for log in state.logs]
+    eq, er = embed_logs(ctx.app.embedder, [items[i].query for i in ids], [items[i].rules for i in ids])
+    state.query_vecs = dict(zip(ids, eq, strict=True))
+    previous = {} if ctx.options.recluster else state.previous
+    members: dict[int, list[int]] = {}
+    pending = ids
+    if previous:
+        members, pending = join_new_logs(previous, ids, state.query_vecs, cfg.unseen_distance)
+    if len(pending) >= cfg.min_cluster_size:
+        x = clustering.features(
+            np.stack([state.query_vecs[i] for i in pending]), np.stack([er[ids.index(i)] for i in pending])
+        )
+        threshold = cfg.ward_threshold or clustering.calibrate_ward_threshold(x) or FALLBACK_WARD
+        labels = clustering.enforce_min_size(clustering.ward_clusters(x, threshold), x, cfg.min_cluster_size)
+        offset = first_free_label(members, state.previous)
+        for mid, label in zip(pending, labels, strict=True):
+            if label >= 0:
+                members.setdefault(offset + int(label), []).append(mid)
+    state.plans = []
+    for label, mids in sorted(members.items()):
+        old = previous.get(label)
+        row = ClusterRow(
+            label=label,
+            centroid=np.mean([state.query_vecs[m] for m in mids], axis=0).astype(float).tolist(),
+            members=sorted(mids),
+            rules=top_rules([items[m].rules for m in mids]),
+            user_rules=old.user_rules if old else None,
+            vetoed=old.vetoed if old else False,
+        )
+        for m in mids:  # a log that joined an edited cluster is judged and critiqued by its rules too
+            items[m].user_rules = row.user_rules
+        state.plans.append(ClusterPlan(row))
+    sizes = ", ".join(str(len(p.row.members)) for p in state.plans)
+    ctx.emit("cluster", 1, 1, f"{len(state.plans)} clusters ({sizes} logs)")
+    return state

@@ -1,0 +1,131 @@
+"""Train: each cluster's logs -> an Expert LoRA (low gap) or a Critic LoRA (high gap), a checkpoint per
+epoch (`uno_local/train.py` builds the examples and caches runs; the trainer is `ctx.trainer`).
+
+A cluster whose data did not change since its adapters were made reuses them, and a vetoed cluster
+is not trained (`plan_cluster`). The training folder is named by a hash of everything the adapter
+depends on, including the user's edited rules, so an edit retrains its cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from enum import Enum
+
+from uno_local import gap as gaps
+from uno_local.errors import NothingToLearnError
+from uno_local.retrain.context import Context
+from uno_local.retrain.state import ClusterPlan, RetrainState
+from uno_local.store.learning import ClusterRow, input_hash
+from uno_local.train import critic_examples, expert_examples, split, train_cached
+from uno_local.training import TrainExample
+
+REUSED_FIELDS = ("route", "expert", "critic", "win_rate", "decision", "intrinsic_gap")
+
+
+class Plan(Enum):
+    TRAIN = "train"
+    REUSE = "reuse"  # the same data made adapters before: keep them
+    VETOED = "vetoed"  # the user excluded the cluster
+
+
+def plan_cluster(row: ClusterRow, previous: Mapping[int, ClusterRow]) -> tuple[Plan, ClusterRow | None]:
+    """Pure: what to do with a cluster whose `data_hash` is set, and the earlier row it reuses."""
+    if row.vetoed:
+        return Plan.VETOED, None
+    old = next((r for r in previous.values() if r.data_hash == row.data_hash), None)
+    if old is not None and (old.expert or old.critic):
+        return Plan.REUSE, old
+    return Plan.TRAIN, None
+
+
+def data_hash(ctx: Context, state: RetrainState, row: ClusterRow) -> str:
+    """Everything a cluster's adapters depend on: its logs' rules, edits and pairs, and the settings."""
+    data = [(m, state.items[m].rules, state.items[m].pair) for m in row.members]
+    return input_hash(
+        data,
+        row.high_gap,
+        row.effective_rules,
+        asdict(ctx.app.config.train),
+        ctx.backend,
+        ctx.model_name,
+        asdict(ctx.cfg),
+    )
+
+
+def run(ctx: Context, state: RetrainState) -> RetrainState:
+    todo = []
+    for plan in state.plans:
+        row = plan.row
+        row.data_hash = data_hash(ctx, state, row)
+        plan.train_ids, plan.heldout_ids = split(row.members, ctx.cfg.heldout_share, ctx.cfg.min_heldout)
+        decision, old = plan_cluster(row, state.previous)
+        if decision is Plan.VETOED:
+            row.route, row.decision = "base", "vetoed by you: not trained"
+        elif decision is Plan.REUSE:
+            plan.reused = True
+            for name in REUSED_FIELDS:
+                setattr(row, name, getattr(old, name))
+        else:
+            todo.append(plan)
+    if not todo and not ctx.options.recluster:
+        raise NothingToLearnError(
+            "Nothing new to learn: every cluster's adapters already include all of your feedback."
+        )
+    for n, plan in enumerate(todo, 1):
+        if plan.row.high_gap:
+            state.gap_skipped_tokens += sum(
+                len(ctx.app.runtime.tokenize(state.items[m].pair["chosen"])) * 2
+                for m in plan.train_ids
+                if state.items[m].pair
+            )
+            train_critic(ctx, state, plan, n, len(todo))
+            continue
+        examples = expert_examples([state.items[m] for m in plan.train_ids])
+        if len(examples) < 2:
+            plan.row.decision = "too few preference pairs to train an Expert"
+            continue
+        plan.expert_ckpts, metrics = _train(ctx, "expert", plan, examples, "preference", n, len(todo))
+        if "reference_logp_chosen" in metrics:  # the trainer's own reference forwards, for free
+            plan.row.intrinsic_gap = gaps.intrinsic_gap(
+                metrics["reference_logp_chosen"], metrics["reference_logp_rejected"]
+            )
+    return state
+
+
+def train_critic(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> None:
+    """The Critic for the Reflective path, on every member (a high gap, or a failed Expert)."""
+    examples = critic_examples([state.items[m] for m in plan.row.members])
+    if len(examples) < 2:
+        plan.row.route, plan.row.decision = "base", plan.row.decision or "too few rules to train a Critic"
+        return
+    plan.critic_ckpts, _ = _train(ctx, "critic", plan, examples, "sft", n, total)
+
+
+def _train(
+    ctx: Context,
+    kind: str,
+    plan: ClusterPlan,
+    examples: list[TrainExample],
+    objective: str,
+    n: int,
+    total: int,
+):
+    folder = ctx.app.home / "work" / f"{kind}-{plan.row.data_hash}"
+
+    def report(p) -> None:
+        ctx.emit(
+            "train",
+            p.step,
+            p.total_steps,
+            f"{kind} c{plan.row.label} ({n}/{total}) loss {p.loss:.3f} margin {p.reward_margin:.2f} "
+            f"{p.tokens_per_s:.0f} tok/s ETA {p.eta_s:.0f}s",
+        )
+
+    ckpts, metrics = train_cached(
+        ctx.trainer, examples, ctx.app.config.train, folder, objective, report, ctx.should_stop
+    )
+    if metrics.get("reused"):
+        ctx.cached["train"] += 1
+    plan.train_tokens += int(metrics.get("tokens_per_s", 0) * metrics.get("seconds", 0))
+    return ckpts, metrics

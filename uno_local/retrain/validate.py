@@ -1,0 +1,56 @@
+"""Validate: each new Expert's judged epochs answer the held-out logs in llama.cpp -> ship it or not
+(`uno_local/validate.py` decides). An Expert that does not ship sends its cluster to the Reflective
+path: a Critic is trained for it here (`needs_critic`)."""
+
+from __future__ import annotations
+
+from uno_local.retrain.context import Context
+from uno_local.retrain.convert import gguf, judged_checkpoints
+from uno_local.retrain.state import ClusterPlan, RetrainState
+from uno_local.retrain.train import train_critic
+from uno_local.validate import Validation, validate_expert
+
+
+def needs_critic(validation: Validation) -> bool:
+    """Pure: a failed Expert falls back to a Critic (the Reflective path)."""
+    return not validation.ship
+
+
+def shipped_win_rate(validation: Validation) -> float | None:
+    """Pure: the win rate of the epoch that would ship (None when no epoch was judged)."""
+    return validation.win_rates.get(validation.epoch) if validation.epoch else None
+
+
+def run(ctx: Context, state: RetrainState) -> RetrainState:
+    todo = [p for p in state.plans if p.expert_ckpts]
+    for n, plan in enumerate(todo, 1):
+        heldout = [state.items[m] for m in plan.heldout_ids]
+        base = [
+            ctx.cached_artifact(
+                "base_answer",
+                str(log.message_id),
+                (log.prompt, ctx.answer_tokens),
+                lambda log=log: ctx.answer([log.prompt], None)[0],
+                {"decoding": "greedy"},
+            )
+            for log in heldout
+        ]
+        per_epoch = {}
+        for epoch, ckpt in judged_checkpoints(plan, ctx.cfg.judged_epochs).items():
+            ctx.emit(
+                "validate", n, len(todo), f"c{plan.row.label} epoch {epoch}: {len(heldout)} held-out answers"
+            )
+            per_epoch[epoch] = ctx.answer([log.prompt for log in heldout], gguf(ctx, ckpt)) if heldout else []
+        plan.validation = validate_expert(heldout, base, per_epoch, ctx.cfg.win_rate, ctx.cfg.min_heldout)
+        plan.row.win_rate = shipped_win_rate(plan.validation)
+        plan.row.decision = plan.validation.reason
+        if needs_critic(plan.validation):
+            _fall_back(ctx, state, plan, n, len(todo))
+        ctx.emit("validate", n, len(todo), f"c{plan.row.label}: {plan.row.decision}")
+    return state
+
+
+def _fall_back(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> None:
+    train_critic(ctx, state, plan, n, total)
+    if plan.critic_ckpt:
+        gguf(ctx, plan.critic_ckpt)
