@@ -7,12 +7,14 @@ import pytest
 from uno_local.errors import ConfigError
 from uno_local.route import (
     ClusterState,
+    cluster_state,
     critic_prompt,
     decide_route,
     parse_suggestions,
     reflect,
     revise_messages,
 )
+from uno_local.store.learning import ClusterRow
 
 EXPERT = ClusterState(label=2, high_gap=False, expert_adapter="expert-2-v3", critic_adapter="critic-2-v1")
 
@@ -43,6 +45,27 @@ def test_decide_route(cluster, mode, kind, adapter, phrase):
     decision = decide_route(cluster, mode)
     assert (decision.kind, decision.adapter) == (kind, adapter)
     assert phrase in decision.reason and decision.reason.endswith(".")
+
+
+SERVED = {"expert-c2": "expert-c2@v3", "critic-c2": "critic-c2@v1"}  # adapter name -> runtime key
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"expert": "expert-c2", "route": "expert"}, state(expert_adapter="expert-c2@v3", critic_adapter=None)),
+        ({"expert": "expert-c3"}, state(expert_adapter=None, critic_adapter=None)),  # not served: not used
+        ({"critic": "critic-c2", "route": "reflective"}, state(high_gap=True, expert_adapter=None,
+                                                               critic_adapter="critic-c2@v1")),
+        ({"high_gap": True, "critic": "critic-c2"}, state(high_gap=True, expert_adapter=None,
+                                                          critic_adapter="critic-c2@v1")),
+        ({"vetoed": True, "expert": "expert-c2"}, state(vetoed=True, expert_adapter="expert-c2@v3",
+                                                        critic_adapter=None)),
+    ],
+)  # fmt: skip
+def test_cluster_state_from_a_row(fields, expected):
+    row = ClusterRow(label=2, centroid=[1.0], members=[1], rules=[], **fields)
+    assert cluster_state(row, SERVED) == expected
 
 
 def test_unknown_mode_is_a_config_error():

@@ -16,9 +16,9 @@ import numpy as np
 from uno_local.chat import RoutePlan
 from uno_local.cluster import Router
 from uno_local.errors import AdapterError
-from uno_local.route import ClusterState, decide_route, query_text, reflect
+from uno_local.route import cluster_state, decide_route, query_text, reflect
 from uno_local.runtime import ChatStats, GenerationSettings, StreamEvent, complete
-from uno_local.store.learning import ClusterRow, load_clusters
+from uno_local.store.learning import ClusterRow, load_clusters, serving_key
 
 
 @dataclass
@@ -31,16 +31,9 @@ class UnoResponder:
     _router: Router | None = None
     _served: dict[str, str] = field(default_factory=dict)  # adapter name -> runtime key loaded
 
-    def _state_key(self) -> tuple:
-        db = self.app.store.db
-        return (
-            db.execute("SELECT COUNT(*), MAX(id), GROUP_CONCAT(status || enabled) FROM adapters").fetchone(),
-            db.execute("SELECT COUNT(*), MAX(updated_at), SUM(vetoed) FROM clusters").fetchone(),
-        )
-
     def refresh(self) -> None:
         """Reload clusters and adapters if a retrain or an `uno adapters` command changed them."""
-        key = self._state_key()
+        key = serving_key(self.app.store)
         if key == self._key:
             return
         self._key = key
@@ -82,16 +75,7 @@ class UnoResponder:
         vec = self.app.embedder.encode([query_text(messages)])[0]
         label, distance = self._router.route(vec)
         row = self._clusters.get(label) if label is not None else None
-        state = None
-        if row is not None:
-            state = ClusterState(
-                label=row.label,
-                high_gap=row.high_gap or row.route == "reflective",
-                expert_adapter=self._served.get(row.expert) if row.expert else None,
-                critic_adapter=self._served.get(row.critic) if row.critic else None,
-                vetoed=row.vetoed,
-            )
-        decision = decide_route(state, mode)
+        decision = decide_route(cluster_state(row, self._served) if row else None, mode)
         reason = f"{decision.reason} (distance to the nearest cluster {distance:.2f})"
         return RoutePlan(decision.kind, decision.adapter, None if label is None else str(label), reason)
 

@@ -10,11 +10,14 @@ adapter gets the base model. `reflect` runs the Reflective path over any generat
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from uno_local.errors import ConfigError
+
+if TYPE_CHECKING:
+    from uno_local.store.learning import ClusterRow
 
 MODES = ("uno", "uno-single")
 MAX_SUGGESTIONS = 5  # a longer critique mostly repeats itself and slows the revise call
@@ -32,6 +35,18 @@ class ClusterState:
     expert_adapter: str | None  # the shipped (validated) Expert version, None if none passed
     critic_adapter: str | None
     vetoed: bool = False
+
+
+def cluster_state(row: ClusterRow, served: Mapping[str, str]) -> ClusterState:
+    """Pure: what routing needs from a cluster row. An adapter counts only while it is served (loaded
+    under the runtime key in `served`); a cluster whose Expert failed routes like a high-gap one."""
+    return ClusterState(
+        label=row.label,
+        high_gap=row.high_gap or row.route == "reflective",
+        expert_adapter=served.get(row.expert) if row.expert else None,
+        critic_adapter=served.get(row.critic) if row.critic else None,
+        vetoed=row.vetoed,
+    )
 
 
 @dataclass(frozen=True)

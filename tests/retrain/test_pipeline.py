@@ -238,9 +238,21 @@ def test_a_killed_run_reads_as_interrupted(app, fakes):
     assert describe_run_text(app).endswith("10 logs, 1 clusters, 1 adapters deployed")
 
 
-def test_serving_answers_with_what_was_learned(app, fakes):
-    """The deployed Expert's GGUF carries the lesson the fake trainer learned."""
+def test_what_was_learned_serves(app, fakes, monkeypatch):
+    """The responder routes by the new cluster table to the deployed adapters, whose files carry what the
+    fake trainer learned. (The fake GGUF is not a real one: only its checksum is checked here.)"""
+    from uno_local.responder import UnoResponder
+
     add_cooking(app)
+    add_garden(app)
     retrain(app, fakes)
-    (record,) = app.registry.active()
-    assert record.gguf.read_text() == SIGN_OFF
+    monkeypatch.setattr(UnoResponder, "_check", lambda self, rec: app.registry.verify_file(rec))
+    responder = UnoResponder(app)
+    plans = [
+        responder.plan([{"role": "user", "content": q}]) for q in ("How do I cook an egg?", "What is jazz?")
+    ]
+    assert [(p.route, p.adapter, p.cluster) for p in plans] == [
+        ("expert", "expert-c0@v1", "0"),
+        ("base", None, None),
+    ]
+    assert fakes.runtime.loaded["expert-c0@v1"] == SIGN_OFF

@@ -112,6 +112,16 @@ def replace_clusters(store: Store, rows: list[ClusterRow]) -> None:
         raise
 
 
+def serving_key(store: Store) -> tuple:
+    """Changes whenever the adapters or the cluster table change: one cheap query per answer tells the
+    responder whether a retrain or an `uno adapters` command changed what serves."""
+    db = store.db
+    return (
+        db.execute("SELECT COUNT(*), MAX(id), GROUP_CONCAT(status || enabled) FROM adapters").fetchone(),
+        db.execute("SELECT COUNT(*), MAX(updated_at), SUM(vetoed) FROM clusters").fetchone(),
+    )
+
+
 def update_cluster(store: Store, label: int, **fields: Any) -> None:
     for key in _JSON:
         if key in fields and fields[key] is not None:
