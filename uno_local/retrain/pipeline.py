@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 
 from uno_local.retrain import cluster, collect, convert, deploy, distill, gap, pair, predict, train, validate
-from uno_local.retrain.context import Context, Tools
+from uno_local.retrain.context import Context
 from uno_local.retrain.runs import retrain_lock
-from uno_local.retrain.state import Progress, RetrainOptions, RetrainReport, RetrainState
+from uno_local.retrain.state import RetrainReport, RetrainState
 from uno_local.store.learning import start_run, update_run
 
 Stage = Callable[[Context, RetrainState], RetrainState]
@@ -35,19 +35,11 @@ STAGES = tuple(name for name, _ in PIPELINE)
 
 
 class Retrain:
-    """One `uno retrain`: `Retrain(app, options, progress).run()` -> the report."""
+    """One `uno retrain`: `Retrain(app, options, progress=..., should_stop=...).run()` -> the report.
+    It takes `Context`'s arguments (`tools` swaps the trainer, exporter and parity checker)."""
 
-    def __init__(
-        self,
-        app,
-        options: RetrainOptions | None = None,
-        progress: Progress | None = None,
-        should_stop: Callable[[], bool] | None = None,
-        tools: Tools | None = None,
-        stages: list[tuple[str, Stage]] | None = None,
-    ) -> None:
-        self.ctx = Context(app, options, progress, should_stop, tools)
-        self.stages = PIPELINE if stages is None else stages
+    def __init__(self, *args, **kwargs) -> None:
+        self.ctx = Context(*args, **kwargs)
         self.state = RetrainState()
 
     @property
@@ -60,7 +52,7 @@ class Retrain:
         with retrain_lock(ctx.app.home):
             run_id = start_run(ctx.store)
             try:
-                for name, stage in self.stages:
+                for name, stage in PIPELINE:
                     update_run(ctx.store, run_id, "running", name)
                     t0 = time.perf_counter()
                     self.state = stage(ctx, self.state)
