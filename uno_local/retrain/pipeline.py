@@ -42,10 +42,6 @@ class Retrain:
         self.ctx = Context(*args, **kwargs)
         self.state = RetrainState()
 
-    @property
-    def backend(self) -> str:
-        return self.ctx.backend
-
     def run(self) -> RetrainReport:
         ctx, start = self.ctx, time.perf_counter()
         timings: dict[str, float] = {}
