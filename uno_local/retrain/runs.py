@@ -31,7 +31,8 @@ def retrain_lock(home: Path):
 
 
 def retrain_alive(home: Path) -> bool:
-    """Does a process hold the retrain lock now? A killed run's lock went with its process."""
+    """Does a process hold the retrain lock now? A killed run's lock went with its process.
+    (The probe holds a shared lock for an instant; a retrain starting in that instant is refused.)"""
     path = home / LOCK_FILE
     if not path.is_file():
         return False
