@@ -153,3 +153,50 @@ def test_bad_config_gives_one_sentence(uno_home):
     assert "unknown section [nope]" in run("status").stderr
     (uno_home / "uno.toml").write_text("[model\n")
     assert "is not valid TOML" in run("status").stderr
+
+
+def one_sentence(result) -> str:
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.count("\n") == 1, result.stderr
+    return result.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "args", "message"),
+    [
+        ("[model]\nn_ctx = 8\n", ["ask", "hi"], "model.n_ctx must be int, at least 256; got 8."),
+        ("[model]\nn_ctx = -1\n", ["ask", "hi"], "model.n_ctx must be int, at least 256; got -1."),
+        ("[model]\nn_batch = 0\n", ["ask", "hi"], "model.n_batch must be int, at least 1; got 0."),
+        (
+            "[generation]\ntemperature = nan\n",
+            ["ask", "hi"],
+            "generation.temperature must be a finite number",
+        ),
+        ("[train]\ndevice = 'tpu'\n", ["status"], 'train.device must be one of "auto", "cuda", "mps", "cpu"'),
+        ("", ["--ctx", "16", "ask", "hi"], "--ctx: model.n_ctx must be int, at least 256; got 16."),
+        ("", ["--threads", "-4", "status"], "--threads: model.n_threads must be int, at least 0; got -4."),
+    ],
+)
+def test_bad_setting_refused_before_anything_runs(uno_home, settings, args, message):
+    uno_home.mkdir(parents=True, exist_ok=True)
+    (uno_home / "uno.toml").write_text(settings)
+    assert message in one_sentence(run(*args))
+    assert not (uno_home / "uno.db").exists()  # refused at load: nothing opened, nothing stored
+
+
+def test_settings_file_that_is_a_folder_gives_one_sentence(uno_home):
+    (uno_home / "uno.toml").mkdir(parents=True)
+    assert "uno.toml is a folder, not a settings file" in one_sentence(run("status"))
+
+
+def test_every_command_module_is_mapped_for_lazy_loading():
+    import importlib
+    import pkgutil
+
+    from uno_local import cli as cli_package
+    from uno_local.cli import COMMAND_MODULES
+
+    for module in pkgutil.iter_modules(cli_package.__path__):
+        importlib.import_module(f"uno_local.cli.{module.name}")
+    defined = {name: command.callback.__module__ for name, command in cli.commands.items()}
+    assert {name: f"uno_local.cli.{module}" for name, module in COMMAND_MODULES.items()} == defined

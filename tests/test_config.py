@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import stat
 from pathlib import Path
@@ -10,7 +12,7 @@ import pytest
 
 from uno_local import config_doc, paths
 from uno_local.app import App, Overrides
-from uno_local.config import Config, config_from_dict, load_config
+from uno_local.config import Config, config_from_dict, config_to_toml, iter_keys, load_config
 from uno_local.errors import ConfigError
 
 
@@ -41,6 +43,8 @@ def test_values_apply(data, check):
     [
         ({"model": {"n_ctx": "big"}}, "model.n_ctx must be int"),
         ({"model": {"n_ctx": True}}, "model.n_ctx must be int"),
+        ({"model": {"n_ctx": 1024.0}}, "model.n_ctx must be int"),
+        ({"generation": {"top_p": "0.5"}}, "generation.top_p must be a finite number"),
         ({"model": {"size": 1}}, "unknown key model.size"),
         ({"wat": {}}, r"unknown section \[wat\]"),
         ({"model": 3}, r"unknown section \[model\]"),
@@ -72,11 +76,98 @@ def test_cli_overrides_win_over_file(uno_home):
 
 
 def test_config_to_toml_round_trips(tmp_path):
-    from uno_local.config import Config, config_to_toml, load_config
-
     config = Config()
     config.train.epochs, config.uno.win_rate, config.model.path = 7, 0.75, '/models/x "q".gguf'
     config.train.target_modules = ["q_proj", "v_proj"]
     path = tmp_path / "uno.toml"
     path.write_text(config_to_toml(config))
     assert load_config(path) == config
+
+
+# Every bad setting the hostile tester found accepted (issue 16, item 7), and the sentence it now gets.
+BAD_SETTINGS = [
+    ("train", "schedule", "fast", 'one of "cosine", "linear", "constant"'),
+    ("train", "device", "tpu", 'one of "auto", "cuda", "mps", "cpu"'),
+    ("train", "backend", "gpu", 'one of "auto", "torch", "mlx"'),
+    ("train", "precision", "fp8", 'one of "fp32", "bf16", "auto"'),
+    ("uno", "mode", "foo", 'one of "uno", "uno-single"'),
+    ("train", "target_modules", [1, 2], "a list of str, not empty"),
+    ("train", "target_modules", [], "a list of str, not empty"),
+    ("train", "learning_rate", -1, "a finite number, above 0"),
+    ("train", "epochs", -3, "int, at least 1"),
+    ("train", "lora_r", 0, "int, at least 1"),
+    ("generation", "temperature", -5, "a finite number, at least 0"),
+    ("generation", "temperature", float("inf"), "a finite number, at least 0"),
+    ("generation", "temperature", float("nan"), "a finite number, at least 0"),
+    ("generation", "top_p", 7, "a finite number, from 0 to 1"),
+    ("generation", "max_tokens", 0, "int, at least 1"),
+    ("model", "n_threads", -4, "int, at least 0"),
+    ("model", "n_ctx", 8, "int, at least 256"),
+    ("model", "n_ctx", -1, "int, at least 256"),
+    ("model", "n_batch", 0, "int, at least 1"),
+    ("uno", "heldout_share", 1.0, "a finite number, above 0 and below 1"),
+    ("embedder", "path", "/no/such/folder", "str, empty (the embedded model) or an existing folder"),
+]
+
+
+@pytest.mark.parametrize(("section", "key", "value", "allowed"), BAD_SETTINGS)
+def test_bad_setting_is_refused_at_load_naming_the_key_and_what_is_allowed(
+    tmp_path, section, key, value, allowed
+):
+    path = tmp_path / "uno.toml"
+    path.write_text(f"[{section}]\n{key} = {_toml(value)}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {section}.{key} must be {allowed}; got ")
+    assert message.endswith(".") and ". " not in message and "\n" not in message
+
+
+def _toml(value) -> str:
+    if isinstance(value, float) and value != value:
+        return "nan"
+    if value == float("inf"):
+        return "inf"
+    return json.dumps(value)
+
+
+def test_every_default_passes_its_own_check():
+    assert config_from_dict(json.loads(json.dumps(dataclasses.asdict(Config())))) == Config()
+
+
+def test_existing_embedder_folder_is_accepted(tmp_path):
+    assert config_from_dict({"embedder": {"path": str(tmp_path)}}).embedder.path == str(tmp_path)
+
+
+def test_every_key_says_what_it_allows():
+    rows = list(iter_keys())
+    assert len(rows) == sum(
+        len(dataclasses.fields(getattr(Config(), s.name))) for s in dataclasses.fields(Config)
+    )
+    assert all(allowed for _key, _default, allowed, _help in rows)
+
+
+def test_settings_file_that_is_a_folder_gives_one_sentence(tmp_path):
+    (tmp_path / "uno.toml").mkdir()
+    with pytest.raises(ConfigError, match="is a folder, not a settings file"):
+        load_config(tmp_path / "uno.toml")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (Overrides(n_ctx=16), "--ctx: model.n_ctx must be int, at least 256; got 16."),
+        (Overrides(threads=-2), "--threads: model.n_threads must be int, at least 0; got -2."),
+    ],
+)
+def test_command_line_overrides_are_checked_like_the_file(uno_home, overrides, message):
+    with pytest.raises(ConfigError) as caught:
+        App.open(overrides)
+    assert str(caught.value) == message
+
+
+def test_command_line_override_of_zero_threads_applies(uno_home):
+    uno_home.mkdir(parents=True, exist_ok=True)
+    (uno_home / "uno.toml").write_text("[model]\nn_threads = 3\nn_ctx = 512\n")
+    app = App.open(Overrides(threads=0, n_ctx=1024))
+    assert (app.config.model.n_threads, app.config.model.n_ctx) == (0, 1024)

@@ -8,13 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from uno_local import paths
-from uno_local.chat import ChatService
-from uno_local.config import Config, load_config
-from uno_local.registry import Registry
-from uno_local.runtime import GenerationSettings, Runtime
-from uno_local.store import Store
+from uno_local.config import FLAGS, Config, load_config, with_override
+
+if TYPE_CHECKING:  # imported where used, so that a command loads only what it needs
+    from uno_local.chat import ChatService
+    from uno_local.registry import Registry
+    from uno_local.runtime import GenerationSettings, Runtime
+    from uno_local.store import Store
 
 
 @dataclass
@@ -24,6 +27,9 @@ class Overrides:
     model: str | None = None
     threads: int | None = None
     n_ctx: int | None = None
+
+    def by_flag(self) -> dict[str, object]:
+        return {"--model": self.model, "--threads": self.threads, "--ctx": self.n_ctx}
 
 
 @dataclass
@@ -36,13 +42,9 @@ class App:
     def open(cls, overrides: Overrides | None = None, home: Path | None = None) -> App:
         home = home or paths.user_dir()
         config = load_config(paths.config_path(home))
-        if overrides:
-            if overrides.model:
-                config.model.path = overrides.model
-            if overrides.threads:
-                config.model.n_threads = overrides.threads
-            if overrides.n_ctx:
-                config.model.n_ctx = overrides.n_ctx
+        for flag, value in (overrides or Overrides()).by_flag().items():
+            if value is not None:
+                config = with_override(config, FLAGS[flag], value, source=flag)
         return cls(home=home, config=config)
 
     @property
@@ -55,12 +57,16 @@ class App:
 
     @cached_property
     def store(self) -> Store:
+        from uno_local.store import Store
+
         store = Store(paths.db_path(self.home))
         self._closers.append(store.close)
         return store
 
     @cached_property
     def registry(self) -> Registry:
+        from uno_local.registry import Registry
+
         return Registry(self.store, paths.adapters_dir(self.home))
 
     @property
@@ -90,6 +96,8 @@ class App:
 
     @cached_property
     def chat(self) -> ChatService:
+        from uno_local.chat import ChatService
+
         return ChatService(self.store, self.runtime, self.responder())
 
     def responder(self):
@@ -99,6 +107,8 @@ class App:
         return UnoResponder(self)
 
     def settings(self, greedy: bool = False, **changes) -> GenerationSettings:
+        from uno_local.runtime import GenerationSettings
+
         base = GenerationSettings.from_config(self.config.generation)
         if greedy:
             base = GenerationSettings.greedy(base.max_tokens)

@@ -1,4 +1,4 @@
-"""Render docs/config.md from the config dataclasses, so every key is documented with its default.
+"""Render docs/config.md from the config dataclasses: every key with its default and what it allows.
 
 `python -m uno_local.config_doc > docs/config.md`; a test fails when the file is out of date.
 """
@@ -13,8 +13,9 @@ HEADER = """# Settings (`uno.toml`)
 
 `uno.toml` lives in the user data dir (`uno status` prints where; `UNO_HOME` overrides it). Every key
 is optional; a missing file means all defaults. Command-line flags (`--model`, `--threads`, `--ctx`,
-`--backend`, ...) win over the file. An unknown key or a value of the wrong type stops the app with
-one sentence naming it.
+`--backend`, ...) win over the file and are checked the same way. Every key is checked when the file
+is loaded, against its type and the values it allows (the "allowed" column); an unknown key or a bad
+value stops the app with one sentence naming the key and what it allows.
 
 ```toml
 [model]
@@ -31,12 +32,12 @@ This page is generated from `uno_local/config.py` by `python -m uno_local.config
 def render() -> str:
     lines = [HEADER]
     section = None
-    for key, default, help_text in iter_keys():
+    for key, default, allowed, help_text in iter_keys():
         name, field = key.split(".", 1)
         if name != section:
             section = name
-            lines += ["", f"## [{name}]", "", "| key | default | meaning |", "|---|---|---|"]
-        lines.append(f"| `{field}` | `{json.dumps(default)}` | {help_text} |")
+            lines += ["", f"## [{name}]", "", "| key | default | allowed | meaning |", "|---|---|---|---|"]
+        lines.append(f"| `{field}` | `{json.dumps(default)}` | {allowed} | {help_text} |")
     return "\n".join(lines) + "\n"
 
 

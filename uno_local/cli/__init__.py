@@ -1,10 +1,13 @@
 """The `uno` command: the TUI by default, plus ask, import, export, status and the learning commands.
 
 Domain errors (`UnoError`) are printed as one sentence, without a traceback, with a non-zero exit.
+Each command's module is imported only when that command runs (or `--help` lists them all), so a
+command loads only what it needs.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -13,8 +16,33 @@ from uno_local import __version__
 from uno_local.app import App, Overrides
 from uno_local.errors import UnoError
 
+# command -> the module in uno_local/cli that defines it (it registers itself on `cli` when imported)
+COMMAND_MODULES = {
+    "ask": "chat_commands",
+    "import": "data_commands",
+    "export": "data_commands",
+    "status": "data_commands",
+    "adapters": "adapter_commands",
+    "retrain": "learn_commands",
+    "rules": "learn_commands",
+    "explain": "learn_commands",
+    "eval": "eval_commands",
+}
 
-class UnoGroup(click.Group):
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use (click's documented lazy-loading pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMAND_MODULES})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMAND_MODULES:
+            importlib.import_module(f"{__name__}.{COMMAND_MODULES[name]}")
+        return super().get_command(ctx, name)
+
+
+class UnoGroup(LazyGroup):
     """Turns UnoError into one sentence on stderr and exit status 1."""
 
     def invoke(self, ctx: click.Context):
@@ -55,13 +83,3 @@ def cli(ctx: click.Context, model: str | None, threads: int | None, n_ctx: int |
 
 def main() -> None:
     cli(prog_name="uno")
-
-
-# The command modules register themselves on `cli`.
-from uno_local.cli import (  # noqa: E402, F401
-    adapter_commands,
-    chat_commands,
-    data_commands,
-    eval_commands,
-    learn_commands,
-)

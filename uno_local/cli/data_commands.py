@@ -70,18 +70,24 @@ def _learning_status(app: App) -> dict:
     backend = choose_backend(app.config.train.backend)
     device = app.config.train.device
     if backend == "torch" and device == "auto":
-        import importlib.util
-
-        device = "cpu"
-        if importlib.util.find_spec("torch") is not None:
-            import torch
-
-            device = (
-                "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-            )
+        device = _expected_torch_device()
     active = [r.key for r in app.registry.active()]
     return {
         "trainer": f"{backend} on {device if backend == 'torch' else 'the MLX default device'}",
         "adapters": ", ".join(active) if active else "none serving (base model)",
         "retrain": describe_run(last_run(app.store), retrain_alive(app.home)),  # the last run
     }
+
+
+def _expected_torch_device() -> str:
+    """The device `auto` picks (cuda, then mps, then cpu), judged from the installed torch build and
+    the machine without importing torch, which takes seconds; training checks it again when it starts."""
+    import importlib.metadata
+
+    try:
+        build = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return "cpu (torch is not installed)"
+    if platform.system() == "Darwin":
+        return "mps" if platform.machine() == "arm64" else "cpu"
+    return "cpu" if "+cpu" in build or not Path("/proc/driver/nvidia").exists() else "cuda"

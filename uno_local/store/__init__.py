@@ -17,9 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from uno_local.errors import NotFoundError, StoreError
+from uno_local.store._sqlite import sqlite_utils  # before migrations: keeps pandas out
 from uno_local.store.migrations import migrate
 from uno_local.store.records import Conversation, Feedback, Log, Message, now_iso
 
