@@ -2,7 +2,8 @@
 
 Adapters are loaded once each through llama.cpp's low-level API and selected per request
 (`llama_set_adapters_lora`); after a switch the reused KV prefix is reset so an answer never
-mixes two adapters' caches. The base model is never reloaded.
+mixes two adapters' caches. The base model is never reloaded. `generate_many` answers many
+requests at once in a second context on the same model (`backends/batch_generator.py`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,18 @@ import ctypes
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
 
 from uno_local.errors import AdapterError, ModelError
-from uno_local.runtime import ChatStats, GenerationSettings, StreamEvent
+from uno_local.runtime import (
+    ChatStats,
+    GenerationRequest,
+    GenerationResult,
+    GenerationSettings,
+    StreamEvent,
+)
 
 GGUF_MAGIC = b"GGUF"
 
@@ -78,6 +85,7 @@ class LlamaRuntime:
         self._lock = threading.Lock()
         self._adapters: dict[str, object] = {}
         self._active: str | None = None
+        self._batcher = None  # the batch context, made on the first generate_many
 
     def set_threads(self, n: int | None) -> None:
         """Use `n` CPU threads from the next answer on (None: the configured number). llama.cpp's
@@ -184,11 +192,97 @@ class LlamaRuntime:
                 )
             )
 
+    # many answers at once
+    def generate_many(
+        self,
+        requests: list[GenerationRequest],
+        *,
+        on_result: Callable[[GenerationResult], None] | None = None,
+        n_parallel: int = 8,
+    ) -> list[GenerationResult]:
+        """Answer every request with batched decoding, one adapter at a time (requests are grouped by
+        adapter, in order of first appearance). Returns the results in request order; `on_result`
+        sees each as it finishes. A request that fails is its own result's `error`."""
+        from backends.batch_generator import BatchGenerator, Job
+
+        results: list[GenerationResult | None] = [None] * len(requests)
+
+        def done(result: GenerationResult) -> None:
+            results[result.index] = result
+            if on_result is not None:
+                on_result(result)
+
+        groups: dict[str | None, list[Job]] = {}
+        for index, request in enumerate(requests):
+            try:
+                prompt = self._chat_prompt(request.messages)
+            except Exception as exc:  # a template error is this request's alone
+                done(
+                    GenerationResult(
+                        index,
+                        finish_reason="error",
+                        error=f"The chat template failed ({exc}).",
+                        adapter=request.adapter,
+                    )
+                )
+                continue
+            job = Job(
+                index, prompt, request.settings, request.json_schema, tuple(request.stop), request.adapter
+            )
+            groups.setdefault(request.adapter, []).append(job)
+        with self._lock:
+            if self._batcher is None or self._batcher.n_parallel != n_parallel:
+                if self._batcher is not None:
+                    self._batcher.close()
+                self._batcher = BatchGenerator(self.llm, n_parallel=n_parallel)
+            ctx = self.llm._ctx.ctx
+            self._batcher.set_threads(
+                self._llama_cpp.llama_n_threads(ctx), self._llama_cpp.llama_n_threads_batch(ctx)
+            )
+            for adapter, jobs in groups.items():
+                if adapter is not None and adapter not in self._adapters:
+                    for job in jobs:
+                        done(
+                            GenerationResult(
+                                job.index,
+                                finish_reason="error",
+                                error=f"Adapter {adapter!r} is not loaded; `uno adapters` lists what is deployed.",
+                                adapter=adapter,
+                            )
+                        )
+                    continue
+                self._batcher.set_adapter(self._adapters[adapter] if adapter else None)
+                self._batcher.run(jobs, done)
+        return results  # type: ignore[return-value]  # every index was answered
+
+    def _chat_prompt(self, messages: list[dict]) -> list[int]:
+        """The prompt tokens `stream` decodes for `messages`: the model's own chat template (from the
+        GGUF metadata, as llama-cpp-python renders it) and the configured system prompt."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        if self.system_prompt and not (messages and messages[0]["role"] == "system"):
+            messages = [{"role": "system", "content": self.system_prompt}, *messages]
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelError(f"{self.model_name} has no chat template; batched answers need one.")
+        model = self.llm._model
+        eos, bos = self.llm.token_eos(), self.llm.token_bos()
+        formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=model.token_get_text(eos) if eos != -1 else "",
+            bos_token=model.token_get_text(bos) if bos != -1 else "",
+        )
+        prompt = formatter(messages=messages).prompt
+        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode(), add_bos=False, special=True)
 
     def close(self) -> None:
         with self._lock:
+            if self._batcher is not None:
+                self._batcher.close()
+                self._batcher = None
             for handle in self._adapters.values():
                 with suppress(Exception):
                     self._llama_cpp.llama_adapter_lora_free(handle)

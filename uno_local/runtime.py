@@ -2,12 +2,14 @@
 
 `Runtime.stream(messages, settings, adapter=...)` yields `StreamEvent`s: text deltas, then one
 final event carrying the statistics. Adapters are loaded once by name and picked per request.
+`Runtime.generate_many(requests)` answers many independent requests at once (batched decoding) and
+returns one `GenerationResult` per request, in order; a failed request is its own result's `error`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -53,6 +55,34 @@ class StreamEvent:
     stats: ChatStats | None = None  # set on the last event only
 
 
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One answer to generate in a batch: the chat so far, its sampling and what constrains it."""
+
+    messages: list[dict]
+    settings: GenerationSettings = field(default_factory=GenerationSettings.greedy)
+    adapter: str | None = None
+    json_schema: dict | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class GenerationResult:
+    """What one request produced; `finish_reason` is "stop", "length" or "error" (then `error` says why)."""
+
+    index: int  # the request's place in the list given to generate_many
+    text: str = ""
+    tokens: list[int] = field(default_factory=list)
+    prompt_tokens: int = 0
+    finish_reason: str = "stop"
+    error: str | None = None
+    adapter: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
 class Runtime(Protocol):
     model_name: str
     model_path: Path
@@ -65,6 +95,13 @@ class Runtime(Protocol):
         adapter: str | None = None,
         json_schema: dict | None = None,
     ) -> Iterator[StreamEvent]: ...
+
+    def generate_many(
+        self,
+        requests: list[GenerationRequest],
+        *,
+        on_result: Callable[[GenerationResult], None] | None = None,
+    ) -> list[GenerationResult]: ...
 
     def load_adapter(self, name: str, path: Path) -> None: ...
 
