@@ -18,7 +18,6 @@ from uno_local.validate import Validation
 STAGES = ("collect", "distill", "predict", "pair", "cluster", "gap", "train", "convert", "validate", "deploy")
 RULES_TOKENS = 40  # rules are short; grammar-constrained sampling slows down on long strings
 MAX_RULE_CHARS = 90
-ANSWER_TOKENS = 160  # revisions and held-out answers; below train.max_answer_tokens so endings are learned
 # Fixed, varied prompts for the deploy-time logits parity check (the issue's "fixed prompts").
 # Measured on a trained habit adapter: these gave delta correlation 0.991; the adapter's own four
 # training queries gave 0.984 (Q4_1's activation quantization in llama.cpp sets the noise floor).

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from uno_local.errors import TrainingError
 from uno_local.retrain.learn import LearnStages
 from uno_local.retrain.plan import (
-    ANSWER_TOKENS,
     STAGES,
     ClusterPlan,
     Progress,
@@ -45,7 +44,8 @@ class Retrain(LearnStages, ShipStages):
         self.progress = progress or (lambda event: None)
         self.should_stop = should_stop or (lambda: False)
         self.model_name = app.model_path.name
-        self.answer_tokens = min(ANSWER_TOKENS, app.config.generation.max_tokens)
+        # Held-out answers and revisions as long as the chat allows: a closing line must fit, as for users.
+        self.answer_tokens = app.config.generation.max_tokens
         self.cached: Counter = Counter()
         self.logs: list[Log] = []
         self.items: dict[int, LogData] = {}
