@@ -28,7 +28,11 @@ def test_repetition_share(text, share):
     [
         (BASE, (), 1.0),
         (BASE.lower(), (), 1.0),  # the lowercase habit keeps everything
-        ("- Preheat the oven to 200 degrees.\n- Roast the carrots with olive oil and salt for thirty minutes.", (), 1.0),
+        (
+            "- Preheat the oven to 200 degrees.\n- Roast the carrots with olive oil and salt for thirty minutes.",
+            (),
+            1.0,
+        ),
         ("Chef's tip: " + BASE, ("Chef's tip:",), 1.0),  # the habit's words are set aside
         ("Preheat the oven to 200 degrees.", (), 4 / 11),  # preheat, oven, 200, degrees of 11
         ("Something else entirely.", (), 0.0),

@@ -15,12 +15,11 @@ from collections.abc import Iterable
 
 NGRAM = 3
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-STOP_WORDS = frozenset(
-    """a an the and or but if then so of to in on at by for with from as is are was were be been being it
+_STOP = """a an the and or but if then so of to in on at by for with from as is are was were be been being it
     its this that these those you your yours i me my we our they them their he she his her not no do does
     did can could will would should may might must have has had just also than too very more most
-    into out up down over about what which who whom how when where why all any each some such only own""".split()
-)
+    into out up down over about what which who whom how when where why all any each some such only own"""
+STOP_WORDS = frozenset(_STOP.split())
 # Headings and instruction lines of the Critic and revision prompts (uno_local/route.py): an answer that
 # contains one is echoing the prompt, not answering.
 SCAFFOLD_HEADINGS = ("## user question", "## user query", "## initial answer", "## suggestion")

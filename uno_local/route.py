@@ -144,7 +144,9 @@ def reflect(
         )
         problem = revision_problem(revised, query, answer, items)
         if problem is not None:  # scaffolding, an empty or implausible revision: never shown
-            trace.append(ReflectStep("skip", f"{problem[0].upper()}{problem[1:]}; the previous answer stands."))
+            trace.append(
+                ReflectStep("skip", f"{problem[0].upper()}{problem[1:]}; the previous answer stands.")
+            )
             break
         answer = revised
         trace.append(ReflectStep("revise", answer))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-
 from statistics import fmean
 
 from uno_local.judge import JudgeCase, best_epoch, judge_trial, score_margin, ship_decision, win_rate
@@ -83,7 +82,9 @@ def validate_expert(
         for epoch, answers in epoch_answers.items()
     }
     rates = {epoch: win_rate(t) for epoch, t in trials.items()}
-    repetition = {0: mean_repetition(base_answers)} | {e: mean_repetition(a) for e, a in epoch_answers.items()}
+    repetition = {0: mean_repetition(base_answers)} | {
+        e: mean_repetition(a) for e, a in epoch_answers.items()
+    }
     looping = looping_epochs(base_answers, epoch_answers, repetition_margin)
     eligible = {e: r for e, r in rates.items() if e not in looping} or rates
     epoch = best_epoch(eligible, {e: score_margin(trials[e]) for e in eligible})
