@@ -147,6 +147,7 @@ class LearnStages:
                 rules=rules,
                 user_rules=old.user_rules if old else None,
                 vetoed=old.vetoed if old else False,
+                radius=clustering.cluster_radius(np.stack([self._eq[m] for m in mids])),
             )
             self.plans.append(ClusterPlan(row))
         self._previous = previous
@@ -161,7 +162,9 @@ class LearnStages:
         members = {label: [m for m in row.members if m in current] for label, row in previous.items()}
         known = {m for mids in members.values() for m in mids}
         router = clustering.Router(
-            {k: np.asarray(r.centroid) for k, r in previous.items()}, self.cfg.unseen_distance
+            {k: np.asarray(r.centroid) for k, r in previous.items()},
+            self.cfg.unseen_distance,
+            {k: r.radius for k, r in previous.items()},
         )
         pending = []
         for mid in ids:
