@@ -41,6 +41,7 @@ from uno_local.training import (
     TrainExample,
     TrainProgress,
     TrainResult,
+    answer_window,
     epoch_dir,
     lora_layer_indices,
     lr_factor,
@@ -66,12 +67,10 @@ class Encoded:
     n_prompt: int  # leading tokens not learned
 
 
-def encode(tokenizer, prompt: list[dict], answer: str, max_prompt: int, max_answer: int) -> Encoded:
-    """Chat-template `prompt` (keeping its last `max_prompt` tokens) and append `answer` (first `max_answer`).
-
-    The answer text is what the template adds for the assistant turn (for ChatML: the answer, `<|im_end|>`
-    and a newline), so the end-of-turn token is learned too.
-    """
+def template_ids(tokenizer, prompt: list[dict], answer: str) -> tuple[list[int], list[int]]:
+    """(prompt ids, answer ids), untruncated: the chat-templated `prompt` and what the template adds for the
+    assistant turn (for ChatML: the answer, `<|im_end|>` and a newline), so the end-of-turn token is learned
+    too."""
     prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     full_text = tokenizer.apply_chat_template(
         [*prompt, {"role": "assistant", "content": answer}], tokenize=False
@@ -80,22 +79,42 @@ def encode(tokenizer, prompt: list[dict], answer: str, max_prompt: int, max_answ
         answer_text = full_text[len(prompt_text) :]
     else:  # a template that rewrites earlier turns: fall back to the answer and end-of-sequence
         answer_text = answer + (tokenizer.eos_token or "")
-    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"][-max_prompt:]
-    answer_ids = tokenizer(answer_text, add_special_tokens=False)["input_ids"][:max_answer]
-    return Encoded(prompt_ids + answer_ids, [IGNORE] * len(prompt_ids) + answer_ids, len(prompt_ids))
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    return prompt_ids, tokenizer(answer_text, add_special_tokens=False)["input_ids"]
+
+
+def window(
+    prompt_ids: list[int], answer_ids: list[int], max_prompt: int, max_answer: int, start: int
+) -> Encoded:
+    """The last `max_prompt` prompt tokens and the answer tokens before `start` (unlearned context), then
+    the `max_answer` learned answer tokens from `start` (`training.answer_window` picks it)."""
+    context = prompt_ids[-max_prompt:] + answer_ids[:start]
+    learned = answer_ids[start : start + max_answer]
+    return Encoded(context + learned, [IGNORE] * len(context) + learned, len(context))
+
+
+def encode(tokenizer, prompt: list[dict], answer: str, max_prompt: int, max_answer: int) -> Encoded:
+    """Chat-template `prompt` (keeping its last `max_prompt` tokens) and append `answer` (first `max_answer`)."""
+    return window(*template_ids(tokenizer, prompt, answer), max_prompt, max_answer, 0)
 
 
 def encode_pairs(
     tokenizer, examples: list[TrainExample], config: TrainConfig, objective: str
 ) -> list[tuple[Encoded, Encoded | None]]:
-    """(chosen, rejected) per example; rejected is None for SFT examples and for the "sft" objective."""
+    """(chosen, rejected) per example; rejected is None for SFT examples and for the "sft" objective.
+
+    Both answers of a pair learn the same window of answer positions (`training.answer_window`): a long pair
+    keeps the tokens where chosen and rejected differ, so a habit at the end of a long answer is learned."""
     pairs = []
+    limits = (config.max_prompt_tokens, config.max_answer_tokens)
     for ex in examples:
-        limits = (config.max_prompt_tokens, config.max_answer_tokens)
-        chosen = encode(tokenizer, ex.prompt, ex.chosen, *limits)
-        rejected = None
+        prompt_ids, chosen_ids = template_ids(tokenizer, ex.prompt, ex.chosen)
+        rejected_ids = None
         if objective == "preference" and not ex.is_sft:
-            rejected = encode(tokenizer, ex.prompt, ex.rejected, *limits)
+            rejected_ids = template_ids(tokenizer, ex.prompt, ex.rejected)[1]
+        start = answer_window(chosen_ids, rejected_ids, config.max_answer_tokens)
+        chosen = window(prompt_ids, chosen_ids, *limits, start)
+        rejected = None if rejected_ids is None else window(prompt_ids, rejected_ids, *limits, start)
         pairs.append((chosen, rejected))
     return pairs
 

@@ -10,10 +10,12 @@ from uno_local.cluster import (
     Router,
     calibrate_ward_threshold,
     centroids,
+    cluster_radius,
     enforce_min_size,
     features,
     merge_heights,
     relabel,
+    spread_distances,
     ward_clusters,
 )
 from uno_local.config import UnoConfig
@@ -140,6 +142,63 @@ def test_router_empty_and_bad_settings():
     with pytest.raises(ConfigError, match="unseen_distance"):
         Router({0: np.ones(3)}, 0.0)
 
+
+@pytest.mark.parametrize("n_centroids", [0, 1, 5])
+def unit(degrees: float) -> np.ndarray:
+    return np.array([np.cos(np.radians(degrees)), np.sin(np.radians(degrees))])
+
+
+def test_spread_is_leave_one_out():
+    # Three members at -10, 0, +10 degrees: each one's distance to the mean direction of the other two.
+    spread = spread_distances(np.stack([unit(-10), unit(0), unit(10)]))
+    assert spread.tolist() == pytest.approx([1 - np.cos(np.radians(15)), 0.0, 1 - np.cos(np.radians(15))])
+    assert spread_distances(unit(0)[None]).size == 0  # one member: no spread
+
+
+@pytest.mark.parametrize(
+    "angles, margin, floor, ceiling, radius",
+    [
+        ([-10, 0, 10], 0.0, 0.0, 2.0, 1 - np.cos(np.radians(15))),  # the widest leave-one-out distance
+        ([-10, 0, 10], 0.1, 0.0, 2.0, 1 - np.cos(np.radians(15)) + 0.1),  # plus the margin
+        ([-10, 0, 10], 0.0, 0.5, 0.65, 0.5),  # a tight cluster: the floor
+        ([-80, 0, 80], 0.0, 0.5, 0.65, 0.65),  # a sprawling one: the ceiling
+        ([-35, 0, 35], 0.0, 0.3, 0.65, 1 - np.cos(np.radians(52.5))),  # in between: its own spread
+        ([0], 0.0, 0.5, 0.65, 0.5),  # one member: the floor
+    ],
+)
+def test_cluster_radius(angles, margin, floor, ceiling, radius):
+    assert cluster_radius(np.stack([unit(a) for a in angles]), margin, floor, ceiling) == pytest.approx(
+        radius
+    )
+
+
+@pytest.mark.parametrize(
+    "query_deg, expected",
+    [
+        (5, 0),  # inside the tight cluster's radius
+        (
+            30,
+            None,
+        ),  # nearest is the tight cluster, but 1 - cos 30 = 0.13 is beyond its 0.05; 0.5 from the other
+        (95, 1),  # the broad cluster (90 degrees, radius 0.4) holds it
+        (150, None),  # 60 degrees from the broad cluster: 0.5 > 0.4
+        (-90, None),  # far from both
+    ],
+)
+def test_router_per_cluster_radius(query_deg, expected):
+    router = Router({0: unit(0), 1: unit(90) * 0.3}, unseen_distance=0.9, radii={0: 0.05, 1: 0.4})
+    label, dist = router.route(unit(query_deg))
+    assert label == expected
+    nearest = router.nearest(unit(query_deg))[1]
+    assert dist == pytest.approx(nearest if label is None else 1 - np.cos(np.radians(query_deg - 90 * label)))
+
+
+def test_router_radius_lets_a_farther_cluster_take_what_the_nearest_refuses():
+    # 40 degrees from the tight cluster (radius 0.05), 50 from the broad one (radius 0.4): the broad one.
+    router = Router({0: unit(0), 1: unit(90)}, unseen_distance=0.9, radii={0: 0.05, 1: 0.4})
+    assert router.route(unit(40)) == (1, pytest.approx(1 - np.cos(np.radians(50)), abs=1e-5))
+    # A cluster without a radius (stored before radii) uses the global cut.
+    assert Router({0: unit(0), 1: unit(90)}, 0.9, radii={1: 0.4, 0: None}).route(unit(40))[0] == 0
 
 @pytest.mark.parametrize(
     "x, expected",

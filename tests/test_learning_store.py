@@ -54,14 +54,14 @@ def test_artifacts_are_reused_only_for_the_same_inputs(store):
 
 def test_cluster_table_is_replaced_whole(store):
     rows = [
-        ClusterRow(label=0, centroid=[0.1, 0.2], members=[1, 2], rules=["Be brief."], gap=0.3),
+        ClusterRow(label=0, centroid=[0.1, 0.2], members=[1, 2], rules=["Be brief."], gap=0.3, radius=0.55),
         ClusterRow(label=1, centroid=[0.3, 0.4], members=[3], rules=[], vetoed=True),
     ]
     replace_clusters(store, rows)
     loaded = load_clusters(store)
-    assert [(r.label, r.members, r.vetoed, r.gap) for r in loaded] == [
-        (0, [1, 2], False, 0.3),
-        (1, [3], True, None),
+    assert [(r.label, r.members, r.vetoed, r.gap, r.radius) for r in loaded] == [
+        (0, [1, 2], False, 0.3, 0.55),
+        (1, [3], True, None, None),
     ]
     update_cluster(store, 0, user_rules=["Sign off."])
     assert load_clusters(store)[0].effective_rules == ["Sign off."]

@@ -130,14 +130,18 @@ def test_reflect_one_round():
     assert "1. Number the steps.\n2. Add a warm-up." in gen.calls[2][0][-1]["content"]
 
 
+R1, R2 = "Bend your knees slowly.", "Warm up first, then bend your knees slowly."
+
+
 @pytest.mark.parametrize(
     "replies, max_rounds, answer, kinds",
     [
         (["draft", "Nothing to add."], 3, "draft", ["draft", "critique", "skip"]),  # no numbered item
         (["draft", "1. x", "  "], 1, "draft", ["draft", "critique", "skip"]),  # empty revision kept out
         (["draft"], 0, "draft", ["draft"]),
-        (["d", "1. a", "r1", "1. b", "r2"], 2, "r2", ["draft", "critique", "revise", "critique", "revise"]),
-        (["d", "1. a", "r1", "fine"], 5, "r1", ["draft", "critique", "revise", "critique", "skip"]),
+        (["d", "1. a", R1, "1. b", R2], 2, R2, ["draft", "critique", "revise", "critique", "revise"]),
+        (["d", "1. a", R1, "fine"], 5, R1, ["draft", "critique", "revise", "critique", "skip"]),
+        (["d", "1. a", "ok"], 1, "d", ["draft", "critique", "skip"]),  # too short to be an answer
     ],
 )
 def test_reflect_stops_and_caps(replies, max_rounds, answer, kinds):
@@ -150,3 +154,21 @@ def test_reflect_stops_and_caps(replies, max_rounds, answer, kinds):
 def test_reflect_needs_a_user_message():
     with pytest.raises(ValueError, match="no user message"):
         reflect([{"role": "system", "content": "x"}], Script("a"), "critic", 1)
+
+
+@pytest.mark.parametrize(
+    "revision",
+    [
+        "1. Write the answer in lowercase.\n\n## User Question\n\nHow do I squat?",  # the echo
+        "## Initial Answer\n\nBend your knees and keep your back straight.",
+        "Revise the initial answer so that it follows the suggestions. Bend your knees.",
+        "Bend your knees and keep your back straight.\n1. Write the answer in lowercase.",  # a critic note
+    ],
+)
+def test_reflect_falls_back_to_the_draft_on_a_scaffolding_echo(revision):
+    draft = "Bend your knees and keep your back straight."
+    gen = Script(draft, "1. Write the answer in lowercase.", revision)
+    answer, trace = reflect(QUERY, gen, "critic-2", max_rounds=1)
+    assert answer == draft
+    assert [s.kind for s in trace] == ["draft", "critique", "skip"]
+    assert "echoes its prompt" in trace[-1].text

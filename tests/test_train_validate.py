@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from uno_local.train import LogData, critic_examples, expert_examples, split
-from uno_local.validate import epochs_to_judge, validate_expert
+from uno_local.validate import REPETITION_MARGIN, epochs_to_judge, looping_epochs, validate_expert
 
 
 @pytest.mark.parametrize(
@@ -66,6 +66,34 @@ def test_validate_expert(epochs, ship, epoch):
     assert (result.ship, result.epoch) == (ship, epoch)
     assert set(result.win_rates) == set(epochs)
     assert ("judged epoch" in result.reason) == (len(epochs) > 1)
+
+
+LOOP = SIGN + " Boil the egg. Boil the egg. Boil the egg.\nHappy cooking!"  # wins on rules, but loops
+
+
+@pytest.mark.parametrize(
+    ("base", "answers", "margin", "loops"),
+    [
+        ([SIGN] * 2, [SIGN + "\nHappy cooking!"] * 2, 0.05, False),  # a habit adds no repetition
+        ([SIGN] * 2, [LOOP] * 2, 0.05, True),  # 5 of 17 3-grams repeat
+        ([SIGN] * 2, [LOOP, SIGN], 0.05, True),  # one looping answer in two is enough: mean 0.15
+        ([LOOP] * 2, [LOOP] * 2, 0.05, False),  # no worse than the base
+        ([SIGN] * 2, [LOOP] * 2, 0.5, False),  # within a wide margin
+    ],
+)
+def test_looping_epochs(base, answers, margin, loops):
+    assert looping_epochs(base, {1: answers}, margin) == ({1} if loops else set())
+
+
+def test_a_looping_epoch_never_ships():
+    looping = validate_expert(heldout(4), [SIGN] * 4, {1: [LOOP] * 4}, threshold=0.6, min_heldout=3)
+    assert looping.win_rates[1] >= 0.6  # the judge alone would ship it
+    assert not looping.ship and "repeat" in looping.reason and looping.repetition[0] == 0.0
+    # With a clean epoch beside it, the clean one is chosen even at a lower win rate.
+    mixed = {1: [SIGN + "\nHappy cooking!"] * 3 + [SIGN], 2: [LOOP] * 4}
+    result = validate_expert(heldout(4), [SIGN] * 4, mixed, threshold=0.6, min_heldout=3)
+    assert (result.ship, result.epoch) == (True, 1) and "epoch 2 1.00 (loops)" in result.reason
+    assert REPETITION_MARGIN == 0.05
 
 
 def test_too_few_heldout_never_ships():

@@ -11,6 +11,7 @@ from uno_local.errors import TrainingError
 from uno_local.training import (
     ReferenceCache,
     TrainExample,
+    answer_window,
     epoch_dir,
     lora_layer_indices,
     lr_factor,
@@ -105,3 +106,20 @@ def test_reference_cache_stores_once_and_reports_per_token_means():
     assert cache.lookup([9, 4]) == [-8.0, -6.0, -2.0, -3.0]
     means = cache.logp_means()  # per pair: chosen -2.0 and -2.0, rejected -1.0 and -2.0
     assert means == {"reference_logp_chosen": -2.0, "reference_logp_rejected": -1.5}
+
+
+@pytest.mark.parametrize(
+    "chosen, rejected, limit, start",
+    [
+        ([1, 2, 3], [1, 2, 4], 8, 0),  # both fit: learn everything
+        (list(range(20)), None, 8, 0),  # SFT: the head
+        (list(range(20)), [99] + list(range(1, 20)), 8, 0),  # differs at once: the head
+        (list(range(20)) + [7, 7], list(range(20)), 8, 14),  # an added ending: the window ends at it
+        (list(range(20)), list(range(10)) + [0] * 10, 8, 8),  # differs at 10: starts 8 // 4 before it
+        (list(range(5)) + [9] * 15, list(range(20)), 8, 3),
+    ],
+)
+def test_answer_window_keeps_where_a_pair_differs(chosen, rejected, limit, start):
+    assert answer_window(chosen, rejected, limit) == start
+    if rejected is not None and chosen != rejected:  # the learned tokens of a real pair never coincide
+        assert chosen[start : start + limit] != rejected[start : start + limit]

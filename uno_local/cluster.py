@@ -17,6 +17,9 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from uno_local.errors import ConfigError
 
 BASE = -1  # label of logs that belong to no cluster and stay on the base model
+# Routing radius = widest leave-one-out spread + margin, within [floor, ceiling]; chosen leave-one-
+# scenario-out on the eval scenarios (benchmarks/calibrate_thresholds.py --routing, docs/thresholds.md).
+RADIUS_MARGIN, RADIUS_FLOOR, RADIUS_CEILING = 0.0, 0.5, 0.65
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -125,6 +128,32 @@ def cosine_distance(v: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return 1.0 - l2_normalize(matrix) @ l2_normalize(v)
 
 
+def spread_distances(member_eq: np.ndarray) -> np.ndarray:
+    """Leave-one-out spread: each member query's cosine distance to the centroid of the other members,
+    an unbiased stand-in for how far an unseen query of the same topic lands (a member is always close to
+    a centroid it is part of). Fewer than two members: no spread (empty)."""
+    x = l2_normalize(np.atleast_2d(np.asarray(member_eq, dtype=np.float64)))
+    n = x.shape[0]
+    if n < 2:
+        return np.zeros(0)
+    others = (x.sum(axis=0, keepdims=True) - x) / (n - 1)
+    return 1.0 - np.sum(l2_normalize(others) * x, axis=1)
+
+
+def cluster_radius(
+    member_eq: np.ndarray,
+    margin: float = RADIUS_MARGIN,
+    floor: float = RADIUS_FLOOR,
+    ceiling: float = RADIUS_CEILING,
+) -> float:
+    """Pure: the routing radius of one cluster, from its own spread: the widest leave-one-out distance
+    of its members plus `margin`, kept within [floor, ceiling] (a cluster of one gets `floor`).
+    docs/thresholds.md calibrates the three on the eval scenarios, leaving each out in turn."""
+    spread = spread_distances(member_eq)
+    widest = float(spread.max()) if spread.size else floor - margin
+    return float(min(ceiling, max(floor, widest + margin)))
+
+
 class Router:
     """Nearest-centroid routing of a query embedding, with an "unseen" cutoff.
 
@@ -133,13 +162,24 @@ class Router:
     vectors, so a diverse cluster has a short centroid and every query would look far from it in L2;
     cosine ignores that length, so one `unseen_distance` means the same for tight and loose clusters.
     With fewer than two centroids (where hnswlib is unreliable) it searches by brute force.
+
+    The cutoff is per cluster when `radii` gives one (`cluster_radius`, learned from the cluster's own
+    spread): a query goes to the nearest cluster whose radius holds it, so a tight topic keeps nearby
+    strangers out and a broad one keeps its paraphrases in. A cluster without a radius (one stored before
+    radii existed) uses the global `unseen_distance`.
     """
 
-    def __init__(self, cents: Mapping[int, np.ndarray], unseen_distance: float) -> None:
+    def __init__(
+        self,
+        cents: Mapping[int, np.ndarray],
+        unseen_distance: float,
+        radii: Mapping[int, float | None] | None = None,
+    ) -> None:
         if unseen_distance <= 0:
             raise ConfigError(f"uno.unseen_distance must be above 0, got {unseen_distance}.")
         self.labels = sorted(int(k) for k in cents)
         self.unseen_distance = float(unseen_distance)
+        self.radii = {int(k): float(r) for k, r in (radii or {}).items() if r is not None and int(k) in cents}
         dims = {np.asarray(cents[k]).shape for k in self.labels}
         if len(dims) > 1:
             raise ValueError(f"Router centroids must share one shape, got {sorted(dims)}.")
@@ -169,7 +209,18 @@ class Router:
         ids, dists = self._index.knn_query(v.reshape(1, -1), k=1)
         return self.labels[int(ids[0][0])], float(dists[0][0])
 
+    def limit(self, label: int) -> float:
+        """The distance up to which `label` takes a query: its own radius, else the global cut."""
+        return self.radii.get(label, self.unseen_distance)
+
     def route(self, query_vec: np.ndarray) -> tuple[int | None, float]:
-        """(label, distance) of the nearest cluster, label None when the query is unseen."""
+        """(label, distance) of the nearest cluster whose limit holds the query; label None when none
+        does (the query is unseen; the distance is then the nearest cluster's)."""
         label, dist = self.nearest(query_vec)
-        return (None if label is None or dist > self.unseen_distance else label), dist
+        if label is None or not self.radii:
+            return (None if label is None or dist > self.unseen_distance else label), dist
+        dists = cosine_distance(np.asarray(query_vec, dtype=np.float64).reshape(-1), self.matrix)
+        for i in np.argsort(dists, kind="stable"):  # a handful of centroids: brute force is exact
+            if dists[i] <= self.limit(self.labels[i]):
+                return self.labels[i], float(dists[i])
+        return None, dist

@@ -40,7 +40,11 @@ class UnoResponder:
         rows = load_clusters(self.app.store)
         self._clusters = {row.label: row for row in rows}
         self._router = (
-            Router({r.label: np.asarray(r.centroid) for r in rows}, self.app.config.uno.unseen_distance)
+            Router(
+                {r.label: np.asarray(r.centroid) for r in rows},
+                self.app.config.uno.unseen_distance,
+                {r.label: r.radius for r in rows},
+            )
             if rows
             else None
         )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from uno_local.errors import ConfigError
+from uno_local.quality import revision_problem
 
 if TYPE_CHECKING:
     from uno_local.store.learning import ClusterRow
@@ -145,8 +146,8 @@ def reflect(
 ) -> tuple[str, list[ReflectStep]]:
     """Draft with the base, then up to `max_rounds` of critique (Critic adapter) and revision (base).
 
-    A round with no numbered suggestion stops the loop and keeps the current answer, as does an
-    empty revision. Returns (final answer, the steps taken).
+    A round with no numbered suggestion stops the loop and keeps the current answer, as does a revision
+    that `quality.revision_problem` refuses (empty, echoing the prompt's scaffolding, implausible). Returns (final answer, the steps taken).
     """
     query = query_text(query_messages)
     system = [m for m in query_messages if m.get("role") == "system"]
@@ -160,8 +161,11 @@ def reflect(
             trace.append(ReflectStep("skip", "The critic gave no numbered suggestion; the draft stands."))
             break
         revised = generate(system + revise_messages(query, answer, items), None)
-        if not revised.strip():
-            trace.append(ReflectStep("skip", "The revision came back empty; the previous answer stands."))
+        problem = revision_problem(revised, query, answer, items)
+        if problem is not None:  # scaffolding, an empty or implausible revision: never shown
+            trace.append(
+                ReflectStep("skip", f"{problem[0].upper()}{problem[1:]}; the previous answer stands.")
+            )
             break
         answer = revised
         trace.append(ReflectStep("revise", answer))

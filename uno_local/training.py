@@ -152,6 +152,29 @@ def validate_inputs(examples: list[TrainExample], config: TrainConfig, objective
             raise TrainingError(f"Training example {i} has an empty answer to learn.")
 
 
+def answer_window(chosen: list[int], rejected: list[int] | None, max_answer: int) -> int:
+    """Where the `max_answer` learned answer tokens start, so a long pair keeps what tells it apart.
+
+    An answer that fits, an SFT example (no rejected) and a pair that differs early learn from the start.
+    Otherwise the window moves right: it ends at the longer answer's end, or starts `max_answer // 4`
+    tokens before the first differing token, whichever is earlier. So the divergence (a closing line, a
+    changed last paragraph) is always inside the window of at least one answer, and a pair whose texts
+    differ never collapses into identical trained tokens. The tokens before the window stay in the input
+    as unlearned context, so the model still sees the whole answer it continues.
+    """
+    if rejected is None:
+        return 0
+    longest = max(len(chosen), len(rejected))
+    if longest <= max_answer:
+        return 0
+    shared = 0
+    for a, b in zip(chosen, rejected, strict=False):
+        if a != b:
+            break
+        shared += 1
+    return max(0, min(shared - max_answer // 4, longest - max_answer))
+
+
 def steps_per_epoch(n_examples: int, batch_size: int, grad_accum: int) -> int:
     """Optimizer steps in one epoch; the last step may have fewer micro-batches."""
     micro_batches = math.ceil(n_examples / batch_size)

@@ -6,15 +6,22 @@ scores the adapter's answer against the base model's, both judged by that log's 
 and BLEU gates. The best epoch ships only with enough held-out logs and a win rate at or above the
 threshold; otherwise the cluster goes to the Reflective path. Only a few evenly spaced epochs are
 judged (`epochs_to_judge`): each judged epoch costs an export and a generated answer per held-out log.
+An epoch whose held-out answers loop (mean repeated word 3-grams, `quality.repetition_share`, more than
+`REPETITION_MARGIN` above the base answers' on the same logs) is never chosen; when every judged epoch
+loops, nothing ships (docs/thresholds.md has the margin's calibration).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from statistics import fmean
 
 from uno_local.judge import JudgeCase, best_epoch, judge_trial, score_margin, ship_decision, win_rate
+from uno_local.quality import repetition_share
 from uno_local.train import LogData
+
+REPETITION_MARGIN = 0.05  # the issue's acceptance: topic answers repeat at most 5 points more than the base
 
 
 @dataclass
@@ -25,6 +32,18 @@ class Validation:
     n_heldout: int
     reason: str
     trials: dict[int, list[tuple[float, float, bool]]] = field(default_factory=dict)
+    repetition: dict[int, float] = field(default_factory=dict)  # epoch -> mean share; key 0: the base
+
+
+def mean_repetition(answers: list[str]) -> float:
+    """Mean share of repeated word 3-grams over `answers` (0 for none)."""
+    return fmean(map(repetition_share, answers)) if answers else 0.0
+
+
+def looping_epochs(base_answers: list[str], epoch_answers: dict[int, list[str]], margin: float) -> set[int]:
+    """Pure: the epochs whose answers repeat themselves more than `margin` above the base's."""
+    base = mean_repetition(base_answers)
+    return {e for e, answers in epoch_answers.items() if mean_repetition(answers) > base + margin}
 
 
 def epochs_to_judge(n_epochs: int, most: int) -> list[int]:
@@ -47,8 +66,10 @@ def validate_expert(
     epoch_answers: dict[int, list[str]],
     threshold: float,
     min_heldout: int,
+    repetition_margin: float = REPETITION_MARGIN,
 ) -> Validation:
-    """Pure: answers in held-out order; `epoch_answers` maps 1-based epoch -> answers."""
+    """Pure: answers in held-out order; `epoch_answers` maps 1-based epoch -> answers. Epochs that loop
+    more than the base (`looping_epochs`) are chosen only when all do, and then never ship."""
     if len(heldout) < min_heldout or not epoch_answers:
         ship, reason = ship_decision(0.0, len(heldout), threshold, min_heldout)
         return Validation(False, None, {}, len(heldout), reason)
@@ -61,8 +82,21 @@ def validate_expert(
         for epoch, answers in epoch_answers.items()
     }
     rates = {epoch: win_rate(t) for epoch, t in trials.items()}
-    epoch = best_epoch(rates, {epoch: score_margin(t) for epoch, t in trials.items()})
+    repetition = {0: mean_repetition(base_answers)} | {
+        e: mean_repetition(a) for e, a in epoch_answers.items()
+    }
+    looping = looping_epochs(base_answers, epoch_answers, repetition_margin)
+    eligible = {e: r for e, r in rates.items() if e not in looping} or rates
+    epoch = best_epoch(eligible, {e: score_margin(trials[e]) for e in eligible})
     ship, reason = ship_decision(rates[epoch], len(heldout), threshold, min_heldout)
+    if epoch in looping:  # every judged epoch loops: never shipped, whatever its win rate
+        ship = False
+        reason = (
+            f"does not ship: its answers repeat {repetition[epoch]:.0%} of their 3-grams against the base's "
+            f"{repetition[0]:.0%} (more than {repetition_margin:.0%} above)"
+        )
     if len(rates) > 1:  # what the other judged epochs did, for `uno rules` and the retrain report
-        reason += "; judged " + ", ".join(f"epoch {e} {r:.2f}" for e, r in sorted(rates.items()))
-    return Validation(ship, epoch, rates, len(heldout), f"epoch {epoch} {reason}", trials)
+        reason += "; judged " + ", ".join(
+            f"epoch {e} {r:.2f}" + (" (loops)" if e in looping else "") for e, r in sorted(rates.items())
+        )
+    return Validation(ship, epoch, rates, len(heldout), f"epoch {epoch} {reason}", trials, repetition)

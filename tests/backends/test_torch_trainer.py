@@ -306,6 +306,24 @@ def test_chosen_equal_to_rejected_is_sft_only(tokenizer):
     assert all(r is None for _, r in encode_pairs(tokenizer, [real], TrainConfig(), "sft"))
 
 
+def test_a_long_pair_keeps_its_closing_difference_in_the_trained_tokens(tokenizer):
+    # Real-length answers: about 300 tokens, differing only in the closing sentence, with a 64-token window.
+    body = " ".join(f"Step {i}: stir the sauce gently and taste it again." for i in range(30))
+    pair = TrainExample([{"role": "user", "content": "How do I make a sauce?"}], body + SIGN_OFF, body)
+    limits = config(max_prompt_tokens=32, max_answer_tokens=64)
+    chosen, rejected = encode_pairs(tokenizer, [pair], limits, "preference")[0]
+    learned = [[t for t in s.labels if t != IGNORE] for s in (chosen, rejected)]
+    assert all(0 < len(ids) <= 64 for ids in learned)
+    assert learned[0] != learned[1]  # before the fix both kept the first 64 tokens: identical
+    assert "Cheers, Uno!" in tokenizer.decode(learned[0]) and "Cheers" not in tokenizer.decode(learned[1])
+    # The tokens before the window stay as unlearned context: both see the same whole answer so far.
+    assert chosen.input_ids[: chosen.n_prompt] == rejected.input_ids[: rejected.n_prompt]
+    assert tokenizer.decode(chosen.input_ids).count("Step 0:") == 1
+    # An SFT example still learns from the start of its answer.
+    (sft, none), *_ = encode_pairs(tokenizer, [pair], limits, "sft")
+    assert none is None and tokenizer.decode([t for t in sft.labels if t != IGNORE]).startswith("Step 0:")
+
+
 def _dpo_grad_norm(model, pair, tokenizer, device) -> tuple[float, float]:
     """(DPO term, summed |gradient| over the LoRA B weights) for one pair."""
     model.zero_grad(set_to_none=True)

@@ -161,3 +161,31 @@ def test_build_report_needs_a_reference_and_unique_names() -> None:
     )
     with pytest.raises(ValueError, match="repeat"):
         build_report(s, [uno, uno], base_control_answers=["a"] * 4)
+
+
+def test_quality_against_the_base() -> None:
+    s = scenario()
+    base_text = "Water the tomato plants every morning before the sun gets hot."
+    base = _run(
+        "base", {"sign": [base_text] * 4, "short": ["Tiny seeds sprout."] * 2}, ["Rome is old."] * 4, 40
+    )
+    looping = "Bye bye bye bye bye bye bye bye. Bye."  # the habit, then a loop: no content kept
+    habit = base_text.lower() + " Bye."  # the habit's words set aside: everything kept
+    uno = _run(
+        "uno",
+        {"sign": [habit, habit, looping, looping], "short": ["tiny seeds sprout."] * 2},
+        ["Rome is old."] * 4,
+        40,
+    )
+    report = build_report(s, [base, uno])
+    q, qb = report["methods"]["uno"]["quality"], report["methods"]["base"]["quality"]
+    assert qb == {
+        "topic_repetition": 0.0,
+        "topic_content_kept": 1.0,
+        "control_repetition": 0.0,
+        "control_content_kept": 1.0,
+    }
+    assert q["topic_content_kept"] == pytest.approx(4 / 6)  # two of six answers lost everything
+    assert q["topic_repetition"] == pytest.approx(2 * (1 - 1 / 7) / 6)  # "bye" x 9: 7 trigrams, 1 distinct
+    assert report["methods"]["uno"]["repetition_over_base"] == pytest.approx(q["topic_repetition"])
+    assert q["control_content_kept"] == 1.0

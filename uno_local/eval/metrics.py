@@ -6,6 +6,10 @@
   whitespace normalisation (runs of whitespace -> one space, ends trimmed).
 - tokens_per_answer: mean prompt + completion tokens over every answer the method gave (test and
   control queries); the prompt/completion split is kept beside it.
+- quality (topic and control answers, beside the base's): `repetition`, the mean share of repeated word
+  3-grams per answer, and `content_kept`, the mean share of the base answer's content words the answer
+  still has once the habit is set aside (its phrases ignored; case, bullets and punctuation never
+  count). uno_local/quality.py defines both.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from statistics import fmean
 from typing import Any
 
 from uno_local.eval.checks import check
-from uno_local.eval.scenario import Scenario
+from uno_local.eval.scenario import Check, Scenario
+from uno_local.quality import content_kept, repetition_share
 
 TRAINING_SLOTS = ("wall_s", "tokens", "gap_skipped_tokens", "stage_seconds")
 
@@ -84,12 +89,57 @@ def token_means(usage: Sequence[Usage]) -> dict[str, float]:
     return {"prompt": prompt, "completion": completion, "total": prompt + completion}
 
 
-def method_report(scenario: Scenario, run: MethodRun, base_control_answers: Sequence[str]) -> dict[str, Any]:
-    """One entry of report['methods']."""
+def habit_phrases(spec: Check) -> list[str]:
+    """The words a habit adds (a fixed phrase, an appended line), set aside when content is compared."""
+    phrases = [str(spec.params["value"])] if "value" in spec.params else []
+    if spec.rewrite and "text" in spec.rewrite:
+        phrases.append(str(spec.rewrite["text"]))
+    return phrases
+
+
+def quality(
+    scenario: Scenario,
+    test_answers: Mapping[str, Sequence[str]],
+    control_answers: Sequence[str],
+    base_test: Mapping[str, Sequence[str]],
+    base_controls: Sequence[str],
+) -> dict[str, float]:
+    """Mean repetition share and content kept against the base, over topic and over control answers."""
+    reps, kept = [], []
+    for topic in scenario.topics:
+        ignore = habit_phrases(topic.rule.check)
+        for answer, base in zip(test_answers[topic.name], base_test[topic.name], strict=True):
+            reps.append(repetition_share(answer))
+            kept.append(content_kept(base, answer, ignore))
+    return {
+        "topic_repetition": fmean(reps) if reps else 0.0,
+        "topic_content_kept": fmean(kept) if kept else 1.0,
+        "control_repetition": fmean(map(repetition_share, control_answers)) if control_answers else 0.0,
+        "control_content_kept": (
+            fmean(content_kept(b, a) for a, b in zip(control_answers, base_controls, strict=True))
+            if control_answers
+            else 1.0
+        ),
+    }
+
+
+def method_report(
+    scenario: Scenario,
+    run: MethodRun,
+    base_control_answers: Sequence[str],
+    base_test_answers: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """One entry of report['methods']; with the base's test answers, its answer quality too."""
     per_topic = topic_adherence(scenario, run.test_answers)
     tokens = token_means(run.usage)
     passed = sum(round(per_topic[t.name] * len(t.test)) for t in scenario.topics)
+    extra = {}
+    if base_test_answers is not None:
+        extra["quality"] = quality(
+            scenario, run.test_answers, run.control_answers, base_test_answers, base_control_answers
+        )
     return {
+        **extra,
         "adherence": overall_adherence(scenario, run.test_answers),
         "control_unchanged": control_unchanged(run.control_answers, base_control_answers),
         "tokens_per_answer": tokens["total"],
@@ -115,16 +165,20 @@ def build_report(
     names = [run.name for run in runs]
     if len(set(names)) != len(names):
         raise ValueError(f"method names repeat: {names}")
+    base = next((run for run in runs if run.name == "base"), None)
     if base_control_answers is None:
-        base = next((run for run in runs if run.name == "base"), None)
         if base is None:
             raise ValueError("no 'base' run to compare control answers with; pass base_control_answers")
         base_control_answers = base.control_answers
-    methods = {run.name: method_report(scenario, run, base_control_answers) for run in runs}
+    base_test = base.test_answers if base is not None else None
+    methods = {run.name: method_report(scenario, run, base_control_answers, base_test) for run in runs}
     if "base" in methods:  # gains over the base model: what learning added, and what context cost it paid
         ref = methods["base"]
         for entry in methods.values():
             entry["adherence_gain"] = entry["adherence"] - ref["adherence"]
+            entry["repetition_over_base"] = (
+                entry["quality"]["topic_repetition"] - ref["quality"]["topic_repetition"]
+            )
             entry["extra_prompt_tokens"] = entry["prompt_tokens_per_answer"] - ref["prompt_tokens_per_answer"]
     return {
         "scenario": {

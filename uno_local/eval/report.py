@@ -120,7 +120,8 @@ def _share(value: float | None) -> str:
 
 
 def render_table(report: dict[str, Any]) -> Table:
-    """One row per method: adherence overall and per topic, control drift, tokens, training time."""
+    """One row per method: adherence overall and per topic, control drift, topic answer quality (repeated
+    3-grams, base content kept), tokens, training time."""
     topics = report["scenario"]["topics"]
     table = Table(title=f"uno eval: {report['scenario']['name']}", title_justify="left")
     table.add_column("method", style="bold")
@@ -128,15 +129,20 @@ def render_table(report: dict[str, Any]) -> Table:
     for topic in topics:
         table.add_column(topic, justify="right")
     table.add_column("controls unchanged", justify="right")
+    table.add_column("repeated 3-grams", justify="right")
+    table.add_column("content kept", justify="right")
     table.add_column("tokens/answer", justify="right")
     table.add_column("train s", justify="right")
     for name, entry in report["methods"].items():
         wall = entry.get("training", {}).get("wall_s")
+        quality = entry.get("quality", {})
         table.add_row(
             name,
             _share(entry["adherence"]),
             *(_share(entry["per_topic"].get(t)) for t in topics),
             _share(entry["control_unchanged"]),
+            _share(quality.get("topic_repetition")),
+            _share(quality.get("topic_content_kept")),
             f"{entry['tokens_per_answer']:.0f}",
             "—" if wall is None else f"{wall:.0f}",
         )

@@ -30,10 +30,9 @@ from uno_local.runtime import GenerationSettings, complete
 
 METHODS = ("base", "rag", "uno-single", "uno")
 RAG_K = 3
-ANSWER_TOKENS = 160  # greedy test and control answers
-# The simulated user's logs are shorter than the answers later judged, so that a habit at the end of an
-# answer (a sign-off) fits both in training (train.max_answer_tokens) and in the answers under test.
-LOG_TOKENS = 96
+# Answers under test and the simulated logs are as long as the chat's (generation.max_tokens) unless the
+# scenario caps them (quick.json does, for CI): a closing habit must arrive within the limit a user has,
+# and the trainer keeps the part of a long pair where chosen and rejected differ (training.answer_window).
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -94,8 +93,9 @@ def run_eval(
             settings_file = paths.config_path(paths.ensure_private_dir(home))
             settings_file.write_text(config_to_toml(app.config), encoding="utf-8")
             settings_file.chmod(0o600)
-        settings = GenerationSettings.greedy(min(ANSWER_TOKENS, app.config.generation.max_tokens))
-        log_settings = GenerationSettings.greedy(min(LOG_TOKENS, settings.max_tokens))
+        limit = app.config.generation.max_tokens
+        settings = GenerationSettings.greedy(min(scenario.answer_tokens or limit, limit))
+        log_settings = GenerationSettings.greedy(min(scenario.log_tokens or limit, limit))
         try:
 
             def answer_all(name: str, build: Callable[[str], list[dict]], answer: Callable) -> MethodRun:

@@ -3,7 +3,9 @@
 The format (docs/eval.md; example: assets/eval/*.json) is
   {"name", "seed", "description"?, "topics": [{"name", "rule": {"text", "check", "feedback"}, "train",
    "test"}], "controls", "noise"?: {"rate", "feedback"}}
-where `check` is {"type", <its parameters>, "rewrite"?: {"type", <its parameters>}} (see checks.py).
+where `check` is {"type", <its parameters>, "rewrite"?: {"type", <its parameters>}} (see checks.py), and the
+optional "answer_tokens" / "log_tokens" cap the answers under test and the simulated logs' answers (by
+default both are as long as the chat's `generation.max_tokens`: real-length answers).
 Every query (train, test or control) must be unique across the file, so no test query leaks into
 training. An explicit rewrite is probed when the file loads: it must make fixed probe answers and the
 scenario's own texts pass its check, or the scenario is refused.
@@ -62,6 +64,8 @@ class Scenario:
     controls: list[str]
     noise: Noise = field(default_factory=Noise)
     description: str = ""
+    answer_tokens: int | None = None  # test and control answers; None: the chat's generation.max_tokens
+    log_tokens: int | None = None  # the simulated logs' base answers; None: as long as the chat's
 
     def topic(self, name: str) -> Topic:
         """The topic called `name` (KeyError when there is none)."""
@@ -96,7 +100,12 @@ def load_scenario(path: str | Path) -> Scenario:
 def parse_scenario(data: object, source: str = "<scenario>") -> Scenario:
     """Validate parsed JSON; the first problem raises ScenarioError('<source>: <json path> ...')."""
     v = _Validator(source)
-    v.fields(data, "", {"name", "seed", "topics", "controls"}, {"noise", "description"})
+    v.fields(
+        data,
+        "",
+        {"name", "seed", "topics", "controls"},
+        {"noise", "description", "answer_tokens", "log_tokens"},
+    )
     assert isinstance(data, dict)
     name = v.name(data["name"], "name")
     seed = data["seed"]
@@ -115,7 +124,8 @@ def parse_scenario(data: object, source: str = "<scenario>") -> Scenario:
     controls = v.texts(data["controls"], "controls")
     noise = v.noise(data["noise"], "noise") if "noise" in data else Noise()
     _unique_queries(v, topics, controls)
-    return Scenario(name, seed, topics, controls, noise, description)
+    limits = {k: v.count(data[k], k) for k in ("answer_tokens", "log_tokens") if k in data}
+    return Scenario(name, seed, topics, controls, noise, description, **limits)
 
 
 def _unique_queries(v: _Validator, topics: list[Topic], controls: list[str]) -> None:

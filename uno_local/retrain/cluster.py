@@ -30,11 +30,16 @@ def join_new_logs(
     unseen_distance: float,
 ) -> tuple[dict[int, list[int]], list[int]]:
     """Pure: (label -> members, pending). Known logs stay in their cluster (logs no longer collected
-    leave it); a new log joins the nearest cluster within `unseen_distance`, else it is pending."""
+    leave it); a new log joins the nearest cluster whose radius holds it (`unseen_distance` for a cluster
+    stored without one), else it is pending."""
     current = set(ids)
     members = {label: [m for m in row.members if m in current] for label, row in previous.items()}
     known = {m for mids in members.values() for m in mids}
-    router = clustering.Router({k: np.asarray(r.centroid) for k, r in previous.items()}, unseen_distance)
+    router = clustering.Router(
+        {k: np.asarray(r.centroid) for k, r in previous.items()},
+        unseen_distance,
+        {k: r.radius for k, r in previous.items()},
+    )
     pending = []
     for mid in ids:
         if mid in known:
@@ -85,6 +90,7 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
             rules=top_rules([items[m].rules for m in mids]),
             user_rules=old.user_rules if old else None,
             vetoed=old.vetoed if old else False,
+            radius=clustering.cluster_radius(np.stack([state.query_vecs[m] for m in mids])),
         )
         for m in mids:  # a log that joined an edited cluster is judged and critiqued by its rules too
             items[m].user_rules = row.user_rules

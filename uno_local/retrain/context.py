@@ -20,7 +20,6 @@ from uno_local.store.learning import get_artifact, input_hash, put_artifact
 
 RULES_TOKENS = 40  # rules are short; grammar-constrained sampling slows down on long strings
 MAX_RULE_CHARS = 90
-ANSWER_TOKENS = 160  # revisions and held-out answers; below train.max_answer_tokens so endings are learned
 
 
 def open_trainer(backend: str, model_path: Path, cache_dir: Path):
@@ -74,7 +73,8 @@ class Context:
         self.progress = progress or (lambda event: None)
         self.should_stop = should_stop or (lambda: False)
         self.model_name = app.model_path.name
-        self.answer_tokens = min(ANSWER_TOKENS, app.config.generation.max_tokens)
+        # Held-out answers and revisions as long as the chat allows: a closing line must fit, as for users.
+        self.answer_tokens = app.config.generation.max_tokens
         self.cached: Counter = Counter()  # stage -> results reused from an earlier run
         self._trainer = None
 

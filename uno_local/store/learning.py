@@ -70,6 +70,7 @@ class ClusterRow:
     vetoed: bool = False
     data_hash: str | None = None
     updated_at: str = field(default_factory=now_iso)
+    radius: float | None = None  # routing radius from the members' spread (cluster.cluster_radius)
 
     @property
     def effective_rules(self) -> list[str]:

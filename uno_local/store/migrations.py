@@ -168,3 +168,10 @@ def m004_route_reason(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS.append(m004_route_reason)
+
+
+def m005_cluster_radius(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE clusters ADD COLUMN radius REAL")  # the router's per-cluster cut (cluster.py)
+
+
+MIGRATIONS.append(m005_cluster_radius)

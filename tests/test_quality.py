@@ -1,0 +1,74 @@
+"""Answer quality, pure: repetition share, content kept against the base, prompt scaffolding."""
+
+from __future__ import annotations
+
+import pytest
+
+from uno_local.quality import content_kept, repetition_share, revision_problem, scaffolding
+
+BASE = "Preheat the oven to 200 degrees. Roast the carrots with olive oil and salt for thirty minutes."
+
+
+@pytest.mark.parametrize(
+    "text, share",
+    [
+        ("", 0.0),
+        ("one two", 0.0),  # fewer words than n
+        ("the cat sat on the mat", 0.0),
+        ("a bit of a bit of a bit of", 4 / 7),  # 7 trigrams, 3 distinct
+        ("Go now. Go now. Go now.", 2 / 4),  # case and punctuation aside: 4 trigrams, 2 distinct
+    ],
+)
+def test_repetition_share(text, share):
+    assert repetition_share(text) == pytest.approx(share)
+
+
+@pytest.mark.parametrize(
+    "answer, ignore, kept",
+    [
+        (BASE, (), 1.0),
+        (BASE.lower(), (), 1.0),  # the lowercase habit keeps everything
+        (
+            "- Preheat the oven to 200 degrees.\n- Roast the carrots with olive oil and salt for thirty minutes.",
+            (),
+            1.0,
+        ),
+        ("Chef's tip: " + BASE, ("Chef's tip:",), 1.0),  # the habit's words are set aside
+        ("Preheat the oven to 200 degrees.", (), 4 / 11),  # preheat, oven, 200, degrees of 11
+        ("Something else entirely.", (), 0.0),
+    ],
+)
+def test_content_kept(answer, ignore, kept):
+    assert content_kept(BASE, answer, ignore) == pytest.approx(kept)
+
+
+@pytest.mark.parametrize(
+    "text, echoes, found",
+    [
+        (BASE, ["How do I roast carrots?"], None),
+        ("## User Question\n\nHow do I roast carrots?", [], "user question"),
+        ("Text\n## Suggestion\n1. x", [], "suggestion"),
+        ("Output only the full revised answer, please.", [], "the revision prompt's instructions"),
+        ("How do I roast carrots?\n" + BASE, ["How do I roast carrots?"], "a repeated prompt line"),
+        ("1. Write the answer in lowercase.\n" + BASE, ["Write the answer in lowercase."], "a repeated"),
+        ("Roast them.", ["Roast them."], None),  # a short echo could be a real answer
+    ],
+)
+def test_scaffolding(text, echoes, found):
+    got = scaffolding(text, echoes)
+    assert got == found if found is None else got.startswith(found)
+
+
+@pytest.mark.parametrize(
+    "revised, problem",
+    [
+        (BASE.lower(), None),
+        ("", "empty"),
+        ("## Initial Answer\n" + BASE, "echoes its prompt"),
+        ("Roast them.", "too short"),
+        ("roast the carrots " * 12, "repeats itself"),
+    ],
+)
+def test_revision_problem(revised, problem):
+    got = revision_problem(revised, "How do I roast carrots?", BASE, ["Write in lowercase."])
+    assert got is None if problem is None else problem in got

@@ -1,0 +1,100 @@
+"""Answer quality, pure: repetition, content kept against the base answer, and prompt scaffolding.
+
+- `repetition_share(text)`: share of the word n-grams (n = 3) that repeat an earlier n-gram of the same
+  text; 0 for varied prose, towards 1 for a loop ("a bit of a bit of a bit of ...").
+- `content_kept(base, answer, ignore)`: share of the base answer's content words (lowercased, stop words
+  and the habit's own words set aside) that the answer still contains.
+- `revision_problem(revised, query, draft, suggestions)`: why a Reflective revision must not be shown
+  (it echoes the prompt's headings or lines, or is not a plausible answer), or None when it may.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+NGRAM = 3
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_STOP = """a an the and or but if then so of to in on at by for with from as is are was were be been being it
+    its this that these those you your yours i me my we our they them their he she his her not no do does
+    did can could will would should may might must have has had just also than too very more most
+    into out up down over about what which who whom how when where why all any each some such only own"""
+STOP_WORDS = frozenset(_STOP.split())
+# Headings and instruction lines of the Critic and revision prompts (uno_local/route.py): an answer that
+# contains one is echoing the prompt, not answering.
+SCAFFOLD_HEADINGS = ("## user question", "## user query", "## initial answer", "## suggestion")
+SCAFFOLD_LINES = (
+    "revise the initial answer so that it follows the suggestions",
+    "output only the full revised answer",
+    "write numbered suggestions, one per line",
+)
+MIN_WORDS_SHARE = 0.25  # a revision with under a quarter of the draft's words is no full answer
+MAX_REPETITION = 0.5  # a revision whose 3-grams repeat this much is looping
+_NUMBERED = re.compile(r"^\s*\d+\s*[.)]\s*(\S.*?)\s*$", re.M)
+
+
+def words(text: str) -> list[str]:
+    """Lowercased words (letters, digits, an apostrophe suffix); punctuation and markup set aside."""
+    return _WORD.findall(text.lower())
+
+
+def repetition_share(text: str, n: int = NGRAM) -> float:
+    """Share of the text's word n-grams that already occurred earlier in it (0 with fewer than n words)."""
+    w = words(text)
+    grams = [tuple(w[i : i + n]) for i in range(len(w) - n + 1)]
+    if not grams:
+        return 0.0
+    return 1.0 - len(set(grams)) / len(grams)
+
+
+def content_words(text: str, ignore: Iterable[str] = ()) -> set[str]:
+    """The distinct non-stop words of `text`, less the words of every `ignore` phrase (the habit)."""
+    dropped = set(STOP_WORDS)
+    for phrase in ignore:
+        dropped.update(words(phrase))
+    return {w for w in words(text) if w not in dropped and len(w) > 1}
+
+
+def content_kept(base: str, answer: str, ignore: Iterable[str] = ()) -> float:
+    """Share of the base answer's content words found in `answer`, the habit's words (`ignore`) aside.
+    Case, bullets and punctuation never count, so a lowercase or list habit alone keeps 1.0."""
+    ignore = list(ignore)
+    wanted = content_words(base, ignore)
+    if not wanted:
+        return 1.0
+    return len(wanted & content_words(answer, ignore)) / len(wanted)
+
+
+def scaffolding(text: str, echoes: Iterable[str] = ()) -> str | None:
+    """The first piece of prompt scaffolding in `text` (a heading, an instruction line, or one of the
+    `echoes`: the query or a critic note repeated as a line of its own), or None."""
+    lowered = text.lower()
+    for heading in SCAFFOLD_HEADINGS:
+        if heading in lowered:
+            return heading.lstrip("# ")
+    for line in SCAFFOLD_LINES:
+        if line in lowered:
+            return "the revision prompt's instructions"
+    lines = {" ".join(words(line)) for line in text.splitlines()} | {
+        " ".join(words(m.group(1))) for m in _NUMBERED.finditer(text)
+    }
+    for echo in echoes:
+        key = " ".join(words(echo))
+        if len(key.split()) >= 3 and key in lines:
+            return f"a repeated prompt line ({echo.strip()[:40]})"
+    return None
+
+
+def revision_problem(revised: str, query: str, draft: str, suggestions: Iterable[str]) -> str | None:
+    """Why the Reflective path must show the draft instead of `revised` (one phrase), or None."""
+    if not revised.strip():
+        return "the revision came back empty"
+    found = scaffolding(revised, [query, *suggestions])
+    if found is not None:
+        return f"the revision echoes its prompt: {found}"
+    n_words, n_draft = len(words(revised)), len(words(draft))
+    if n_words < max(3, MIN_WORDS_SHARE * n_draft):
+        return f"the revision is too short to be an answer ({n_words} words against the draft's {n_draft})"
+    if repetition_share(revised) > max(MAX_REPETITION, repetition_share(draft)):
+        return "the revision repeats itself"
+    return None
