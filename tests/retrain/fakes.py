@@ -2,7 +2,8 @@
 checker, so `Retrain` itself runs in well under a second on a real store and a real registry.
 
 The fakes are simple but honest: the runtime's revisions follow the rules they are given, an adapter
-answers with what its training data taught (the most common last line of its chosen answers), and
+answers with the habit its training data showed (a numbered list, or the most common last line of its
+chosen answers), and
 the embedder is a hashed bag of words (same words, same direction). Each can be told to fail.
 """
 
@@ -78,7 +79,7 @@ class FakeRuntime:
             block = content.split("## Suggestion\n\n", 1)[1].split("\n\n## User Question", 1)[0]
             return follow(answer, [re.sub(r"^\d+\.\s*", "", line) for line in block.splitlines()])
         learned = self.loaded.get(adapter, "") if adapter else ""
-        return base_answer(content) + (f"\n{learned}" if learned else "")
+        return follow(base_answer(content), learned.splitlines())
 
     @staticmethod
     def _events(text: str):
@@ -139,8 +140,8 @@ class FakeEmbedder:
 
 class FakeTrainer:
     """Follows `uno_local.training.Trainer`: a checkpoint folder per epoch holding the examples it saw
-    and what it "learned" (the most common last line of the chosen answers; nothing when `learns` is
-    False). `fail_on` = the n-th `train` call (1-based) fails."""
+    and what it "learned", as rules `follow` applies: a numbered list when most chosen answers are one,
+    and the most common last line as an ending when most share it (nothing when `learns` is False). `fail_on` = the n-th `train` call (1-based) fails."""
 
     def __init__(self) -> None:
         self.runs: list[tuple[str, list]] = []  # (objective, examples) per call
@@ -151,8 +152,16 @@ class FakeTrainer:
         self.runs.append((objective, examples))
         if self.fail_on == len(self.runs):
             raise Failure("the trainer failed")
-        endings = Counter(e.chosen.splitlines()[-1] for e in examples if objective == "sft" or not e.is_sft)
-        learned = endings.most_common(1)[0][0] if endings and self.learns else ""
+        taught = [e.chosen for e in examples if objective == "sft" or not e.is_sft]
+        endings = Counter(chosen.splitlines()[-1] for chosen in taught)
+        habits = []
+        if taught and self.learns:
+            if 2 * sum(chosen.startswith("1. ") for chosen in taught) > len(taught):
+                habits.append("Answer as a numbered list.")
+            ending, count = endings.most_common(1)[0]
+            if not re.match(r"\d+\. ", ending) and 2 * count > len(taught):
+                habits.append(f'End the answer with "{ending}".')
+        learned = "\n".join(habits)
         ckpts = []
         for epoch in range(1, config.epochs + 1):
             ckpt = Path(out_dir) / f"epoch-{epoch}"

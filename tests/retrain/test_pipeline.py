@@ -255,4 +255,4 @@ def test_what_was_learned_serves(app, fakes, monkeypatch):
         ("expert", "expert-c0@v1", "0"),
         ("base", None, None),
     ]
-    assert fakes.runtime.loaded["expert-c0@v1"] == SIGN_OFF
+    assert fakes.runtime.loaded["expert-c0@v1"] == f'End the answer with "{SIGN_OFF}".'
