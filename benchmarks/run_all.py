@@ -47,6 +47,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     py = sys.executable
     sizes = "50" if args.quick else "50,100,200"
+    run("startup", [py, "benchmarks/bench_startup.py"], args.out)
     run("generation", [py, "benchmarks/bench_generation.py"], args.out)
     run("adapters", [py, "benchmarks/bench_adapters.py"], args.out)
     run("trainer", [py, "benchmarks/bench_trainer.py"], args.out)
