@@ -78,7 +78,7 @@ def _learning_status(app: App) -> dict:
             device = (
                 "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
             )
-    active = [r.key for r in app.registry.active()]
+    active = [r.key for r in app.registry.serving()]
     return {
         "trainer": f"{backend} on {device if backend == 'torch' else 'the MLX default device'}",
         "adapters": ", ".join(active) if active else "none serving (base model)",

@@ -168,3 +168,11 @@ def m004_route_reason(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS.append(m004_route_reason)
+
+
+def m005_context_uids(db: sqlite_utils.Database) -> None:
+    # Imported context messages had uids "<record id>:<n>", which clashed with record ids like "k:1".
+    db.execute("UPDATE messages SET uid = lower(hex(randomblob(16))) WHERE source = 'context'")
+
+
+MIGRATIONS.append(m005_context_uids)
