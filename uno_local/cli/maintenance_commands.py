@@ -62,6 +62,9 @@ def doctor(app: App, repair: bool) -> None:
                 f"Repaired:  salvaged {saved:,} of {total:,} rows; the damaged file is kept as {aside}"
             )
             store = Store(db)
+        elif store is not None:
+            store.close()
+            store = None  # its rows cannot be trusted until it is repaired
     if store is not None:
         counts = store.counts()
         click.echo(

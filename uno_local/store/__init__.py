@@ -37,6 +37,7 @@ from uno_local.store.records import Conversation, Feedback, Log, Message, now_is
 UNSET: Any = object()
 BUSY_TIMEOUT_S = 30
 BACKUPS_KEPT = 3
+LOW_SPACE_BYTES = 1 << 20
 
 __all__ = ["Store", "Conversation", "Feedback", "Log", "Message", "UNSET", "now_iso", "store_error"]
 
@@ -47,7 +48,9 @@ def store_error(exc: BaseException, path: Path | str) -> StoreError:
         return exc
     text = str(exc).lower()
     code = getattr(exc, "sqlite_errorname", "") or ""
-    if "full" in text or code == "SQLITE_FULL" or getattr(exc, "errno", None) == 28:
+    # An I/O error on a disk without room is a full disk (SQLite reports some ENOSPC as SQLITE_IOERR).
+    low_space = "disk i/o" in text and _free_bytes(Path(path).parent) < LOW_SPACE_BYTES
+    if "full" in text or code == "SQLITE_FULL" or getattr(exc, "errno", None) == 28 or low_space:
         return StoreFullError(
             f"The disk holding {path} is full; free some space and try again (nothing was changed)."
         )
@@ -76,7 +79,19 @@ def store_error(exc: BaseException, path: Path | str) -> StoreError:
             f"The database {path} is damaged ({exc}); run `uno doctor --repair` to salvage it "
             "(it keeps a copy of the damaged file)."
         )
+    if "disk i/o" in text:
+        return StoreError(
+            f"Reading or writing the database {path} failed ({exc}); check the disk, then run `uno doctor`."
+        )
     return StoreError(f"The database {path} failed ({exc}); run `uno doctor` to check it.")
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return LOW_SPACE_BYTES
+    return stat.f_bavail * stat.f_frsize
 
 
 def _locked(method):
