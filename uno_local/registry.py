@@ -136,7 +136,8 @@ class Registry:
         backend: str | None = None,
         verify: Callable[[Path], None] | None = None,
     ) -> AdapterRecord:
-        """Stage, verify (checksum, then `verify(gguf)` e.g. the parity check), move in, switch."""
+        """Stage, verify (checksum, then `verify(gguf)` e.g. the parity check), move in, switch.
+        The first deploy of a process (a retrain) backs the database up before it switches."""
         staging = self.root / f".staging-{uuid.uuid4().hex[:8]}"
         staging.mkdir(mode=0o700)
         try:
@@ -169,6 +170,7 @@ class Registry:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        self.store.backup_once("retrain")
         db = self.store.db
         db.execute("BEGIN")
         try:

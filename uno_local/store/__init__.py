@@ -116,6 +116,7 @@ class Store:
         """Open (creating owner-only) and migrate; `check=False` skips the integrity check (doctor)."""
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._backed_up = False  # backup_once: one automatic backup per process
         try:
             if not self.path.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -215,6 +216,12 @@ class Store:
         for old in sorted(folder.glob("uno-*.db"))[:-BACKUPS_KEPT]:
             old.unlink(missing_ok=True)
         return dest
+
+    def backup_once(self, reason: str) -> None:
+        """`backup_auto` the first time it is asked for in this process (one per retrain)."""
+        if not self._backed_up:
+            self.backup_auto(reason)
+            self._backed_up = True
 
     @_locked
     def integrity(self) -> list[str]:
