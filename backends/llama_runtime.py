@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
 
-from uno_local.errors import AdapterError, ModelError
+from uno_local.errors import AdapterError, ConfigError, ContextOverflowError, ModelError
 from uno_local.runtime import (
     ChatStats,
     GenerationRequest,
@@ -26,6 +26,9 @@ from uno_local.runtime import (
 )
 
 GGUF_MAGIC = b"GGUF"
+MIN_CTX = 64
+TURN_OVERHEAD = 8  # template tokens around each message (role markers, separators), generously
+ANSWER_ROOM = 32  # tokens kept free for at least the start of an answer
 
 
 def check_model_file(path: Path) -> Path:
@@ -61,6 +64,13 @@ class LlamaRuntime:
         n_batch: int = 512,
         system_prompt: str = "",
     ) -> None:
+        if n_ctx < 0 or 0 < n_ctx < MIN_CTX:
+            raise ConfigError(
+                f"The context window n_ctx={n_ctx} is too small; use at least {MIN_CTX} tokens "
+                "(or 0 for the model's own size) in uno.toml or --ctx."
+            )
+        if n_batch < 1:
+            raise ConfigError(f"n_batch={n_batch} must be a positive number of tokens; set it in uno.toml.")
         import llama_cpp
 
         self._llama_cpp = llama_cpp
@@ -141,6 +151,35 @@ class LlamaRuntime:
         self._active = name
 
     # chat
+    def _tokens(self, message: dict) -> int:
+        return (
+            len(self.llm.tokenize(message["content"].encode("utf-8", "replace"), add_bos=False))
+            + TURN_OVERHEAD
+        )
+
+    def fit(self, messages: list[dict]) -> list[dict]:
+        """The context that fits the window: the oldest turns are dropped (the system prompt and the
+        last message stay); a last message too long on its own is one sentence."""
+        budget = self.llm.n_ctx() - ANSWER_ROOM
+        system = [m for m in messages[:1] if m["role"] == "system"]
+        if self.system_prompt and not system:
+            system = [{"role": "system", "content": self.system_prompt}]
+        rest = messages[len(system) if messages[:1] == system else 0 :]
+        used = sum(self._tokens(m) for m in system)
+        kept: list[dict] = []
+        for message in reversed(rest):
+            used += self._tokens(message)
+            if used > budget:
+                break
+            kept.insert(0, message)
+        if not kept and rest:
+            raise ContextOverflowError(
+                f"The message is about {used:,} tokens with the system prompt, more than the model's "
+                f"{budget + ANSWER_ROOM:,}-token context window; shorten it or raise n_ctx in uno.toml "
+                "(the message is kept, unanswered)."
+            )
+        return ([m for m in messages[:1] if m["role"] == "system"]) + kept
+
     def stream(
         self,
         messages: list[dict],
@@ -168,7 +207,7 @@ class LlamaRuntime:
                 response_format={"type": "json_object", "schema": json_schema} if json_schema else None,
             )
             try:
-                for chunk in chunks:
+                for chunk in _context_errors(chunks, self.llm.n_ctx()):
                     choice = chunk["choices"][0]
                     delta = choice["delta"].get("content") or ""
                     finish = choice.get("finish_reason") or finish
@@ -288,3 +327,16 @@ class LlamaRuntime:
                     self._llama_cpp.llama_adapter_lora_free(handle)
             self._adapters.clear()
             self.llm.close()
+
+
+def _context_errors(chunks, n_ctx: int):
+    """llama-cpp-python's "Requested tokens exceed context window" as one sentence."""
+    try:
+        yield from chunks
+    except ValueError as exc:
+        if "context window" not in str(exc):
+            raise
+        raise ContextOverflowError(
+            f"The conversation is longer than the model's {n_ctx:,}-token context window; start a new "
+            "conversation or raise n_ctx in uno.toml."
+        ) from exc

@@ -75,3 +75,49 @@ def test_kill_during_streamed_answer_keeps_conversation(uno_home):
     with Store(uno_home / "uno.db") as store:
         roles = [(m.role, m.complete) for m in store.messages(conv.id)]
         assert roles == [("user", True), ("assistant", False), ("user", True), ("assistant", True)]
+
+
+def _cli(*args: str):
+    from click.testing import CliRunner
+
+    from uno_local.cli import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_a_failed_ask_keeps_the_question(uno_home, tmp_path):
+    """Issue 16, item 3: the question is stored with its conversation before the model loads."""
+    result = _cli("--model", str(tmp_path / "missing.gguf"), "ask", "Where did my question go?")
+    assert result.exit_code == 1 and "Model file not found" in result.stderr
+    with Store(uno_home / "uno.db") as store:
+        (conv,) = store.list_conversations()
+        (question,) = store.messages(conv.id)
+        assert (question.role, question.content) == ("user", "Where did my question go?")
+
+
+def test_a_question_longer_than_the_context_is_one_sentence(uno_home):
+    """Issue 16, item 9: refused before an answer row exists; the question itself is kept."""
+    question = "Please summarise this. " + "word " * 6000
+    result = _cli("--ctx", "2048", "ask", "--max-tokens", "8", question)
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "2,048-token context window" in result.stderr
+    with Store(uno_home / "uno.db") as store:
+        (conv,) = store.list_conversations()
+        assert [(m.role, m.content) for m in store.messages(conv.id)] == [("user", question)]
+
+
+def test_a_long_history_is_trimmed_oldest_first(runtime):
+    long_turn = "history " * 300
+    history = [{"role": "system", "content": "Be brief."}]
+    for i in range(12):
+        history += [{"role": "user", "content": f"{i} {long_turn}"}, {"role": "assistant", "content": "ok"}]
+    history.append({"role": "user", "content": "And now?"})
+    kept = runtime.fit(history)
+    assert kept[0] == history[0] and kept[-1] == history[-1]
+    assert 3 < len(kept) < len(history) and kept[1:] == history[-(len(kept) - 1) :]
+
+
+def test_a_context_too_small_is_one_sentence(uno_home):
+    result = _cli("--ctx", "16", "ask", "hi")
+    assert result.exit_code == 1 and "n_ctx=16 is too small" in result.stderr
+    assert result.stderr.count("\n") == 1

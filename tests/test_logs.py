@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
-from uno_local.errors import ImportFormatError
-from uno_local.logs import export_file, export_records, import_file, parse_record
+from uno_local.errors import ImportFormatError, OutputError
+from uno_local.logs import MAX_LINE_BYTES, export_file, export_records, import_file, parse_record
 from uno_local.store import Store
 
 GOOD = {
@@ -111,11 +112,115 @@ def test_malformed_import_imports_nothing(store, tmp_path, payload, message):
 
 def test_huge_line_is_refused(store, tmp_path):
     path = tmp_path / "big.jsonl"
-    big = {**GOOD, "messages": [GOOD["messages"][1], {"role": "assistant", "content": "x" * 10_000_000}]}
+    content = "x" * MAX_LINE_BYTES
+    big = {**GOOD, "messages": [GOOD["messages"][1], {"role": "assistant", "content": content}]}
     path.write_bytes(line(GOOD) + line(big))
-    with pytest.raises(ImportFormatError, match="line 2 is 10.0 MB, over the 1 MB limit"):
+    size = len(line(big)) - 1
+    with pytest.raises(
+        ImportFormatError, match=f"line 2 is {size:,} bytes, over the {MAX_LINE_BYTES:,}-byte"
+    ):
         import_file(store, path)
     assert store.counts()["messages"] == 0
+
+
+# Issue 16, item 1: inputs that gave tracebacks or lost records.
+@pytest.mark.parametrize(
+    "payload, says",
+    [
+        (b"[" * 1000 + b"]" * 1000, "nested too deeply"),
+        (b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+        (line(GOOD).replace(b"How do I", b"How \\ud800do I"), "lone surrogate"),
+        (line(GOOD).replace(b"Sign off", b"Sign \\udfff off"), "lone surrogate"),
+        (line(GOOD).replace(b"happy", b"x").replace(b"Happy", b"\\ud800"), "lone surrogate"),
+        (line({**GOOD, "id": "x\ud800y"}), "lone surrogate"),
+        (line(GOOD).replace(b"8 minutes.", b"8 \x01minutes."), "Invalid control character at column"),
+    ],
+)
+def test_adversarial_input_is_one_sentence(store, tmp_path, payload, says):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(payload)
+    with pytest.raises(ImportFormatError, match=says) as info:
+        import_file(store, path)
+    assert "\n" not in str(info.value) and "nothing was imported" in str(info.value)
+    assert store.counts()["messages"] == 0
+
+
+@pytest.mark.parametrize("order", ["k first", "k:1 first"])
+def test_ids_never_clash_with_context_messages(store, tmp_path, order):
+    turns = ["user", "assistant", "user", "assistant", "user", "assistant"]
+    k = {"id": "k", "messages": [{"role": r, "content": f"m{i}"} for i, r in enumerate(turns)]}
+    k1 = {**GOOD, "id": "k:1"}
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(line(k) + line(k1) if order == "k first" else line(k1) + line(k))
+    result = import_file(store, path)
+    assert (result.added, result.skipped) == (2, 0)
+    assert sorted(r["id"] for r in export_records(store)) == ["k", "k:1"]
+
+
+def test_an_id_held_by_a_question_is_refused_not_skipped(store, tmp_path):
+    conversation = store.new_conversation("chat")
+    question = store.get_message(store.add_message(conversation, "user", "hi"))
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(line({**GOOD, "id": question.uid}))
+    with pytest.raises(ImportFormatError, match="already names a question"):
+        import_file(store, path)
+    assert store.counts()["messages"] == 1
+
+
+def test_utf8_bom_is_accepted(store, tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + line(GOOD))
+    assert import_file(store, path).added == 1
+
+
+# Issue 16, item 2: export writes what import reads back, one line per record, and leaves no temp file.
+def test_export_of_a_record_near_the_limit_imports_again(store, tmp_path):
+    answer = "y" * (MAX_LINE_BYTES - 400)
+    record = {
+        "id": "big",
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": answer}],
+    }
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(json.dumps(record, separators=(",", ":")).encode())
+    import_file(store, source)
+    out = tmp_path / "out.jsonl"
+    export_file(store, out)
+    assert len(out.read_bytes()) <= MAX_LINE_BYTES
+    with Store(tmp_path / "other.db") as other:
+        assert import_file(other, out).added == 1
+
+
+def test_export_escapes_unicode_line_separators(store, tmp_path):
+    text = "one\u2028two\u2029three\x85four"
+    record = {**GOOD, "messages": [{"role": "user", "content": text}, {"role": "assistant", "content": text}]}
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(line(record))
+    import_file(store, source)
+    out = tmp_path / "out.jsonl"
+    export_file(store, out)
+    data = out.read_text(encoding="utf-8")
+    assert len(data.splitlines()) == 1
+    assert json.loads(data)["messages"][0]["content"] == text
+
+
+@pytest.mark.parametrize("target", ["folder", "missing/out.jsonl", "file/out.jsonl"])
+def test_export_to_a_bad_path_is_one_sentence(store, tmp_path, target):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="Cannot write .*Nothing was written there"):
+        export_file(store, tmp_path / target)
+    assert not list(tmp_path.rglob("*.uno-partial"))
+
+
+def test_a_killed_exports_temp_file_goes_with_the_next_export(store, tmp_path):
+    out = tmp_path / "out.jsonl"
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    dead = finished.pid  # the pid of an export killed before it could clean up
+    leftover = tmp_path / f".out.jsonl.{dead}.uno-partial"
+    leftover.write_text("partial")
+    export_file(store, out)
+    assert not leftover.exists() and out.exists()
 
 
 def test_missing_file(store, tmp_path):

@@ -104,7 +104,7 @@ def test_adapters_cli(uno_home, tmp_path):
     with Store(uno_home / "uno.db") as store:
         reg = Registry(store, uno_home / "adapters")
         deploy(reg, tmp_path)
-        deploy(reg, tmp_path, payload=b"v2")
+        deploy(reg, tmp_path, payload=b"GGUF-v2")
     listing = runner.invoke(cli, ["adapters"]).stdout
     assert "* habits" in listing and "previous" in listing
     data = json.loads(runner.invoke(cli, ["adapters", "--json"]).stdout)

@@ -122,10 +122,18 @@ class ChatService:
     ) -> Turn:
         """Store the user's message and start the answer; iterate the result to stream it."""
         user_id = self.store.add_message(conversation_id, "user", text, source=source)
-        return self._answer(conversation_id, user_id, settings, source)
+        return self.reply(conversation_id, user_id, settings, source)
 
-    def _answer(self, conversation_id: int, user_id: int, settings: GenerationSettings, source: str) -> Turn:
+    def reply(
+        self, conversation_id: int, user_id: int, settings: GenerationSettings, source: str = "chat"
+    ) -> Turn:
+        """Start the answer to the stored user message `user_id`. The oldest turns are left out when
+        the history outgrows the context window; a message too long alone is refused before the
+        answer row exists (ContextOverflowError), the message itself stays stored."""
         messages = history_for_model(self.store, conversation_id)
+        fit = getattr(self.runtime, "fit", None)
+        if fit is not None:
+            messages = fit(messages)
         plan, events = self.responder.respond(messages, settings)
         answer_id = self.store.start_answer(
             conversation_id,

@@ -55,3 +55,27 @@ class RetrainLockedError(UnoError):
 
 class ScenarioError(UnoError):
     """An evaluation scenario file is malformed."""
+
+
+class StoreFullError(StoreError):
+    """The disk holding the database is full."""
+
+
+class StoreBusyError(StoreError):
+    """Another uno process holds the database's write lock for too long."""
+
+
+class StoreReadOnlyError(StoreError):
+    """The database or its folder cannot be written."""
+
+
+class StoreCorruptError(StoreError):
+    """The database file fails SQLite's integrity check."""
+
+
+class OutputError(UnoError):
+    """A file the user asked for (an export, a backup, batch answers) cannot be written."""
+
+
+class ContextOverflowError(UnoError):
+    """A message does not fit in the model's context window."""

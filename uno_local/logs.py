@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from uno_local.errors import ImportFormatError
+from uno_local.atomic import atomic_write
+from uno_local.errors import ImportFormatError, OutputError
 from uno_local.store import Store, now_iso
 
-MAX_LINE_BYTES = 1_000_000
+# A guard against garbage, not a format limit: export refuses to write a line import would refuse.
+MAX_LINE_BYTES = 16_000_000
 ROLES = ("system", "user", "assistant")
+BOM = b"\xef\xbb\xbf"
+# Characters that str.splitlines() and some editors treat as line breaks; JSON leaves them raw.
+LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
 
 
 @dataclass
@@ -32,6 +36,7 @@ class LogRecord:
     comment: str | None
     correction: str | None
     created_at: str
+    where: str = ""  # "file, line N", for messages about this record
 
 
 @dataclass
@@ -43,29 +48,44 @@ class ImportResult:
 def parse_log_lines(data: bytes, source: str = "input") -> list[LogRecord]:
     """Parse a whole JSONL file; the first bad line raises ImportFormatError naming it."""
     records: list[LogRecord] = []
+    data = data.removeprefix(BOM)
     for number, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue
         where = f"{source}, line {number}"
         if len(raw) > MAX_LINE_BYTES:
             raise ImportFormatError(
-                f"{where} is {len(raw) / 1e6:.1f} MB, over the {MAX_LINE_BYTES // 1_000_000} MB limit "
+                f"{where} is {len(raw):,} bytes, over the {MAX_LINE_BYTES:,}-byte limit "
                 "for one record; nothing was imported."
             )
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ImportFormatError(
-                f"{where} is not valid UTF-8 (byte {exc.start}); nothing was imported."
+                f"{where} is not valid UTF-8 (byte {exc.start + 1}); nothing was imported."
             ) from exc
         try:
             obj = json.loads(text)
+            record = parse_record(obj)
+            # Lone surrogates ("\\ud800") are legal JSON escapes but not text SQLite can store.
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
         except json.JSONDecodeError as exc:
-            raise ImportFormatError(f"{where} is not valid JSON ({exc.msg}); nothing was imported.") from exc
-        try:
-            records.append(parse_record(obj))
+            raise ImportFormatError(
+                f"{where} is not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno}); nothing was imported."
+            ) from exc
+        except RecursionError as exc:
+            raise ImportFormatError(
+                f"{where} is nested too deeply to be a log record; nothing was imported."
+            ) from exc
+        except UnicodeEncodeError as exc:
+            raise ImportFormatError(
+                f"{where} holds a lone surrogate escape ({exc.object[exc.start]!r}), which is not text; "
+                "nothing was imported."
+            ) from exc
         except ValueError as exc:
             raise ImportFormatError(f"{where}: {exc}; nothing was imported.") from exc
+        record.where = where
+        records.append(record)
     if not records:
         raise ImportFormatError(f"{source} holds no log records; nothing was imported.")
     return records
@@ -169,15 +189,20 @@ def _created_at(obj: dict) -> str:
 
 
 def import_records(store: Store, records: list[LogRecord], title_prefix: str = "Imported") -> ImportResult:
-    """Add each record as its own conversation, in one transaction; known ids are skipped."""
+    """Add each record as its own conversation, in one transaction; ids already imported or
+    exported (an answer's uid) are skipped; an id held by another kind of message is refused."""
     added = skipped = 0
-    db = store.db
-    db.execute("BEGIN")
-    try:
+    with store.write() as db:
         for record in records:
-            if store.has_uid(record.uid):
+            kind = store.uid_kind(record.uid)
+            if kind == "answer":
                 skipped += 1
                 continue
+            if kind is not None:
+                raise ImportFormatError(
+                    f"{record.where or 'A record'}: the id {record.uid[:80]!r} already names a question "
+                    "in this store, not an answer; give the record another id. Nothing was imported."
+                )
             title = (
                 f"{title_prefix}: {record.messages[-2]['content'][:40] if len(record.messages) > 1 else ''}"
             )
@@ -192,7 +217,8 @@ def import_records(store: Store, records: list[LogRecord], title_prefix: str = "
                     "INSERT INTO messages (uid, conversation_id, role, content, created_at, source) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     [
-                        record.uid if last else f"{record.uid}:{index}",
+                        # Context messages get their own random uids: never a record id's namespace.
+                        record.uid if last else uuid.uuid4().hex,
                         conversation_id,
                         message["role"],
                         message["content"],
@@ -213,10 +239,6 @@ def import_records(store: Store, records: list[LogRecord], title_prefix: str = "
                         ],
                     )
             added += 1
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     return ImportResult(added, skipped)
 
 
@@ -249,17 +271,24 @@ def export_records(store: Store) -> list[dict]:
     return out
 
 
+def dump_line(record: dict) -> str:
+    """One compact JSONL line, with Unicode line separators escaped so every tool sees one line."""
+    line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    for char, escape in LINE_BREAKS.items():
+        line = line.replace(char, escape)
+    return line
+
+
 def export_file(store: Store, path: Path) -> int:
     """Write the JSONL export atomically (temp file + rename); returns the record count."""
     records = export_records(store)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".uno-export-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as handle:
+        for record in records:
+            line = dump_line(record)
+            if len(line.encode("utf-8")) > MAX_LINE_BYTES:
+                raise OutputError(
+                    f"Answer {record['id']} is over the {MAX_LINE_BYTES:,}-byte record limit that import "
+                    f"accepts; nothing was written to {path}."
+                )
+            handle.write(line + "\n")
     return len(records)

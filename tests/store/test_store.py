@@ -89,7 +89,7 @@ def test_database_file_is_owner_only(tmp_path):
 def test_corrupt_database_gives_one_sentence(tmp_path):
     path = tmp_path / "uno.db"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="Cannot open the database"):
+    with pytest.raises(StoreError, match="is damaged .*uno doctor --repair"):
         Store(path)
     assert path.read_bytes().startswith(b"this is not sqlite")  # nothing overwritten
 

@@ -8,6 +8,8 @@ command loads only what it needs.
 from __future__ import annotations
 
 import importlib
+import os
+import sqlite3
 import sys
 
 import click
@@ -15,6 +17,31 @@ import click
 from uno_local import __version__
 from uno_local.app import App, Overrides
 from uno_local.errors import UnoError
+from uno_local.store import store_error
+
+
+def one_sentence(text: str) -> str:
+    """A message fit for a terminal: control characters (escape sequences in a path) shown escaped."""
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in " ".join(text.split("\n"))
+    )
+
+
+def _unexpected(ctx: click.Context, exc: BaseException) -> str:
+    """An unforeseen failure: the traceback goes to crash.log in the data dir, the user gets a sentence."""
+    import traceback
+
+    where = "the traceback could not be saved"
+    app = ctx.obj if isinstance(ctx.obj, App) else None
+    if app is not None:
+        try:
+            log = app.home / "crash.log"
+            with os.fdopen(os.open(log, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600), "a") as handle:
+                handle.write("".join(traceback.format_exception(exc)) + "\n")
+            where = f"the details are in {log}"
+        except OSError:
+            pass
+    return f"Unexpected {type(exc).__name__}: {exc}; this is a bug in uno-local ({where}), please report it."
 
 # command -> the module in uno_local/cli that defines it (it registers itself on `cli` when imported)
 COMMAND_MODULES = {
@@ -27,6 +54,8 @@ COMMAND_MODULES = {
     "rules": "learn_commands",
     "explain": "learn_commands",
     "eval": "eval_commands",
+    "backup": "maintenance_commands",
+    "doctor": "maintenance_commands",
 }
 
 
@@ -43,17 +72,34 @@ class LazyGroup(click.Group):
 
 
 class UnoGroup(LazyGroup):
-    """Turns UnoError into one sentence on stderr and exit status 1."""
+    """The one boundary where every command's failure becomes one sentence on stderr and a non-zero exit."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except UnoError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {one_sentence(str(exc))}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
+        except sqlite3.Error as exc:
+            app = ctx.obj if isinstance(ctx.obj, App) else None
+            error = store_error(exc, app.home / "uno.db" if app else "uno.db")
+            click.echo(f"Error: {one_sentence(str(error))}", err=True)
+            sys.exit(error.exit_code)
+        except OSError as exc:
+            name = f" {exc.filename}" if exc.filename else ""
+            click.echo(
+                f"Error: {one_sentence(f'{exc.strerror or exc}:{name}')}; check the path and try again.",
+                err=True,
+            )
+            sys.exit(1)
+        except Exception as exc:
+            click.echo(f"Error: {one_sentence(_unexpected(ctx, exc))}", err=True)
+            sys.exit(1)
 
 
 @click.group(

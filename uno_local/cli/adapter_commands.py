@@ -14,13 +14,14 @@ from uno_local.cli import cli
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def adapters(ctx: click.Context, as_json: bool) -> None:
-    """List the learned adapters (every version; * marks what is serving)."""
+    """List the learned adapters (every version; * marks what is serving, ! what cannot serve)."""
     if ctx.invoked_subcommand is not None:
         return
     app: App = ctx.obj
     rows = app.registry.list()
+    problems = {r.id: app.registry.problem(r) for r in rows if r.status == "deployed" and r.enabled}
     if as_json:
-        click.echo(json.dumps([_row_dict(r) for r in rows], indent=2))
+        click.echo(json.dumps([{**_row_dict(r), "problem": problems.get(r.id)} for r in rows], indent=2))
         return
     if not rows:
         click.echo("No adapters yet: give feedback on some answers, then run `uno retrain`.")
@@ -29,12 +30,15 @@ def adapters(ctx: click.Context, as_json: bool) -> None:
         f"{'':2}{'name':<16}{'ver':>4}  {'kind':<8}{'status':<10}{'enabled':<9}{'win rate':>9}  sources  created"
     )
     for r in rows:
-        mark = "*" if r.status == "deployed" and r.enabled else " "
+        mark = ("!" if problems[r.id] else "*") if r.id in problems else " "
         win = r.metrics.get("win_rate")
+        win = win if isinstance(win, int | float) else None
         click.echo(
             f"{mark:2}{r.name:<16}{r.version:>4}  {r.kind:<8}{r.status:<10}{'yes' if r.enabled else 'no':<9}"
             f"{'' if win is None else f'{win:.2f}':>9}  {len(r.sources):>7}  {r.created_at[:19]}"
         )
+    for problem in filter(None, problems.values()):
+        click.echo(f"! not serving: {problem}")
 
 
 def _row_dict(r) -> dict:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import click
 
 from uno_local.app import App
+from uno_local.atomic import atomic_write
 from uno_local.cli import cli
 from uno_local.errors import ImportFormatError
-from uno_local.logs import MAX_LINE_BYTES
+from uno_local.logs import MAX_LINE_BYTES, dump_line
 
 
 @cli.command()
@@ -65,11 +64,12 @@ def ask(
         settings = app.settings(
             greedy=bool(greedy), temperature=temperature, max_tokens=max_tokens, seed=seed
         )
+        # The question is stored (with its conversation, in one transaction) before the model loads.
         if conversation_id is None:
-            conversation_id = app.store.new_conversation(_title(query))
+            conversation_id, user_id = app.store.start_conversation(_title(query), query, source="ask")
         else:
-            app.store.get_conversation(conversation_id)
-        turn = app.chat.send(conversation_id, query, settings, source="ask")
+            user_id = app.store.add_message(conversation_id, "user", query, source="ask")
+        turn = app.chat.reply(conversation_id, user_id, settings, source="ask")
         for delta in turn:
             click.echo(delta, nl=False)
         click.echo()
@@ -163,8 +163,6 @@ def read_batch(path: Path) -> list[tuple[object, list[dict]]]:
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".uno-")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    with atomic_write(path) as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+            handle.write(dump_line(row) + "\n")

@@ -71,7 +71,7 @@ def _learning_status(app: App) -> dict:
     device = app.config.train.device
     if backend == "torch" and device == "auto":
         device = _expected_torch_device()
-    active = [r.key for r in app.registry.active()]
+    active = [r.key for r in app.registry.serving()]
     return {
         "trainer": f"{backend} on {device if backend == 'torch' else 'the MLX default device'}",
         "adapters": ", ".join(active) if active else "none serving (base model)",

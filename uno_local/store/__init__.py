@@ -1,12 +1,15 @@
 """The SQLite store: conversations, messages and feedback (sqlite-utils, WAL, foreign keys).
 
-`Store(path)` opens (creating owner-only) and migrates the database. Answers are written while
-they stream (`start_answer` / `update_answer` / `finish_answer`), so a crash mid-answer leaves the
-user's message and the partial answer, marked incomplete.
+`Store(path)` opens (creating owner-only), checks (`PRAGMA quick_check`) and migrates the database,
+taking a backup first when a migration is due on existing data. Answers are written while they
+stream (`start_answer` / `update_answer` / `finish_answer`), so a crash mid-answer leaves the user's
+message and the partial answer, marked incomplete. Every SQLite failure leaves a Store method as one
+`StoreError` sentence (disk full, busy, read-only, corrupt: see `store_error`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -14,26 +17,93 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from uno_local.errors import NotFoundError, StoreError
+from uno_local.errors import (
+    NotFoundError,
+    StoreBusyError,
+    StoreCorruptError,
+    StoreError,
+    StoreFullError,
+    StoreReadOnlyError,
+)
 from uno_local.store._sqlite import sqlite_utils  # before migrations: keeps pandas out
-from uno_local.store.migrations import migrate
+from uno_local.store.migrations import MIGRATIONS, migrate
 from uno_local.store.records import Conversation, Feedback, Log, Message, now_iso
 
 UNSET: Any = object()
+BUSY_TIMEOUT_S = 30
+BACKUPS_KEPT = 3
+LOW_SPACE_BYTES = 1 << 20
 
-__all__ = ["Store", "Conversation", "Feedback", "Log", "Message", "UNSET", "now_iso"]
+__all__ = ["Store", "Conversation", "Feedback", "Log", "Message", "UNSET", "now_iso", "store_error"]
+
+
+def store_error(exc: BaseException, path: Path | str) -> StoreError:
+    """One sentence for a SQLite (or file system) failure on the database at `path`."""
+    if isinstance(exc, StoreError):
+        return exc
+    text = str(exc).lower()
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    # An I/O error on a disk without room is a full disk (SQLite reports some ENOSPC as SQLITE_IOERR).
+    low_space = "disk i/o" in text and _free_bytes(Path(path).parent) < LOW_SPACE_BYTES
+    if "full" in text or code == "SQLITE_FULL" or getattr(exc, "errno", None) == 28 or low_space:
+        return StoreFullError(
+            f"The disk holding {path} is full; free some space and try again (nothing was changed)."
+        )
+    if "locked" in text or "busy" in text or code.startswith("SQLITE_BUSY"):
+        return StoreBusyError(
+            f"The database {path} stayed busy with another uno command for {BUSY_TIMEOUT_S} s; "
+            "wait for it to finish and try again (nothing was changed)."
+        )
+    if (
+        "readonly" in text
+        or "read-only" in text
+        or "permission" in text
+        or code.startswith("SQLITE_READONLY")
+    ):
+        return StoreReadOnlyError(
+            f"The database {path} or its folder cannot be written; make them writable "
+            "(or set UNO_HOME to another folder) and try again."
+        )
+    if "unable to open" in text or code == "SQLITE_CANTOPEN" or isinstance(exc, OSError):
+        return StoreReadOnlyError(
+            f"Cannot open the database {path} ({getattr(exc, 'strerror', None) or exc}); check that its "
+            "folder exists and is writable, or set UNO_HOME to another folder."
+        )
+    if "malformed" in text or "not a database" in text or code in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+        return StoreCorruptError(
+            f"The database {path} is damaged ({exc}); run `uno doctor --repair` to salvage it "
+            "(it keeps a copy of the damaged file)."
+        )
+    if "disk i/o" in text:
+        return StoreError(
+            f"Reading or writing the database {path} failed ({exc}); check the disk, then run `uno doctor`."
+        )
+    return StoreError(f"The database {path} failed ({exc}); run `uno doctor` to check it.")
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return LOW_SPACE_BYTES
+    return stat.f_bavail * stat.f_frsize
 
 
 def _locked(method):
-    """Serialise a Store method: the TUI's worker thread and its UI thread share one connection."""
+    """Serialise a Store method (the TUI's worker thread and its UI thread share one connection);
+    a SQLite failure leaves it as one StoreError sentence."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         with self._lock:
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.Error as exc:
+                raise store_error(exc, self.path) from exc
 
     return wrapper
 
@@ -41,27 +111,48 @@ def _locked(method):
 class Store:
     """All reads and writes of the app's SQLite database (thread-safe: one lock per store)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, check: bool = True) -> None:
+        """Open (creating owner-only) and migrate; `check=False` skips the integrity check (doctor)."""
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._backed_up = False  # backup_once: one automatic backup per process
         try:
             if not self.path.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            os.chmod(self.path, 0o600)
-            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
+            if not self.path.is_symlink() and self.path.stat().st_mode & 0o077:
+                os.chmod(self.path, 0o600)  # a symlink's target is the user's business
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
             self.db = sqlite_utils.Database(conn)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+            if check:
+                self._quick_check()
+            if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self.db.execute("PRAGMA journal_mode=WAL")
             # NORMAL is crash-safe for the app in WAL mode and spares an fsync per streaming checkpoint.
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.execute("PRAGMA busy_timeout=30000")
+            if self._pending_migrations() and self._has_data():
+                self.backup_auto("migration")
             migrate(self.db)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"Cannot open the database {self.path} ({exc}); move it aside to start fresh "
-                "or restore a backup."
-            ) from exc
+        except (sqlite3.Error, OSError) as exc:
+            if hasattr(self, "db"):
+                self.db.conn.close()
+            raise store_error(exc, self.path) from exc
+
+    def _quick_check(self) -> None:
+        rows = [row[0] for row in self.db.execute("PRAGMA quick_check").fetchall()]
+        if rows != ["ok"]:
+            raise sqlite3.DatabaseError(f"database disk image is malformed: {rows[0]}")
+
+    def _pending_migrations(self) -> list[str]:
+        names = {fn.__name__ for fn in MIGRATIONS}
+        if self.db.execute("SELECT 1 FROM sqlite_master WHERE name = '_migrations'").fetchone():
+            names -= {row[0] for row in self.db.execute("SELECT name FROM _migrations")}
+        return sorted(names)
+
+    def _has_data(self) -> bool:
+        return bool(self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages'").fetchone())
 
     def close(self) -> None:
         self.db.conn.close()
@@ -76,6 +167,66 @@ class Store:
         """Context manager: everything inside commits together or not at all."""
         return self.db.conn
 
+    @contextlib.contextmanager
+    def write(self):
+        """One write transaction taken up front (BEGIN IMMEDIATE), so a read-then-write never fails
+        with `database is locked` while another process writes: it waits its turn instead."""
+        with self._lock:
+            conn = self.db.conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield self.db
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise store_error(exc, self.path) from exc
+                raise
+
+    # backups
+    @_locked
+    def backup(self, dest: Path | str) -> Path:
+        """A consistent copy of the live database at `dest` (SQLite's online backup API), owner-only."""
+        dest = Path(dest)
+        tmp = dest.with_name(f".{dest.name}.uno-partial")
+        tmp.unlink(missing_ok=True)
+        os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
+        try:
+            target = sqlite3.connect(tmp)
+            try:
+                self.db.conn.backup(target)
+            finally:
+                target.close()
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return dest
+
+    def backup_auto(self, reason: str) -> Path:
+        """Keep a copy in `backups/` before a retrain or migration changes anything; the newest
+        BACKUPS_KEPT stay."""
+        folder = self.path.parent / "backups"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        dest = self.backup(folder / f"uno-{stamp}-{reason}.db")
+        for old in sorted(folder.glob("uno-*.db"))[:-BACKUPS_KEPT]:
+            old.unlink(missing_ok=True)
+        return dest
+
+    def backup_once(self, reason: str) -> None:
+        """`backup_auto` the first time it is asked for in this process (one per retrain)."""
+        if not self._backed_up:
+            self.backup_auto(reason)
+            self._backed_up = True
+
+    @_locked
+    def integrity(self) -> list[str]:
+        """`PRAGMA integrity_check`: ["ok"] or the problems found."""
+        return [row[0] for row in self.db.execute("PRAGMA integrity_check").fetchall()]
+
     # conversations
     @_locked
     def new_conversation(self, title: str = "New chat") -> int:
@@ -86,6 +237,19 @@ class Store:
                 [title, stamp, stamp],
             )
         return cur.lastrowid
+
+    @_locked
+    def start_conversation(self, title: str, content: str, **meta: Any) -> tuple[int, int]:
+        """Create a conversation holding the user's first message, in one transaction (a crash or a
+        failed model load never leaves a conversation without its question). Returns both ids."""
+        stamp = now_iso()
+        with self.write() as db:
+            conversation_id = db.execute(
+                "INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)",
+                [title, stamp, stamp],
+            ).lastrowid
+            message_id = self._insert_message(conversation_id, "user", content, **meta)
+        return conversation_id, message_id
 
     @_locked
     def rename_conversation(self, conversation_id: int, title: str) -> None:
@@ -154,7 +318,7 @@ class Store:
             row["settings"] = json.dumps(row["settings"], sort_keys=True)
         row["complete"] = int(bool(row.get("complete", True)))
         columns = ", ".join(row)
-        with self.db.conn:
+        with contextlib.nullcontext() if self.db.conn.in_transaction else self.db.conn:
             cur = self.db.execute(
                 f"INSERT INTO messages ({columns}) VALUES ({', '.join('?' * len(row))})", list(row.values())
             )
@@ -210,8 +374,13 @@ class Store:
         return out
 
     @_locked
-    def has_uid(self, uid: str) -> bool:
-        return self.db.execute("SELECT 1 FROM messages WHERE uid = ?", [uid]).fetchone() is not None
+    def uid_kind(self, uid: str) -> str | None:
+        """What holds `uid`: "answer" (an answered turn, exported under that id), "other" (a question
+        or context message), or None."""
+        row = self.db.execute("SELECT role, source FROM messages WHERE uid = ?", [uid]).fetchone()
+        if row is None:
+            return None
+        return "answer" if row[0] == "assistant" and row[1] != "context" else "other"
 
     # feedback
     @_locked
@@ -254,8 +423,7 @@ class Store:
     # logs: answered turns with their context
     def logs(self, *, with_feedback_only: bool = False) -> Iterator[Log]:
         """Every complete assistant answer with its context (oldest first)."""
-        conversation_ids = [row[0] for row in self.db.execute("SELECT id FROM conversations ORDER BY id")]
-        for conversation_id in conversation_ids:
+        for conversation_id in self._conversation_ids():
             history = self.messages(conversation_id)
             for index, msg in enumerate(history):
                 # "context" answers came in as another record's history: not turns of their own.
@@ -274,6 +442,10 @@ class Store:
                     feedback=msg.feedback,
                     next_user=following.content if following else None,
                 )
+
+    @_locked
+    def _conversation_ids(self) -> list[int]:
+        return [row[0] for row in self.db.execute("SELECT id FROM conversations ORDER BY id")]
 
     @_locked
     def counts(self) -> dict[str, int]:

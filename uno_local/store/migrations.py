@@ -175,3 +175,11 @@ def m005_cluster_radius(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS.append(m005_cluster_radius)
+
+
+def m006_context_uids(db: sqlite_utils.Database) -> None:
+    # Imported context messages had uids "<record id>:<n>", which clashed with record ids like "k:1".
+    db.execute("UPDATE messages SET uid = lower(hex(randomblob(16))) WHERE source = 'context'")
+
+
+MIGRATIONS.append(m006_context_uids)

@@ -1,0 +1,45 @@
+"""Helpers of the fault suite: table snapshots, the one-sentence check and the counts it prints at
+the end (tried, failed, lost per kind of fault), recorded in docs/reliability.md."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from pathlib import Path
+
+COUNTS: dict[str, dict[str, int]] = defaultdict(lambda: {"tried": 0, "failed": 0, "lost": 0})
+
+
+def record(kind: str, *, failed: bool = False, lost: int = 0) -> None:
+    """Count one tried fault of `kind` (import fuzz, kill point, environment)."""
+    COUNTS[kind]["tried"] += 1
+    COUNTS[kind]["failed"] += int(failed)
+    COUNTS[kind]["lost"] += lost
+
+
+def snapshot(db: Path) -> dict[str, list[tuple]]:
+    """Every row of every table, sorted: two snapshots compare equal when nothing changed."""
+    conn = sqlite3.connect(db)
+    try:
+        tables = [
+            row[0]
+            for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        ]
+        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
+    finally:
+        conn.close()
+
+
+def lost_rows(before: dict[str, list[tuple]], after: dict[str, list[tuple]]) -> int:
+    """Rows present before and missing after (a row that changed counts as lost)."""
+    lost = 0
+    for table, rows in before.items():
+        remaining = set(map(repr, after.get(table, [])))
+        lost += sum(repr(row) not in remaining for row in rows)
+    return lost
+
+
+def one_sentence_error(stderr: str) -> bool:
+    """What the user sees on failure: one line starting with "Error:", no traceback."""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in stderr
