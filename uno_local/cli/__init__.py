@@ -17,7 +17,6 @@ import click
 from uno_local import __version__
 from uno_local.app import App, Overrides
 from uno_local.errors import UnoError
-from uno_local.store import store_error
 
 
 def one_sentence(text: str) -> str:
@@ -86,6 +85,8 @@ class UnoGroup(LazyGroup):
             click.echo("Interrupted.", err=True)
             sys.exit(130)
         except sqlite3.Error as exc:
+            from uno_local.store import store_error
+
             app = ctx.obj if isinstance(ctx.obj, App) else None
             error = store_error(exc, app.home / "uno.db" if app else "uno.db")
             click.echo(f"Error: {one_sentence(str(error))}", err=True)
