@@ -32,7 +32,10 @@ class UnoGroup(click.Group):
     cls=UnoGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]}
 )
 @click.option(
-    "--model", "model", metavar="PATH", help="Chat model GGUF (default: the embedded SmolLM2-135M)."
+    "--model",
+    "model",
+    metavar="PATH|NAME",
+    help="Chat model GGUF, or a name `uno models` lists (default: the embedded SmolLM2-135M).",
 )
 @click.option("--threads", type=int, help="CPU threads for generation (default: all cores).")
 @click.option("--ctx", "n_ctx", type=int, help="Context window in tokens.")
@@ -64,4 +67,5 @@ from uno_local.cli import (  # noqa: E402, F401
     data_commands,
     eval_commands,
     learn_commands,
+    model_commands,
 )
