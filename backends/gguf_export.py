@@ -48,6 +48,7 @@ class BaseMeta:
     n_head_kv: int
     n_embd: int
     shapes: dict[str, tuple[int, int]] = field(default_factory=dict)  # "blk.L.attn_q" -> (out, in)
+    head_dim: int = 0  # attention.key_length where the GGUF records it, else 0
 
 
 def read_base_meta(base_gguf: Path) -> BaseMeta:
@@ -81,6 +82,8 @@ def _parse_base_meta(base_gguf: Path) -> BaseMeta:
         kv_field = reader.fields.get(f"{arch}.attention.head_count_kv")
         n_head_kv = int(kv_field.contents()) if kv_field is not None else n_head
         n_embd = int(reader.fields[f"{arch}.embedding_length"].contents())
+        key_length = reader.fields.get(f"{arch}.attention.key_length")
+        head_dim = int(key_length.contents()) if key_length is not None else 0
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise ModelError(
             f"{base_gguf} is not a readable GGUF model file ({exc}); choose another model."
@@ -91,7 +94,7 @@ def _parse_base_meta(base_gguf: Path) -> BaseMeta:
         if tensor.name.endswith(".weight") and stem.split(".")[-1] in LORA_TARGETS:
             # GGUF dims are (in, out): innermost first.
             shapes[stem] = (int(tensor.shape[1]), int(tensor.shape[0]))
-    return BaseMeta(arch, n_layer, n_head, n_head_kv, n_embd, shapes)
+    return BaseMeta(arch, n_layer, n_head, n_head_kv, n_embd, shapes, head_dim)
 
 
 def _field_str(reader, key: str) -> str:

@@ -88,7 +88,7 @@ def test_uno_models_lists_what_each_store_holds(user_home, uno_home, tmp_path):
     assert smol["path"].startswith(str(user_home / ".ollama" / "models" / "blobs"))
     lms = rows["acme/Tiny-GGUF/tiny-f16.gguf"]
     assert (lms["source"], lms["arch"], lms["quant"], lms["trainable"]) == ("lmstudio", "gpt2", "F16", False)
-    assert "gpt2 architecture" in lms["why_not"]
+    assert "its architecture gpt2 is not supported for training" in lms["why_not"]
     hf = rows["qwen/Tiny-GGUF/tiny-q2.gguf"]
     assert (hf["source"], hf["arch"], hf["trainable"]) == ("huggingface", "qwen2", True)
     embed = rows["embed.gguf"]
@@ -115,3 +115,16 @@ def test_an_empty_home_lists_nothing_in_one_sentence(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     result = run("models")
     assert result.exit_code == 0 and result.stdout.startswith("No GGUF models found; looked in")
+
+
+def test_retrain_refuses_a_model_it_cannot_learn_on_before_any_work(user_home, uno_home, tmp_path):
+    uno_home.mkdir(parents=True, exist_ok=True)
+    (uno_home / "uno.toml").write_text(f'[model]\nfolders = ["{tmp_path / "mine"}"]\n')
+    for name, says in [
+        ("acme/Tiny-GGUF/tiny-f16.gguf", "its architecture gpt2 is not supported for training"),
+        ("embed.gguf", "embed.gguf is an embedding model"),
+    ]:
+        result = run("--model", name, "retrain")
+        assert result.exit_code == 1 and says in result.stderr, result.output
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert sorted(p.name for p in uno_home.iterdir()) == ["uno.toml"]  # no store, cache or adapters made

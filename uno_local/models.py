@@ -138,9 +138,14 @@ def describe(found: FoundModel) -> ModelInfo:
         raise ModelError(f"{found.path} is not a readable GGUF model ({exc}).") from exc
     why = ""
     if pooling:
-        why = f"{found.name} is an embedding model; it cannot be trained to chat."
+        why = (
+            f"{found.name} is an embedding model; uno cannot learn on it (choose a chat model with --model)."
+        )
     elif arch not in SUPPORTED_ARCHS:
-        why = f"Training is not supported for the {arch} architecture (supported: {', '.join(SUPPORTED_ARCHS)})."
+        why = (
+            f"uno cannot learn on {found.name}: its architecture {arch} is not supported for training "
+            f"(supported: {', '.join(SUPPORTED_ARCHS)}); chat on it still works."
+        )
     return ModelInfo(found, found.path.stat().st_size, arch, quant, template, not why, why)
 
 
@@ -150,10 +155,10 @@ def learn_refusal(path: Path) -> str:
 
 
 def resolve_model(name_or_path: str, folders: list[str] = ()) -> Path:
-    """The GGUF file a `--model` value or `model.path` names: a path (returned as it is, existing or not,
-    when it exists or holds a folder separator), else a name `uno models` lists."""
+    """The GGUF file a `--model` value or `model.path` names: an existing or absolute path as it is, else
+    a name `uno models` lists, else a relative path (the runtime then says it is missing)."""
     path = Path(name_or_path).expanduser()
-    if path.exists() or os.sep in name_or_path or "/" in name_or_path:
+    if path.exists() or path.is_absolute() or name_or_path.startswith((".", "~")):
         return path  # a path: the runtime names what is wrong with it
     matches = [m for m in find_models(folders) if m.name == name_or_path]
     if not matches and ":" not in name_or_path:  # Ollama's default tag
@@ -165,6 +170,8 @@ def resolve_model(name_or_path: str, folders: list[str] = ()) -> Path:
         raise ModelError(f"More than one model is called {name_or_path} ({names}); pass one of those names.")
     if matches:
         return matches[0].path
+    if "/" in name_or_path or os.sep in name_or_path:
+        return path  # a relative path that is not there: the runtime says so
     places = ", ".join(str(p) for _, p in search_places(folders))
     raise ModelError(
         f"No model file or known model called {name_or_path}; looked in {places} "

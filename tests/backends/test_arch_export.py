@@ -219,3 +219,19 @@ def test_a_llama_export_without_the_rope_permutation_fails_the_gate(exported):
     wrong = write_lora_gguf(layers, alpha, meta, base.parent / "wrong.gguf", permute_qk=False)
     with ParityChecker(base, hf, ids=IDS, n_threads=1) as checker:
         assert not checker.check(peft_dir, wrong).passes()
+
+
+def test_the_trainer_base_derived_from_the_gguf_computes_what_the_original_does(exported, tmp_path):
+    """GGUF -> HF folder (backends/hf_base.py) gives back the model llama.cpp's converter was given."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from backends.hf_base import ensure_hf_base
+
+    _, hf, base, _, _, _ = exported
+    derived = ensure_hf_base(base, tmp_path / "cache")
+    x = torch.tensor([IDS[1]])
+    with torch.no_grad():
+        want = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32).eval()(x).logits
+        got = AutoModelForCausalLM.from_pretrained(derived, dtype=torch.float32).eval()(x).logits
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
