@@ -2,9 +2,12 @@
 
 Format (llama.cpp): `general.architecture` of the base, `general.type = adapter`, `adapter.type = lora`,
 `adapter.lora.alpha`; tensors `blk.{L}.{module}.weight.lora_a` (PEFT's A, r x in) and `.lora_b` (PEFT's B,
-out x r), no transpose; llama.cpp scales by alpha / r like PEFT. The trap: llama GGUFs store the q and k
-projection rows permuted for RoPE, so B of q is permuted with n_head and B of k with n_head_kv (A is
-untouched), the same permutation llama.cpp's HF converter applies to the base weights.
+out x r), no transpose; llama.cpp scales by alpha / r like PEFT. HF names map to GGUF names through the
+`gguf` package's own per-architecture tables (`TensorNameMap`), the ones llama.cpp's converters use; fused
+projections (phi3's qkv_proj and gate_up_proj) are fused in HF too, so they map one to one. The trap: llama
+GGUFs store the q and k projection rows permuted for RoPE, so B of q is permuted with n_head and B of k with
+n_head_kv (A is untouched), the same permutation llama.cpp's HF converter applies to the base weights
+(`LlamaModel.undo_permute`); qwen2/3, gemma2/3 and phi3 keep HF's layout.
 """
 
 from __future__ import annotations
@@ -21,18 +24,15 @@ import numpy as np
 
 from uno_local.errors import AdapterError, ModelError
 
-SUPPORTED_ARCHS = ("llama",)
-# PEFT / HF projection name -> GGUF tensor stem.
-HF_TO_GGUF = {
-    "q_proj": "attn_q",
-    "k_proj": "attn_k",
-    "v_proj": "attn_v",
-    "o_proj": "attn_output",
-    "gate_proj": "ffn_gate",
-    "up_proj": "ffn_up",
-    "down_proj": "ffn_down",
-}
-_PEFT_KEY = re.compile(r"layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_([AB])\.weight$")
+# GGUF architectures we train and export for ("llama" is also Llama 2/3.x, Mistral and SmolLM GGUFs).
+SUPPORTED_ARCHS = ("llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3")
+# Where llama.cpp's HF converter permutes the q/k rows of the base weights (its LlamaModel.undo_permute).
+ROPE_PERMUTED_ARCHS = frozenset({"llama"})
+# GGUF projections a LoRA may target (norms and embeddings are not trained).
+LORA_TARGETS = frozenset(
+    {"attn_q", "attn_k", "attn_v", "attn_qkv", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}
+)
+_PEFT_KEY = re.compile(r"^(?:base_model\.model\.)?(.+)\.lora_([AB])\.weight$")
 _GGUF_KEY = re.compile(r"^blk\.(\d+)\.(\w+)\.weight\.lora_([ab])$")
 
 Layers = dict[tuple[int, str], tuple[np.ndarray, np.ndarray]]  # (layer, gguf module) -> (A r x in, B out x r)
@@ -48,6 +48,7 @@ class BaseMeta:
     n_head_kv: int
     n_embd: int
     shapes: dict[str, tuple[int, int]] = field(default_factory=dict)  # "blk.L.attn_q" -> (out, in)
+    head_dim: int = 0  # attention.key_length where the GGUF records it, else 0
 
 
 def read_base_meta(base_gguf: Path) -> BaseMeta:
@@ -81,6 +82,8 @@ def _parse_base_meta(base_gguf: Path) -> BaseMeta:
         kv_field = reader.fields.get(f"{arch}.attention.head_count_kv")
         n_head_kv = int(kv_field.contents()) if kv_field is not None else n_head
         n_embd = int(reader.fields[f"{arch}.embedding_length"].contents())
+        key_length = reader.fields.get(f"{arch}.attention.key_length")
+        head_dim = int(key_length.contents()) if key_length is not None else 0
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise ModelError(
             f"{base_gguf} is not a readable GGUF model file ({exc}); choose another model."
@@ -88,10 +91,10 @@ def _parse_base_meta(base_gguf: Path) -> BaseMeta:
     shapes = {}
     for tensor in reader.tensors:
         stem = tensor.name.removesuffix(".weight")
-        if tensor.name.endswith(".weight") and stem.split(".")[-1] in HF_TO_GGUF.values():
+        if tensor.name.endswith(".weight") and stem.split(".")[-1] in LORA_TARGETS:
             # GGUF dims are (in, out): innermost first.
             shapes[stem] = (int(tensor.shape[1]), int(tensor.shape[0]))
-    return BaseMeta(arch, n_layer, n_head, n_head_kv, n_embd, shapes)
+    return BaseMeta(arch, n_layer, n_head, n_head_kv, n_embd, shapes, head_dim)
 
 
 def _field_str(reader, key: str) -> str:
@@ -110,6 +113,26 @@ def require_supported(meta: BaseMeta, error: type[Exception] = AdapterError) -> 
         )
 
 
+@functools.lru_cache(maxsize=16)
+def _name_map(arch: str, n_layer: int):
+    import gguf
+
+    by_name = {name: key for key, name in gguf.MODEL_ARCH_NAMES.items()}
+    if arch not in by_name:
+        raise AdapterError(f"The gguf package does not know the architecture {arch}.")
+    return gguf.TensorNameMap(by_name[arch], n_layer)
+
+
+def gguf_module(hf_module: str, arch: str, n_layer: int) -> tuple[int, str] | None:
+    """(layer, GGUF projection) of an HF module path such as `model.layers.3.self_attn.q_proj`, read from
+    the gguf package's table for `arch`; None where it is not a projection a LoRA may target."""
+    name = _name_map(arch, n_layer).get_name(hf_module)
+    parts = name.split(".") if name else []
+    if len(parts) != 3 or parts[0] != "blk" or parts[2] not in LORA_TARGETS:
+        return None
+    return int(parts[1]), parts[2]
+
+
 def permute_rope_rows(b: np.ndarray, n_head: int) -> np.ndarray:
     """Reorder the rows of each head from HF's rotate-half layout to GGUF's interleaved pairs.
 
@@ -123,8 +146,9 @@ def permute_rope_rows(b: np.ndarray, n_head: int) -> np.ndarray:
     return b.reshape(n_head, 2, half, *b.shape[1:]).swapaxes(1, 2).reshape(b.shape)
 
 
-def peft_layers(peft_dir: Path) -> tuple[Layers, float]:
-    """Read a PEFT LoRA folder: (layer, module) -> (A, B) as float32 arrays, and the llama.cpp alpha."""
+def peft_layers(peft_dir: Path, meta: BaseMeta) -> tuple[Layers, float]:
+    """Read a PEFT LoRA folder trained on the base `meta` describes: (layer, GGUF module) -> (A, B) as
+    float32 arrays, and the llama.cpp alpha."""
     from safetensors.numpy import load_file
 
     config_path, weights_path = peft_dir / "adapter_config.json", peft_dir / "adapter_model.safetensors"
@@ -140,13 +164,13 @@ def peft_layers(peft_dir: Path) -> tuple[Layers, float]:
         alpha = alpha * math.sqrt(r)  # rsLoRA scales by alpha / sqrt(r); llama.cpp by alpha / r
     pairs: dict[tuple[int, str], dict[str, np.ndarray]] = {}
     for key, value in load_file(weights_path).items():
-        match = _PEFT_KEY.search(key)
-        if match is None or match.group(2) not in HF_TO_GGUF:
+        match = _PEFT_KEY.match(key)
+        target = gguf_module(match.group(1), meta.arch, meta.n_layer) if match else None
+        if target is None:
             raise AdapterError(
                 f"{peft_dir}: the LoRA weight {key} has no GGUF equivalent; train only projections."
             )
-        layer, module, side = int(match.group(1)), HF_TO_GGUF[match.group(2)], match.group(3)
-        pairs.setdefault((layer, module), {})[side] = value.astype(np.float32)
+        pairs.setdefault(target, {})[match.group(2)] = value.astype(np.float32)
     layers = {}
     for key, sides in pairs.items():
         if set(sides) != {"A", "B"}:
@@ -160,12 +184,13 @@ def write_lora_gguf(
 ) -> Path:
     """Write PEFT-oriented A (r x in) / B (out x r) pairs as a llama.cpp LoRA GGUF, atomically.
 
-    `permute_qk=False` skips the RoPE row permutation: wrong on purpose, only for tests that prove the
-    parity check catches it.
+    The q/k rows are permuted for RoPE where the architecture's base GGUF is; `permute_qk=False` skips
+    that: wrong on purpose, only for tests that prove the parity check catches it.
     """
     import gguf
 
     require_supported(base_meta)
+    permute_qk = permute_qk and base_meta.arch in ROPE_PERMUTED_ARCHS
     if not layers:
         raise AdapterError("The adapter has no LoRA weights to export.")
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,7 +225,7 @@ def export_peft_to_gguf(peft_dir: Path, base_gguf: Path, out_path: Path) -> Path
     """Convert a PEFT LoRA folder trained on `base_gguf`'s weights into a GGUF adapter at `out_path`."""
     meta = read_base_meta(base_gguf)
     require_supported(meta)
-    layers, alpha = peft_layers(peft_dir)
+    layers, alpha = peft_layers(peft_dir, meta)
     return write_lora_gguf(layers, alpha, meta, out_path)
 
 

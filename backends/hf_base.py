@@ -15,10 +15,29 @@ import os
 import shutil
 from pathlib import Path
 
-from backends.gguf_export import read_base_meta, require_supported
+from backends.gguf_export import BaseMeta, read_base_meta, require_supported
 from uno_local.errors import ModelError
 
 MARKER = "uno_base.json"  # provenance: which GGUF this folder came from
+# Projections some architectures fuse (phi3): there the fused module is trained in place of its parts.
+FUSED = {
+    "q_proj": "qkv_proj",
+    "k_proj": "qkv_proj",
+    "v_proj": "qkv_proj",
+    "gate_proj": "gate_up_proj",
+    "up_proj": "gate_up_proj",
+}
+
+
+def lora_targets(targets: list[str], module_names: set[str]) -> list[str]:
+    """The configured projections as this model names them: a projection the model lacks becomes the
+    fused one holding it, where the model has that (q_proj -> qkv_proj on phi3)."""
+    out: list[str] = []
+    for target in targets:
+        name = target if target in module_names else FUSED.get(target, target)
+        if name not in out:
+            out.append(name)
+    return out
 
 
 def quiet_transformers() -> None:
@@ -44,13 +63,14 @@ def ensure_hf_base(gguf_path: Path, cache_dir: Path) -> Path:
     target = hf_base_dir(gguf_path, cache_dir)
     if (target / MARKER).is_file():
         return target
-    require_supported(read_base_meta(gguf_path), error=ModelError)
+    meta = read_base_meta(gguf_path)
+    require_supported(meta, error=ModelError)
     cache_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(target, ignore_errors=True)  # a folder without its marker is not ours to trust
     tmp = cache_dir / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _derive(gguf_path, tmp)
+        _derive(gguf_path, tmp, meta)
         try:
             os.rename(tmp, target)
         except OSError:
@@ -61,8 +81,12 @@ def ensure_hf_base(gguf_path: Path, cache_dir: Path) -> Path:
     return target
 
 
-def _derive(gguf_path: Path, out: Path) -> None:
-    """Load the GGUF through transformers and save it as a plain float32 HF folder in `out`."""
+def _derive(gguf_path: Path, out: Path, meta: BaseMeta) -> None:
+    """Load the GGUF through transformers and save it as a plain float32 HF folder in `out`.
+
+    transformers' GGUF loader leaves the head size at the model class default (Qwen3: 128) whatever the
+    file says, so it is passed from the GGUF's attention.key_length where the file records one. Gemma 2/3
+    GGUFs do not record query_pre_attn_scalar: it is set to what llama.cpp computes with."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -70,7 +94,10 @@ def _derive(gguf_path: Path, out: Path) -> None:
     folder, name = gguf_path.parent, gguf_path.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        overrides = _config_overrides(meta)
+        loaded = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=name, dtype=torch.float32, **overrides
+        )
     except Exception as exc:  # transformers raises many kinds for an unusable GGUF
         raise ModelError(
             f"{gguf_path} could not be loaded for training ({exc}); choose another model."
@@ -92,10 +119,24 @@ def _derive(gguf_path: Path, out: Path) -> None:
     (out / MARKER).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
 
 
+def _config_overrides(meta: BaseMeta) -> dict:
+    """Config values transformers' GGUF loader would leave at the model class default."""
+    overrides = {"head_dim": meta.head_dim} if meta.head_dim else {}
+    if meta.arch in ("gemma2", "gemma3"):
+        # llama.cpp scales attention by 1/sqrt(n_embd / n_head) for the 27B models, else by 1/sqrt(head_dim)
+        is_27b = meta.n_layer == {"gemma2": 46, "gemma3": 62}[meta.arch]
+        head_dim = meta.head_dim or meta.n_embd // meta.n_head
+        overrides["query_pre_attn_scalar"] = meta.n_embd // meta.n_head if is_27b else head_dim
+    return overrides
+
+
 def _hoist_rope_theta(config_path: Path) -> None:
-    """Copy rope_theta to the top level of config.json: mlx-lm reads only that and would fall back to 1e4."""
+    """Copy rope_theta to the top level of config.json: mlx-lm reads only that and would fall back to 1e4.
+    Gemma 3 keeps one RoPE setting per layer type; the full-attention one is the model's rope_theta."""
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    theta = (config.get("rope_parameters") or {}).get("rope_theta", config.get("rope_theta"))
+    rope = config.get("rope_parameters") or {}
+    rope = rope.get("full_attention", rope)
+    theta = rope.get("rope_theta", config.get("rope_theta"))
     if theta is None:
         raise ModelError(
             f"{config_path} has no RoPE base (rope_theta); the model cannot be used for training."

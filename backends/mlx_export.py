@@ -17,7 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from backends.gguf_export import HF_TO_GGUF, Layers, read_base_meta, require_supported, write_lora_gguf
+from backends.gguf_export import (
+    BaseMeta,
+    Layers,
+    gguf_module,
+    read_base_meta,
+    require_supported,
+    write_lora_gguf,
+)
 from uno_local.errors import AdapterError
 
 MLX_WEIGHTS = "adapters.safetensors"  # mlx-lm's file names, so `mlx_lm.load(adapter_path=...)` reads them
@@ -117,17 +124,19 @@ def read_mlx_adapter(mlx_dir: Path) -> tuple[dict[str, np.ndarray], dict]:
     return {k: v.astype(np.float32) for k, v in weights.items()}, config
 
 
-def mlx_layers(mlx_dir: Path) -> tuple[Layers, float]:
-    """An mlx-lm LoRA folder as `write_lora_gguf` input: (layer, gguf module) -> (A r x in, B out x r), alpha."""
+def mlx_layers(mlx_dir: Path, meta: BaseMeta) -> tuple[Layers, float]:
+    """An mlx-lm LoRA folder trained on the base `meta` describes, as `write_lora_gguf` input:
+    (layer, gguf module) -> (A r x in, B out x r), alpha."""
     weights, config = read_mlx_adapter(mlx_dir)
     pairs: dict[tuple[int, str], dict[str, np.ndarray]] = {}
     for key, value in weights.items():
         match = _MLX_KEY.match(key)
-        if match is None or match.group(3) not in HF_TO_GGUF:
+        target = gguf_module(key.rsplit(".", 1)[0], meta.arch, meta.n_layer) if match else None
+        if target is None:
             raise AdapterError(
                 f"{mlx_dir}: the LoRA weight {key} has no GGUF equivalent; train only projections."
             )
-        pairs.setdefault((int(match.group(1)), HF_TO_GGUF[match.group(3)]), {})[match.group(4)] = value.T
+        pairs.setdefault(target, {})[match.group(4)] = value.T
     layers = {}
     for (layer, module), sides in pairs.items():
         if set(sides) != {"a", "b"}:
@@ -186,5 +195,5 @@ def export_mlx_to_gguf(mlx_dir: Path, base_gguf: Path, out_path: Path) -> Path:
     """Convert an mlx-lm LoRA folder trained on `base_gguf`'s weights into a llama.cpp GGUF adapter."""
     meta = read_base_meta(base_gguf)
     require_supported(meta)
-    layers, alpha = mlx_layers(mlx_dir)
+    layers, alpha = mlx_layers(mlx_dir, meta)
     return write_lora_gguf(layers, alpha, meta, out_path)

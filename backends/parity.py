@@ -97,12 +97,19 @@ class ParityChecker:
     """Both runtimes with the base model loaded once, and their adapter-free logits computed once; each
     `check` then costs only that adapter's own load and forwards (a retrain deploys a dozen adapters).
 
-    `prompts` are user messages; `n_threads` is for llama.cpp (default: up to 4 cores). Close it (or use
-    it as a context manager) to free llama.cpp's model.
+    `prompts` are user messages, chat-templated by the base's tokenizer; `ids` are token ids used as
+    they are instead (a tiny test model has no chat template). `n_threads` is for llama.cpp (default: up
+    to 4 cores). Close it (or use it as a context manager) to free llama.cpp's model.
     """
 
     def __init__(
-        self, base_gguf: Path, hf_base_dir: Path, prompts: list[str], *, n_threads: int | None = None
+        self,
+        base_gguf: Path,
+        hf_base_dir: Path,
+        prompts: list[str] | None = None,
+        *,
+        ids: list[list[int]] | None = None,
+        n_threads: int | None = None,
     ):
         import torch
         from llama_cpp import Llama
@@ -111,9 +118,9 @@ class ParityChecker:
         from backends.hf_base import quiet_transformers
 
         quiet_transformers()
-        if not prompts:
+        if not prompts and not ids:
             raise AdapterError("The parity check needs at least one prompt.")
-        self.ids = prompt_ids(AutoTokenizer.from_pretrained(hf_base_dir), prompts)
+        self.ids = ids or prompt_ids(AutoTokenizer.from_pretrained(hf_base_dir), prompts)
         self._torch = AutoModelForCausalLM.from_pretrained(hf_base_dir, dtype=torch.float32).eval()
         threads = n_threads or max(1, min(4, os.cpu_count() or 1))
         self._llm = Llama(

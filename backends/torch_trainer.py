@@ -356,7 +356,7 @@ class TorchTrainer:
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from backends.hf_base import quiet_transformers
+        from backends.hf_base import lora_targets, quiet_transformers
 
         quiet_transformers()
         device = resolve_device(config.device)
@@ -371,7 +371,9 @@ class TorchTrainer:
             r=config.lora_r,
             lora_alpha=config.lora_alpha,
             lora_dropout=config.lora_dropout,
-            target_modules=list(config.target_modules),
+            target_modules=lora_targets(
+                list(config.target_modules), {name.rsplit(".", 1)[-1] for name, _ in base.named_modules()}
+            ),
             layers_to_transform=layers if len(layers) < n_layers else None,
             bias="none",
             task_type="CAUSAL_LM",

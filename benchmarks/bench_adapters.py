@@ -27,10 +27,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backends.gguf_export import HF_TO_GGUF, read_base_meta, write_lora_gguf  # noqa: E402
+from backends.gguf_export import gguf_module, read_base_meta, write_lora_gguf  # noqa: E402
 from uno_local.config import TrainConfig  # noqa: E402
 from uno_local.training import lora_layer_indices  # noqa: E402
 
+# HF projection -> its parent module (llama-style names; the gguf package maps them per architecture)
+PROJECTIONS = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_proj": "self_attn"}
+PROJECTIONS |= {"gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}
 PROMPT = [{"role": "user", "content": "Write a detailed guide to planting a vegetable garden, step by step."}]
 
 
@@ -38,8 +41,8 @@ def random_adapter(
     base_gguf: Path, out: Path, seed: int, modules: set[str], rank: int = 8, n_layers: int = 0
 ) -> Path:
     """A random LoRA GGUF on `modules` of the last `n_layers` layers (0: every layer)."""
-    wanted = {HF_TO_GGUF[m] for m in modules}
     meta = read_base_meta(base_gguf)
+    wanted = {gguf_module(f"model.layers.0.{PROJECTIONS[m]}.{m}", meta.arch, 1)[1] for m in modules}
     adapted = set(lora_layer_indices(meta.n_layer, n_layers))
     rng = np.random.default_rng(seed)
     layers = {}
@@ -77,8 +80,8 @@ def main() -> dict:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     modules = {m.strip() for m in args.modules.split(",")}
-    if not modules <= HF_TO_GGUF.keys():
-        parser.error(f"--modules takes some of {', '.join(HF_TO_GGUF)}")
+    if not modules <= PROJECTIONS.keys():
+        parser.error(f"--modules takes some of {', '.join(PROJECTIONS)}")
 
     from backends.llama_runtime import LlamaRuntime
     from uno_local.paths import embedded_chat_model

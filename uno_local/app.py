@@ -49,11 +49,11 @@ class App:
 
     @property
     def model_path(self) -> Path:
-        return (
-            Path(self.config.model.path).expanduser()
-            if self.config.model.path
-            else paths.embedded_chat_model()
-        )
+        if not self.config.model.path:
+            return paths.embedded_chat_model()
+        from uno_local.models import resolve_model
+
+        return resolve_model(self.config.model.path, self.config.model.folders)
 
     @cached_property
     def store(self) -> Store:

@@ -46,7 +46,11 @@ EMBEDDED_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_pro
 
 @dataclass
 class ModelConfig:
-    path: str = _f("", "Chat model GGUF file; empty means the embedded SmolLM2-135M-Instruct Q4_1.")
+    path: str = _f(
+        "",
+        "Chat model: a GGUF file, or a name `uno models` lists; empty means the embedded SmolLM2-135M-Instruct Q4_1.",
+    )
+    folders: list[str] = _f([], "More folders `uno models` and model names look in for GGUF files.")
     n_ctx: Annotated[int, Ge(256)] = _f(4096, "Context window in tokens given to llama.cpp.")
     n_threads: Count = _f(0, "CPU threads for generation; 0 means every CPU core.")
     n_batch: AtLeastOne = _f(512, "Prompt-processing batch size for llama.cpp.")

@@ -146,9 +146,9 @@ def test_peft_folder_with_a_non_projection_module_is_refused(tmp_path):
         str(tmp_path / "adapter_model.safetensors"),
     )
     with pytest.raises(AdapterError, match="lm_head.lora_A.weight has no GGUF equivalent"):
-        peft_layers(tmp_path)
+        peft_layers(tmp_path, BaseMeta("llama", 2, 2, 1, 8))
     with pytest.raises(AdapterError, match="not a PEFT adapter folder"):
-        peft_layers(tmp_path / "missing")
+        peft_layers(tmp_path / "missing", BaseMeta("llama", 2, 2, 1, 8))
 
 
 HABIT_QA = [
@@ -192,7 +192,7 @@ def parity(trained_habit, hf_base, model_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("gguf")
     good = export_peft_to_gguf(trained_habit, model_path, out / "good.gguf")
     check_gguf_adapter(good, read_base_meta(model_path))
-    layers, alpha = peft_layers(trained_habit)
+    layers, alpha = peft_layers(trained_habit, read_base_meta(model_path))
     wrong = write_lora_gguf(layers, alpha, read_base_meta(model_path), out / "wrong.gguf", permute_qk=False)
     with ParityChecker(model_path, hf_base, HELD_OUT, n_threads=1) as checker:
         return tuple(checker.check(trained_habit, gguf) for gguf in (good, wrong, good))

@@ -89,3 +89,14 @@ def test_failed_derivation_leaves_no_folder(fake_base, tmp_path):
     with pytest.raises(ModelError, match="could not be loaded"):
         ensure_hf_base(fake_base("llama"), cache)
     assert list(cache.iterdir()) == []
+
+
+def test_lora_targets_name_the_fused_projections_where_a_model_fuses_them():
+    from backends.hf_base import lora_targets
+
+    llama = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    phi3 = {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}
+    every = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert lora_targets(every, llama) == every
+    assert lora_targets(every, phi3) == ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
+    assert lora_targets(["v_proj", "down_proj"], phi3) == ["qkv_proj", "down_proj"]

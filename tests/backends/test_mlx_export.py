@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from backends.gguf_export import peft_layers, read_base_meta
+from backends.gguf_export import BaseMeta, peft_layers, read_base_meta
 from backends.mlx_export import (
     export_mlx_to_gguf,
     mlx_config,
@@ -21,6 +21,7 @@ from uno_local.errors import AdapterError
 
 R, SCALE = 3, 2.5  # PEFT alpha = 7.5
 # Fake base (tests/backends/conftest.py): n_embd 8, 2 heads / 1 KV head of size 4, ffn 16, 2 layers.
+LLAMA = BaseMeta("llama", n_layer=2, n_head=2, n_head_kv=1, n_embd=8)
 SHAPES = {"self_attn.q_proj": (8, 8), "self_attn.k_proj": (8, 4), "mlp.down_proj": (16, 8)}  # (in, out)
 
 
@@ -65,13 +66,13 @@ def test_peft_layout_is_the_transpose_under_peft_names():
 
 def test_an_mlx_folder_and_its_peft_copy_give_the_same_gguf_input(tmp_path):
     folder = mlx_folder(tmp_path / "mlx")
-    layers, alpha = mlx_layers(folder)
+    layers, alpha = mlx_layers(folder, LLAMA)
     assert alpha == SCALE * R and len(layers) == 6
     peft_dir = mlx_to_peft(folder, tmp_path / "peft", base="smollm2")
     config = json.loads((peft_dir / "adapter_config.json").read_text())
     assert (config["r"], config["lora_alpha"], config["base_model_name_or_path"]) == (R, 7.5, "smollm2")
     assert config["target_modules"] == ["down_proj", "k_proj", "q_proj"]
-    peft, peft_alpha = peft_layers(peft_dir)
+    peft, peft_alpha = peft_layers(peft_dir, LLAMA)
     assert peft_alpha == alpha and peft.keys() == layers.keys()
     assert all(
         np.array_equal(peft[k][0], layers[k][0]) and np.array_equal(peft[k][1], layers[k][1]) for k in layers
@@ -98,16 +99,16 @@ def test_mlx_folder_exports_to_a_llama_cpp_adapter(fake_base, tmp_path):
 
 def test_bad_mlx_folders_are_refused(tmp_path):
     with pytest.raises(AdapterError, match="is not an MLX adapter folder"):
-        mlx_layers(tmp_path)
+        mlx_layers(tmp_path, LLAMA)
     with pytest.raises(AdapterError, match="only LoRA adapters convert, not dora"):
-        mlx_layers(mlx_folder(tmp_path / "dora", fine_tune_type="dora"))
+        mlx_layers(mlx_folder(tmp_path / "dora", fine_tune_type="dora"), LLAMA)
     with pytest.raises(AdapterError, match="has no lora_parameters.scale"):
-        mlx_layers(mlx_folder(tmp_path / "alpha", lora_parameters={"rank": R, "alpha": 7.5}))
+        mlx_layers(mlx_folder(tmp_path / "alpha", lora_parameters={"rank": R, "alpha": 7.5}), LLAMA)
     odd = {**mlx_weights(), "model.layers.0.self_attn.rotary.lora_a": np.zeros((8, R), np.float32)}
     with pytest.raises(AdapterError, match="rotary.lora_a has no GGUF equivalent"):
-        mlx_layers(mlx_folder(tmp_path / "odd", odd))
+        mlx_layers(mlx_folder(tmp_path / "odd", odd), LLAMA)
     half = {k: v for k, v in mlx_weights().items() if k != "model.layers.1.mlp.down_proj.lora_b"}
     with pytest.raises(AdapterError, match="layer 1 ffn_down has lora_a or lora_b missing"):
-        mlx_layers(mlx_folder(tmp_path / "half", half))
+        mlx_layers(mlx_folder(tmp_path / "half", half), LLAMA)
     with pytest.raises(AdapterError, match="embed_tokens.weight is not a LoRA projection weight"):
         mlx_to_peft_weights({"model.embed_tokens.weight": np.zeros((4, 4), np.float32)})

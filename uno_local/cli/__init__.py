@@ -55,6 +55,7 @@ COMMAND_MODULES = {
     "eval": "eval_commands",
     "backup": "maintenance_commands",
     "doctor": "maintenance_commands",
+    "models": "model_commands",
 }
 
 
@@ -107,7 +108,10 @@ class UnoGroup(LazyGroup):
     cls=UnoGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]}
 )
 @click.option(
-    "--model", "model", metavar="PATH", help="Chat model GGUF (default: the embedded SmolLM2-135M)."
+    "--model",
+    "model",
+    metavar="PATH|NAME",
+    help="Chat model GGUF, or a name `uno models` lists (default: the embedded SmolLM2-135M).",
 )
 @click.option("--threads", type=int, help="CPU threads for generation (default: all cores).")
 @click.option("--ctx", "n_ctx", type=int, help="Context window in tokens.")

@@ -9,6 +9,7 @@ import click
 
 from uno_local.app import App
 from uno_local.cli import cli
+from uno_local.errors import ModelError
 
 
 @cli.command()
@@ -43,8 +44,11 @@ def retrain(
     What is deployed keeps serving until new adapters pass validation; an interrupted run
     resumes from its finished stages next time.
     """
+    from uno_local.models import learn_refusal
     from uno_local.retrain import STAGES, Retrain, RetrainOptions
 
+    if refusal := learn_refusal(app.model_path):  # before any work: one sentence, nothing touched
+        raise ModelError(refusal)
     if device:
         app.config.train.device = device
     if epochs:

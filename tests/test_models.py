@@ -1,0 +1,130 @@
+"""`uno models` and `--model NAME` in a temporary HOME laid out as Ollama, LM Studio and the HF cache lay
+out their files, with real GGUF files (the embedded model, and small GGUFs written with the gguf package)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from uno_local.cli import cli
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def small_gguf(path, arch: str, *, template: bool = False, pooling: bool = False):
+    """A header-only GGUF of `arch` with one small F16 tensor (enough for `uno models` to describe it)."""
+    import gguf
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(path, arch)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    if template:
+        writer.add_chat_template("{% for m in messages %}{{ m.content }}{% endfor %}")
+    if pooling:
+        writer.add_pooling_type(gguf.PoolingType.MEAN)
+    writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.fixture
+def user_home(tmp_path, monkeypatch, model_path):
+    """HOME with an Ollama store (a manifest naming the embedded GGUF as its model blob, and one whose
+    blob is missing), an LM Studio folder, an HF cache snapshot and a folder named in uno.toml."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("OLLAMA_MODELS", "HF_HOME", "HF_HUB_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+    ollama = home / ".ollama" / "models"
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    (ollama / "blobs").mkdir(parents=True)
+    shutil.copyfile(model_path, ollama / "blobs" / f"sha256-{digest}")
+    (ollama / "blobs" / "sha256-cafe").write_text('{"template": "not a model"}')
+    library = ollama / "manifests" / "registry.ollama.ai" / "library" / "smollm2"
+    library.mkdir(parents=True)
+    layers = [
+        {"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:cafe", "size": 26},
+        {"mediaType": "application/vnd.ollama.image.model", "digest": f"sha256:{digest}", "size": 1},
+    ]
+    manifest = {"schemaVersion": 2, "config": {"digest": "sha256:cafe"}, "layers": layers}
+    (library / "135m").write_text(json.dumps(manifest))
+    gone = {**manifest, "layers": [{**layers[1], "digest": "sha256:" + "0" * 64}]}
+    (library / "gone").write_text(json.dumps(gone))
+    small_gguf(home / ".lmstudio" / "models" / "acme" / "Tiny-GGUF" / "tiny-f16.gguf", "gpt2", template=True)
+    (home / ".lmstudio" / "models" / "acme" / "Tiny-GGUF" / "broken.gguf").write_text("not a gguf")
+    repo = home / ".cache" / "huggingface" / "hub" / "models--qwen--Tiny-GGUF"
+    blob = small_gguf(repo / "blobs" / "0123abcd", "qwen2", template=True)
+    (repo / "snapshots" / "f00d").mkdir(parents=True)
+    (repo / "snapshots" / "f00d" / "tiny-q2.gguf").symlink_to(blob)
+    small_gguf(tmp_path / "mine" / "embed.gguf", "qwen3", pooling=True)
+    return home
+
+
+def test_uno_models_lists_what_each_store_holds(user_home, uno_home, tmp_path):
+    uno_home.mkdir(parents=True, exist_ok=True)
+    (uno_home / "uno.toml").write_text(f'[model]\nfolders = ["{tmp_path / "mine"}"]\n')
+    result = run("models", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert sorted(rows) == [
+        "acme/Tiny-GGUF/tiny-f16.gguf",
+        "embed.gguf",
+        "qwen/Tiny-GGUF/tiny-q2.gguf",
+        "smollm2:135m",
+    ]
+    smol = rows["smollm2:135m"]
+    assert (smol["source"], smol["arch"], smol["quant"]) == ("ollama", "llama", "Q4_1")
+    assert smol["chat_template"] and smol["trainable"]
+    assert smol["path"].startswith(str(user_home / ".ollama" / "models" / "blobs"))
+    lms = rows["acme/Tiny-GGUF/tiny-f16.gguf"]
+    assert (lms["source"], lms["arch"], lms["quant"], lms["trainable"]) == ("lmstudio", "gpt2", "F16", False)
+    assert "its architecture gpt2 is not supported for training" in lms["why_not"]
+    hf = rows["qwen/Tiny-GGUF/tiny-q2.gguf"]
+    assert (hf["source"], hf["arch"], hf["trainable"]) == ("huggingface", "qwen2", True)
+    embed = rows["embed.gguf"]
+    assert (embed["source"], embed["trainable"], embed["chat_template"]) == ("folder", False, False)
+    assert "embedding model" in embed["why_not"]
+    table = run("models").stdout
+    assert "smollm2:135m" in table and "ollama" in table and "Q4_1" in table
+
+
+def test_model_names_resolve_and_a_missing_one_says_where_we_looked(user_home):
+    status = json.loads(run("--model", "smollm2:135m", "status", "--json").stdout)
+    assert status["model"].startswith(str(user_home / ".ollama" / "models" / "blobs" / "sha256-"))
+    status = json.loads(run("--model", "tiny-q2.gguf", "status", "--json").stdout)
+    assert status["model"].endswith("0123abcd")  # the HF snapshot's symlink, resolved to its blob
+    result = run("--model", "llama3:8b", "status")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "No model file or known model called llama3:8b" in result.stderr
+    assert str(user_home / ".ollama" / "models") in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_an_empty_home_lists_nothing_in_one_sentence(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "empty"))
+    for var in ("OLLAMA_MODELS", "HF_HOME", "HF_HUB_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+    result = run("models")
+    assert result.exit_code == 0 and result.stdout.startswith("No GGUF models found; looked in")
+
+
+def test_retrain_refuses_a_model_it_cannot_learn_on_before_any_work(user_home, uno_home, tmp_path):
+    uno_home.mkdir(parents=True, exist_ok=True)
+    (uno_home / "uno.toml").write_text(f'[model]\nfolders = ["{tmp_path / "mine"}"]\n')
+    for name, says in [
+        ("acme/Tiny-GGUF/tiny-f16.gguf", "its architecture gpt2 is not supported for training"),
+        ("embed.gguf", "embed.gguf is an embedding model"),
+    ]:
+        result = run("--model", name, "retrain")
+        assert result.exit_code == 1 and says in result.stderr, result.output
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert sorted(p.name for p in uno_home.iterdir()) == ["uno.toml"]  # no store, cache or adapters made
