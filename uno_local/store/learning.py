@@ -120,3 +120,25 @@ def update_cluster(store: Store, label: int, **fields: Any) -> None:
             f"UPDATE clusters SET {sets}, updated_at = ? WHERE label = ?",
             [*fields.values(), now_iso(), label],
         )
+
+
+@dataclass
+class RetrainRun:
+    """One `uno retrain` as recorded: its status, the stage it reached, and its report (or error)."""
+
+    id: int
+    started_at: str
+    finished_at: str | None
+    status: str  # running, finished, failed
+    stage: str | None
+    summary: dict | None
+
+
+def retrain_runs(store: Store, *, after_id: int = 0, limit: int = 20) -> list[RetrainRun]:
+    """The recorded retrains with an id above `after_id`, newest first."""
+    rows = store.db.execute(
+        "SELECT id, started_at, finished_at, status, stage, summary FROM retrain_runs WHERE id > ? "
+        "ORDER BY id DESC LIMIT ?",
+        [after_id, limit],
+    ).fetchall()
+    return [RetrainRun(*row[:5], json.loads(row[5]) if row[5] else None) for row in rows]
