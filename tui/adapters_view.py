@@ -60,13 +60,13 @@ class AdaptersScreen(TableScreen):
         r = self.records[key]
         lines = [
             f"{r.key}: {r.kind} for cluster {r.cluster or '-'}, {r.status}, {'enabled' if r.enabled else 'disabled'}",
-            f"Trained on {len(r.sources)} answers with feedback, with {r.backend or '?'}, on {r.created_at[:16]}",
+            f"Trained on {len(r.sources)} answers with feedback (ids {', '.join(map(str, r.sources[:8]))}), "
+            f"with {r.backend or '?'}",
             f"Base model: {r.base_model}",
         ]
         rates = r.metrics.get("win_rates")
         if rates:
             lines.append("Judged epochs' win rates: " + ", ".join(f"{e}: {v:.2f}" for e, v in rates.items()))
-        lines.append(f"Folder: {r.path}")
         return "\n".join(lines)
 
     def empty_text(self) -> str:

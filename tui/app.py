@@ -100,11 +100,12 @@ class UnoApp(TextualApp[None]):
         Binding("escape", "stop", "Stop the answer being written (else: back to the prompt)"),
         Binding("ctrl+r", "retrain", "Retrain now: learn from your feedback in the background"),
         Binding("ctrl+p", "command_palette", "Command palette: every action by name"),
+        # Priority: the prompt's TextArea has its own F6 and F7 (select line / all).
         Binding("f3", "view('feedback')", "Feedback you gave: filter, jump to, edit, forget"),
         Binding("f4", "view('rules')", "What it learned: clusters and their rules (edit, veto)"),
         Binding("f5", "view('adapters')", "Adapters: what serves; roll back, disable, delete"),
-        Binding("f6", "view('retrain')", "Retrain: live progress and the last run's report"),
-        Binding("f7", "why", "Why this answer (the selected, else the last answer)"),
+        Binding("f6", "view('retrain')", "Retrain: live progress and the last run's report", priority=True),
+        Binding("f7", "why", "Why this answer (the selected, else the last answer)", priority=True),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 

@@ -48,7 +48,7 @@ class FeedbackScreen(TableScreen):
     """Every piece of feedback; dismisses with the message id to jump to (or None)."""
 
     TITLE_TEXT = "Feedback you gave (newest first)"
-    COLUMNS = ("answer", "feedback", "question", "when")
+    COLUMNS = ("answer", "feedback", "question")
     HELP = "Enter jump to the answer · k kind · / filter · c comment · e correct · x forget · Esc back"
     BINDINGS = [
         Binding("enter", "jump", "Jump to the answer in its conversation"),
@@ -76,12 +76,7 @@ class FeedbackScreen(TableScreen):
         return [
             (
                 str(log.message_id),
-                (
-                    f"#{log.message_id}",
-                    short(feedback_line(log.feedback), 40),
-                    short(log.query),
-                    log.feedback.updated_at[:16].replace("T", " "),
-                ),
+                (f"#{log.message_id}", short(feedback_line(log.feedback), 40), short(log.query)),
             )
             for log in logs
         ]
@@ -115,6 +110,9 @@ class FeedbackScreen(TableScreen):
         self.kind = KINDS[(KINDS.index(self.kind) + 1) % len(KINDS)]
         self.query_one(".view-title").update(f"{self.TITLE_TEXT} · kind: {self.kind}")
         self.reload()
+
+    def chosen(self) -> None:
+        self.action_jump()
 
     def action_jump(self) -> None:
         if self.current_key is not None:

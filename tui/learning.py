@@ -135,6 +135,14 @@ class TableScreen(Screen[object]):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_detail()
 
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        # The table takes Enter itself; a view that acts on Enter does it in `chosen`.
+        event.stop()
+        self.chosen()
+
+    def chosen(self) -> None:
+        """Enter on a row."""
+
     def guard(self, action, *args, **kwargs) -> bool:
         """Run a core call; an expected failure becomes an error toast (and False)."""
         try:
