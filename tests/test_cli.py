@@ -116,7 +116,7 @@ def test_import_export_status(uno_home, tmp_path):
     assert result.exit_code == 0 and "Imported 1 logs" in result.stdout
     assert "1 already present" in run("import", str(src)).stdout
     out = tmp_path / "out.jsonl"
-    assert "Exported 1 logs" in run("export", str(out)).stdout
+    assert "Exported 1 log to" in run("export", str(out)).stdout
     assert json.loads(out.read_text())["feedback"]["comment"] == "shorter"
     status = json.loads(run("status", "--json").stdout)
     assert status["counts"]["feedback"] == 1 and status["home"] == str(uno_home)

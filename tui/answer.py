@@ -7,6 +7,7 @@ stores the partial answer marked incomplete.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,10 +26,21 @@ class LiveAnswer:
     conversation_id: int
     answer_id: int | None = None
     parts: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # when each piece arrived (monotonic)
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+    def add(self, text: str, at: float | None = None) -> None:
+        self.parts.append(text)
+        self.times.append(time.monotonic() if at is None else at)
+
+    def tokens_per_s(self) -> float | None:
+        """Speed so far: llama.cpp streams one token per piece; the first piece starts the clock."""
+        if len(self.times) < 2 or self.times[-1] <= self.times[0]:
+            return None
+        return (len(self.times) - 1) / (self.times[-1] - self.times[0])
 
 
 def stream_answer(

@@ -7,23 +7,35 @@ Every expected failure (`UnoError`) becomes an error toast; the database stays t
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from textual import work
 from textual.app import App as TextualApp
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
 from textual.widgets import Input
 from textual.worker import get_current_worker
 
+from tui.adapters_view import AdaptersScreen
 from tui.answer import LiveAnswer, stream_answer
 from tui.chat_view import ChatView
 from tui.dialogs import ConfirmDialog, RenameDialog
-from tui.feedback import CommentDialog, CorrectionEditor, correction_result, toggled_rating
+from tui.feedback import (
+    AnswerActions,
+    CommentDialog,
+    CorrectionEditor,
+    correction_result,
+    feedback_line,
+    toggled_rating,
+)
+from tui.feedback_view import FeedbackScreen
 from tui.help import HelpScreen
+from tui.learning import WhyScreen, explain_answer
 from tui.messages import (
     AnswerDelta,
     AnswerFailed,
@@ -37,19 +49,24 @@ from tui.messages import (
     RetrainProgress,
     SearchChanged,
     SelectionChanged,
+    TypedAway,
 )
 from tui.prompt import InputHistory, PromptInput
 from tui.retrain import run_retrain
-from tui.sidebar import ConversationList, Sidebar
-from tui.status import StatusBar
+from tui.retrain_view import RetrainScreen, RetrainState, report_text
+from tui.rules_view import RulesScreen
+from tui.sidebar import ConversationList, Sidebar, search_hit
+from tui.status import Status, StatusBar
 from uno_local.app import App
 from uno_local.errors import UnoError
 from uno_local.store import Message
+from uno_local.store.learning import retrain_runs
 
 T = TypeVar("T")
 TITLE_LENGTH = 40
 # Actions that stay available while a dialog is open; the rest would act on the screen beneath it.
-MODAL_SAFE_ACTIONS = {"quit", "help"}
+MODAL_SAFE_ACTIONS = {"quit", "help", "command_palette"}
+STATUS_EVERY_S = 0.5  # how often the live tokens/s is redrawn while an answer streams
 
 
 def title_from(text: str) -> str:
@@ -71,9 +88,9 @@ class UnoApp(TextualApp[None]):
 
     CSS_PATH = Path(__file__).with_name("uno.tcss")  # absolute: subclasses live elsewhere
     TITLE = "uno"
-    ENABLE_COMMAND_PALETTE = False
+    COMMAND_PALETTE_BINDING = "ctrl+p"
     BINDINGS = [
-        Binding("f1,question_mark", "help", "Show every key (this screen)"),
+        Binding("f1", "help", "Show every key (this screen)"),
         Binding("ctrl+n", "new_conversation", "New conversation"),
         Binding("ctrl+f", "search", "Search conversations (titles and messages)"),
         Binding("ctrl+o", "focus_list", "Go to the conversation list"),
@@ -82,6 +99,13 @@ class UnoApp(TextualApp[None]):
         Binding("ctrl+down", "select_message(1)", "Select the next message"),
         Binding("escape", "stop", "Stop the answer being written (else: back to the prompt)"),
         Binding("ctrl+r", "retrain", "Retrain now: learn from your feedback in the background"),
+        Binding("ctrl+p", "command_palette", "Command palette: every action by name"),
+        # Priority: the prompt's TextArea has its own F6 and F7 (select line / all).
+        Binding("f3", "view('feedback')", "Feedback you gave: filter, jump to, edit, forget"),
+        Binding("f4", "view('rules')", "What it learned: clusters and their rules (edit, veto)"),
+        Binding("f5", "view('adapters')", "Adapters: what serves; roll back, disable, delete"),
+        Binding("f6", "view('retrain')", "Retrain: live progress and the last run's report", priority=True),
+        Binding("f7", "why", "Why this answer (the selected, else the last answer)", priority=True),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -99,6 +123,68 @@ class UnoApp(TextualApp[None]):
         self._idle.set()
         self.retraining = ""  # the background retrain's latest progress line, "" when none runs
         self._retrain_proc = None
+        self.retrain_state: RetrainState | None = None
+        self._status_at = 0.0
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The command palette (ctrl+p): the app's own actions by name, then Textual's."""
+        for binding in self.BINDINGS:
+            if binding.action not in ("command_palette", "help"):
+                yield SystemCommand(binding.description, f"Key: {binding.key}", self._runner(binding.action))
+        yield SystemCommand("Keys", "Show every key (F1)", self.action_help)
+        yield from super().get_system_commands(screen)
+
+    def _runner(self, action: str) -> Callable[[], object]:
+        return lambda: self.run_action(action)
+
+    # the learning views
+    async def action_view(self, name: str) -> None:
+        views = {"feedback": FeedbackScreen, "rules": RulesScreen, "adapters": AdaptersScreen}
+        if name == "retrain":
+            self.push_screen(RetrainScreen(self.core))
+            return
+
+        async def closed(jump: object) -> None:
+            if isinstance(jump, int):  # the Feedback view's Enter: open the answer in its conversation
+                message = self.guard(self.core.store.get_message, jump)
+                if message is not None:
+                    await self.open_conversation(message.conversation_id, message.id)
+
+        self.push_screen(views[name](self.core), closed)
+
+    def action_why(self) -> None:
+        view = self.chat_view
+        message = view.selected_message
+        if message is None or message.role != "assistant":
+            answers = [w.message for w in view.message_widgets if w.is_answer and w.message.id]
+            message = answers[-1] if answers else None
+        if message is None:
+            self.notify("There is no answer here to explain yet.", severity="warning")
+            return
+        self.push_screen(WhyScreen(explain_answer(self.core, message.id)))
+
+    def report_overnight(self) -> None:
+        """Say once what the retrains since the last start learned (or why the last one failed)."""
+        seen_file = self.core.home / "tui-seen-run"  # the last retrain run reported here
+        try:
+            first_start = not seen_file.exists()
+            seen = 0 if first_start else int(seen_file.read_text() or 0)
+            runs = [r for r in retrain_runs(self.core.store, after_id=seen) if r.status != "running"]
+            newest = runs[0].id if runs else seen
+            if first_start or newest != seen:
+                seen_file.write_text(str(newest))
+                seen_file.chmod(0o600)
+        except (ValueError, OSError, UnoError):
+            return
+        if runs and not first_start:  # on the very first start there is no "since last time"
+            text = report_text(runs[0]).split("\n", 1)[0]
+            more = f" ({len(runs)} retrains since the last start.)" if len(runs) > 1 else ""
+            self.notify(
+                f"{text}{more} F6 shows the report.",
+                severity="error" if runs[0].status == "failed" else "information",
+                title="While you were away",
+                timeout=15,
+            )
 
     # layout
     def compose(self) -> ComposeResult:
@@ -119,6 +205,7 @@ class UnoApp(TextualApp[None]):
             await self.refresh_list()
             self.refresh_status()
         self.query_one(PromptInput).focus()
+        self.report_overnight()
 
     def on_unmount(self) -> None:
         # Stop a running answer and let it write its partial row before the store closes.
@@ -142,12 +229,27 @@ class UnoApp(TextualApp[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return len(self.screen_stack) == 1 or action in MODAL_SAFE_ACTIONS
 
-    # conversations
-    async def refresh_list(self) -> None:
-        conversations = self.guard(self.core.store.list_conversations, search=self.search or None) or []
-        await self.query_one(Sidebar).show(conversations, self.conversation_id)
+    def on_typed_away(self, event: TypedAway) -> None:
+        """A printable key outside the prompt: type it into the prompt (keys never fire actions there)."""
+        prompt = self.query_one(PromptInput)
+        prompt.focus()
+        prompt.insert(event.character)
 
-    async def open_conversation(self, conversation_id: int | None) -> None:
+    # conversations
+    async def refresh_list(self, highlight: int | None = None, row: int | None = None) -> None:
+        """Reload the list; the cursor goes to conversation `highlight`, else to `row`, else the open one."""
+        store = self.core.store
+        conversations = self.guard(store.list_conversations, search=self.search or None) or []
+        hits = (
+            {c.id: search_hit(store.messages(c.id), self.search) for c in conversations}
+            if self.search
+            else {}
+        )
+        await self.query_one(Sidebar).show(
+            conversations, self.conversation_id, hits=hits, highlight=highlight, row=row
+        )
+
+    async def open_conversation(self, conversation_id: int | None, message_id: int | None = None) -> None:
         messages: list[Message] = []
         if conversation_id is not None:
             found = self.guard(self.core.store.messages, conversation_id)
@@ -162,11 +264,14 @@ class UnoApp(TextualApp[None]):
             resume = (live.answer_id, live.text)
         await self.chat_view.show(messages, live=resume)
         await self.refresh_list()
+        if message_id is not None and self.chat_view.select_message(message_id):
+            self.chat_view.focus()
         self.refresh_status()
 
     async def on_conversation_chosen(self, event: ConversationChosen) -> None:
-        await self.open_conversation(event.conversation_id)
-        self.query_one(PromptInput).focus()
+        await self.open_conversation(event.conversation_id, event.message_id)
+        if event.message_id is None:
+            self.query_one(PromptInput).focus()
 
     async def on_search_changed(self, event: SearchChanged) -> None:
         self.search = event.query
@@ -181,10 +286,9 @@ class UnoApp(TextualApp[None]):
             self.ask_delete(event.conversation_id)
 
     async def action_new_conversation(self) -> None:
-        conversation_id = self.guard(self.core.store.new_conversation)
-        if conversation_id is not None:
-            await self.open_conversation(conversation_id)
-            self.query_one(PromptInput).focus()
+        # The conversation is stored with its first message: no empty "New chat" rows pile up.
+        await self.open_conversation(None)
+        self.query_one(PromptInput).focus()
 
     def action_rename(self) -> None:
         if self.conversation_id is None:
@@ -200,7 +304,7 @@ class UnoApp(TextualApp[None]):
         async def done(title: str | None) -> None:
             if title is not None:
                 self.guard(self.core.store.rename_conversation, conversation_id, title)
-                await self.refresh_list()
+                await self.refresh_list(highlight=conversation_id)
 
         self.push_screen(RenameDialog(conversation.title, cursor_blink=self.cursor_blink), done)
 
@@ -208,17 +312,21 @@ class UnoApp(TextualApp[None]):
         if self.live and self.live.conversation_id == conversation_id:
             self.notify("An answer is being written there; stop it with Esc first.", severity="warning")
             return
-        item = self.query_one(ConversationList).highlighted_conversation
+        listing = self.query_one(ConversationList)
+        item = listing.highlighted_conversation
         title = item.title if item and item.id == conversation_id else f"conversation {conversation_id}"
+        row = listing.index
 
         async def done(yes: bool | None) -> None:
             if not yes:
                 return
             self.guard(self.core.store.delete_conversation, conversation_id)
             if conversation_id == self.conversation_id:
-                await self.open_conversation(None)
-            else:
-                await self.refresh_list()
+                self.conversation_id = None
+                await self.chat_view.show([])
+                self.refresh_status()
+            # The cursor stays on the same row (now the next conversation), so something is highlighted.
+            await self.refresh_list(row=row)
 
         self.push_screen(ConfirmDialog(f"Delete “{title}” with all its messages and feedback?"), done)
 
@@ -235,7 +343,7 @@ class UnoApp(TextualApp[None]):
     # messages and feedback
     def action_select_message(self, step: int) -> None:
         view = self.chat_view
-        if not view.has_focus and view.selected is None:
+        if not view.has_focus:  # coming from the prompt: start at the newest answer
             view.select_last_answer()
         else:
             view.action_select(step)
@@ -250,11 +358,15 @@ class UnoApp(TextualApp[None]):
         if answer is None or answer.role != "assistant":
             answers = [w.message for w in view.message_widgets if w.is_answer and w.message.id]
             answer = answers[-1] if answers else None
-        if activity == "" and self.live is not None:
+        live = self.live
+        streaming = bool(live and answer and live.answer_id == answer.id)
+        if activity == "" and live is not None:
             activity = "writing… (Esc stops)"
         if self.retraining:
             activity = f"{activity} · {self.retraining}" if activity else self.retraining
-        self.query_one(StatusBar).show(self.model_label, answer, activity)
+        speed = live.tokens_per_s() if streaming and live else None
+        self._status_at = time.monotonic()
+        self.query_one(StatusBar).show(Status(self.model_label, answer, activity, streaming, speed))
 
     def on_feedback_requested(self, event: FeedbackRequested) -> None:
         if self.live and self.live.answer_id == event.message_id:
@@ -264,11 +376,31 @@ class UnoApp(TextualApp[None]):
         if message is None:
             return
         feedback = message.feedback
-        if event.kind in ("up", "down"):
+        if event.kind == "menu":
+
+            def chosen(kind: str | None) -> None:
+                if kind is not None:
+                    self.post_message(FeedbackRequested(message.id, kind))
+
+            self.push_screen(AnswerActions(message.id), chosen)
+        elif event.kind == "why":
+            self.push_screen(WhyScreen(explain_answer(self.core, message.id)))
+        elif event.kind == "copy":
+            self.copy_to_clipboard(
+                feedback.correction if feedback and feedback.correction else message.content
+            )
+            self.notify(f"Answer #{message.id} copied.", title="uno")
+        elif event.kind in ("up", "down"):
             rating = toggled_rating(feedback.rating if feedback else None, 1 if event.kind == "up" else -1)
             self.save_feedback(message.id, rating=rating)
-        elif event.kind == "clear":
-            self.save_feedback(message.id, rating=None, comment=None, correction=None)
+        elif event.kind == "clear" and feedback is not None:
+
+            def cleared(yes: bool | None) -> None:
+                if yes:
+                    self.save_feedback(message.id, rating=None, comment=None, correction=None)
+
+            what = feedback_line(feedback)
+            self.push_screen(ConfirmDialog(f"Remove all feedback on answer #{message.id} ({what})?"), cleared)
         elif event.kind == "comment":
 
             def commented(text: str | None) -> None:
@@ -365,7 +497,9 @@ class UnoApp(TextualApp[None]):
 
     async def on_answer_delta(self, event: AnswerDelta) -> None:
         if self.live is not None and self.live.answer_id == event.answer_id:
-            self.live.parts.append(event.text)
+            self.live.add(event.text)
+            if time.monotonic() - self._status_at >= STATUS_EVERY_S:
+                self.refresh_status()
         await self.chat_view.append(event.answer_id, event.text)
 
     async def on_answer_finished(self, event: AnswerFinished) -> None:
@@ -420,12 +554,16 @@ class UnoApp(TextualApp[None]):
         run_retrain(self.core.home, self.core.config.model.path or None, self.post_message, register)
 
     def on_retrain_progress(self, event: RetrainProgress) -> None:
+        if self.retrain_state is None:
+            self.retrain_state = RetrainState()
+        self.retrain_state.update(event.stage, event.done, event.total, event.text)
         detail = f" {event.text[:40]}" if event.text else ""
         self.retraining = f"retrain: {event.stage} {event.done}/{event.total}{detail}"
         self.refresh_status()
 
     def on_retrain_finished(self, event: RetrainFinished) -> None:
         self.retraining = ""
+        self.retrain_state = None
         self._retrain_proc = None
         self.notify(
             event.summary,

@@ -1,10 +1,12 @@
 """The chat view: a conversation's messages (answers rendered as markdown, streamed while they are
 written), each answer with its route and feedback on small muted lines, and a keyboard selection.
-Stored `Message` records in -> widgets out; feedback keys post `FeedbackRequested`.
+Stored `Message` records in -> widgets out; Enter on a selected answer posts `FeedbackRequested("menu")`,
+and printable keys post `TypedAway` so that typing always reaches the prompt.
 """
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -13,23 +15,35 @@ from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from tui.feedback import feedback_line
-from tui.messages import FeedbackRequested, SelectionChanged
+from tui.messages import FeedbackRequested, SelectionChanged, TypedAway
 from uno_local.store import Message
 
 EMPTY_TEXT = "No messages yet. Type below and press Enter to ask; F1 lists every key."
 
 
-def route_text(message: Message, *, streaming: bool = False) -> str:
-    """The muted line under an answer: which path answered it, and whether it is unfinished."""
+def route_name(message: Message) -> str:
+    """Which path answered: base model, an Expert adapter and its version, or the Reflective path."""
     if message.route == "expert":
         route = f"expert adapter {message.adapter or '?'}"
     elif message.route == "reflective":
         route = "reflective (critique and revise)"
     else:
         route = "base model"
+    return route
+
+
+def route_text(message: Message, *, streaming: bool = False) -> str:
+    """The muted line under an answer: which path answered it, and whether it is unfinished."""
+    route = route_name(message)
     if streaming:
         return f"{route} · writing…"
     return route if message.complete else f"{route} · stopped, incomplete"
+
+
+def header_text(message: Message) -> str:
+    """'uno · #42': who wrote it, and the id that `uno explain` and the other commands take."""
+    who = "uno" if message.role == "assistant" else "you"
+    return f"{who} · #{message.id}" if message.id else who
 
 
 class MessageWidget(Vertical):
@@ -47,38 +61,50 @@ class MessageWidget(Vertical):
         return self.message.role == "assistant"
 
     def compose(self) -> ComposeResult:
-        yield Static("uno" if self.is_answer else "you", classes="message-header")
+        yield Static(header_text(self.message), classes="message-header", markup=False)
         if self.is_answer:
             yield Markdown(self.message.content, classes="message-body")
             yield Static(
                 route_text(self.message, streaming=self.streaming), classes="message-route", markup=False
             )
             yield Static(feedback_line(self.message.feedback), classes="message-feedback", markup=False)
+            yield Static("✎ your correction (what it learns from):", classes="correction-title")
+            yield Markdown(self.correction, classes="message-correction")
         else:
             yield Static(self.message.content, classes="message-body", markup=False)
 
+    @property
+    def correction(self) -> str:
+        feedback = self.message.feedback
+        return (feedback.correction or "") if feedback else ""
+
+    def on_mount(self) -> None:
+        self.set_class(bool(self.correction), "-corrected")
+
     def refresh_meta(self, message: Message) -> None:
-        """Show the stored state of this message (route, completeness, feedback)."""
+        """Show the stored state of this message (route, completeness, feedback, correction)."""
         self.message = message
         self.streaming = False
         if self.is_answer:
+            self.query_one(".message-header", Static).update(header_text(message))
             self.query_one(".message-route", Static).update(route_text(message))
             line = feedback_line(message.feedback)
             self.query_one(".message-feedback", Static).update(line)
             self.set_class(bool(line), "-has-feedback")
+            self.query_one(".message-correction", Markdown).update(self.correction)
+            self.set_class(bool(self.correction), "-corrected")
 
 
 class ChatView(VerticalScroll, can_focus=True):
     """The messages of the open conversation; focus it to select a message and give feedback."""
 
+    # Only keys that type nothing: a printable key goes to the prompt (see on_key).
     BINDINGS = [
-        Binding("up,k", "select(-1)", "Select the previous message"),
-        Binding("down,j", "select(1)", "Select the next message"),
-        Binding("plus", "feedback('up')", "Thumbs up (press again to take it back)"),
-        Binding("minus", "feedback('down')", "Thumbs down (press again to take it back)"),
-        Binding("c", "feedback('comment')", "Comment on the answer (edit it the same way)"),
-        Binding("e", "feedback('correct')", "Correct the answer in an editor"),
-        Binding("x", "feedback('clear')", "Remove all feedback from the answer"),
+        Binding("up", "select(-1)", "Select the previous message"),
+        Binding("down", "select(1)", "Select the next message"),
+        Binding("home", "select_edge(0)", "Select the first message"),
+        Binding("end", "select_edge(-1)", "Select the last message"),
+        Binding("enter", "feedback('menu')", "Actions on the selected answer: rate, comment, correct, why…"),
     ]
 
     selected: reactive[int | None] = reactive(None)
@@ -184,6 +210,31 @@ class ChatView(VerticalScroll, can_focus=True):
         widgets = self.message_widgets
         answers = [i for i, w in enumerate(widgets) if w.is_answer]
         self.selected = answers[-1] if answers else (len(widgets) - 1 if widgets else None)
+
+    def on_key(self, event: events.Key) -> None:
+        # Typing while a message is selected is typing: the key goes to the prompt, never to an action.
+        if event.is_printable and event.character:
+            event.stop()
+            event.prevent_default()
+            self.post_message(TypedAway(event.character))
+
+    def on_resize(self, event: events.Resize) -> None:
+        # A resize re-wraps every message; keep the newest answer in view unless a message is selected.
+        if self._follow:
+            self.call_after_refresh(self.scroll_end, animate=False)
+
+    def action_select_edge(self, index: int) -> None:
+        widgets = self.message_widgets
+        if widgets:
+            self.selected = index % len(widgets)
+
+    def select_message(self, message_id: int) -> bool:
+        """Select (and scroll to) the message with this id; False when it is not shown."""
+        for index, widget in enumerate(self.message_widgets):
+            if widget.message.id == message_id:
+                self.selected = index
+                return True
+        return False
 
     def action_select(self, step: int) -> None:
         widgets = self.message_widgets

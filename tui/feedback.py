@@ -1,5 +1,6 @@
-"""Feedback on an answer: the inline summary line, the rating toggle, the comment dialog and the
-correction editor (prefilled with the answer). Dialogs return the new text, or None when cancelled.
+"""Feedback on an answer: the inline summary line, the rating toggle, the actions menu, the comment
+dialog and the correction editor (prefilled with the answer). Dialogs return the new text (the menu: the
+chosen action), or None when cancelled.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from textual.widgets import Input, Label, TextArea
 
 from uno_local.store import Feedback
 
-COMMENT_PREVIEW = 60
-
 
 def toggled_rating(current: int | None, pressed: int) -> int | None:
     """Pressing the rating an answer already has removes it; otherwise it becomes the rating."""
@@ -21,7 +20,8 @@ def toggled_rating(current: int | None, pressed: int) -> int | None:
 
 
 def feedback_line(feedback: Feedback | None) -> str:
-    """One line shown under an answer, e.g. '👍  comment: too long  ✎ corrected'; '' when none."""
+    """One line shown under an answer, e.g. '👍  comment: too long  ✎ corrected'; '' when none.
+    The comment is whole: the widget wraps it to the space there is."""
     if feedback is None or feedback.is_empty:
         return ""
     parts = []
@@ -30,10 +30,7 @@ def feedback_line(feedback: Feedback | None) -> str:
     elif feedback.rating == -1:
         parts.append("👎")
     if feedback.comment:
-        comment = " ".join(feedback.comment.split())
-        if len(comment) > COMMENT_PREVIEW:
-            comment = comment[: COMMENT_PREVIEW - 1] + "…"
-        parts.append(f"comment: {comment}")
+        parts.append(f"comment: {' '.join(feedback.comment.split())}")
     if feedback.correction:
         parts.append("✎ corrected")
     return "  ".join(parts)
@@ -42,6 +39,36 @@ def feedback_line(feedback: Feedback | None) -> str:
 def correction_result(edited: str, answer: str) -> str | None:
     """The correction to store: None when the text is the answer itself (nothing was corrected)."""
     return None if edited.strip() == answer.strip() or not edited.strip() else edited
+
+
+class AnswerActions(ModalScreen[str | None]):
+    """What can be done with the selected answer, one key each; returns the chosen action."""
+
+    BINDINGS = [
+        Binding("plus", "choose('up')", "Thumbs up (press again to take it back)"),
+        Binding("minus", "choose('down')", "Thumbs down (press again to take it back)"),
+        Binding("c", "choose('comment')", "Comment on the answer (edit it the same way)"),
+        Binding("e", "choose('correct')", "Correct the answer in an editor"),
+        Binding("x", "choose('clear')", "Remove all feedback from the answer (asks first)"),
+        Binding("w", "choose('why')", "Why this answer: its route, cluster, adapter and rules"),
+        Binding("y", "choose('copy')", "Copy the answer"),
+        Binding("escape", "choose(None)", "Back"),
+    ]
+
+    def __init__(self, message_id: int) -> None:
+        super().__init__()
+        self.message_id = message_id
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="answer-actions"):
+            yield Label(f"Answer #{self.message_id}", classes="dialog-title")
+            for binding in self.BINDINGS[:-1]:
+                key = {"plus": "+", "minus": "-"}.get(binding.key, binding.key)
+                yield Label(f"{key}  {binding.description}", markup=False)
+            yield Label("Esc: back", classes="dialog-help")
+
+    def action_choose(self, kind: str | None) -> None:
+        self.dismiss(kind)
 
 
 class CommentDialog(ModalScreen[str | None]):
@@ -76,6 +103,23 @@ class CommentDialog(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class CorrectionArea(TextArea):
+    """The correction's text area: ctrl+a selects everything (to type over the old answer) and ctrl+k
+    deletes to the end of the line as written, not of the wrapped screen line."""
+
+    BINDINGS = [
+        Binding("ctrl+a", "select_all", "Select all the text (typing replaces it)"),
+        Binding("ctrl+k", "delete_line_end", "Delete to the end of the line"),
+    ]
+
+    def action_delete_line_end(self) -> None:
+        row, column = self.cursor_location
+        end = (row, len(self.document.get_line(row)))
+        if column == end[1] and row + 1 < self.document.line_count:
+            end = (row + 1, 0)  # at the end already: join the next line, as in a shell
+        self.delete(self.cursor_location, end)
+
+
 class CorrectionEditor(ModalScreen[str | None]):
     """A multi-line editor holding the answer (or the earlier correction) to rewrite as it should be."""
 
@@ -92,11 +136,14 @@ class CorrectionEditor(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="correction-dialog"):
             yield Label("Correct the answer: write it as it should have been", classes="dialog-title")
-            editor = TextArea(self.text, id="correction-editor", soft_wrap=True, show_line_numbers=False)
+            editor = CorrectionArea(
+                self.text, id="correction-editor", soft_wrap=True, show_line_numbers=False
+            )
             editor.cursor_blink = self.cursor_blink
             yield editor
             yield Label(
-                "Ctrl+S saves · Esc cancels · saving it unchanged stores no correction", classes="dialog-help"
+                "ctrl+s saves · Esc cancels · ctrl+a selects all · saving it unchanged stores no correction",
+                classes="dialog-help",
             )
 
     def on_mount(self) -> None:

@@ -25,6 +25,9 @@ KEY_NAMES = {
     "up": "↑",
     "down": "↓",
     "tab": "Tab",
+    "home": "Home",
+    "end": "End",
+    "slash": "/",
 }
 
 # Plainer words for the bindings Textual's Screen brings along.
@@ -62,20 +65,34 @@ def binding_rows(bindings: list[BindingType]) -> list[KeyRow]:
 
 def binding_sections() -> list[tuple[str, list[KeyRow]]]:
     """Every region of the app with its keys; the test checks that no bound key is missing."""
+    from tui.adapters_view import AdaptersScreen
     from tui.app import UnoApp
     from tui.chat_view import ChatView
     from tui.dialogs import ConfirmDialog, RenameDialog
-    from tui.feedback import CommentDialog, CorrectionEditor
+    from tui.feedback import AnswerActions, CommentDialog, CorrectionArea, CorrectionEditor
+    from tui.feedback_view import FeedbackScreen
+    from tui.learning import WhyScreen
     from tui.prompt import PromptInput
+    from tui.retrain_view import RetrainScreen
+    from tui.rules_view import RulesEditor, RulesScreen
     from tui.sidebar import ConversationList
 
     return [
         ("Anywhere", binding_rows([*UnoApp.BINDINGS, *Screen.BINDINGS])),
         ("Prompt (where you type)", binding_rows(PromptInput.BINDINGS)),
-        ("Messages (ctrl+↑ / ctrl+↓ or Tab to get here)", binding_rows(ChatView.BINDINGS)),
+        (
+            "Messages (ctrl+↑ / ctrl+↓ to get here; typing goes to the prompt)",
+            binding_rows(ChatView.BINDINGS),
+        ),
+        ("A selected answer (Enter on it)", binding_rows(AnswerActions.BINDINGS)),
         ("Conversation list (ctrl+o)", binding_rows(ConversationList.BINDINGS)),
         ("Comment dialog", binding_rows(CommentDialog.BINDINGS)),
-        ("Correction editor", binding_rows(CorrectionEditor.BINDINGS)),
+        ("Correction editor", binding_rows([*CorrectionEditor.BINDINGS, *CorrectionArea.BINDINGS])),
+        ("Why this answer (F7)", binding_rows(WhyScreen.BINDINGS)),
+        ("Feedback view (F3)", binding_rows(FeedbackScreen.BINDINGS)),
+        ("Rules view (F4)", binding_rows([*RulesScreen.BINDINGS, *RulesEditor.BINDINGS])),
+        ("Adapters view (F5)", binding_rows(AdaptersScreen.BINDINGS)),
+        ("Retrain view (F6)", binding_rows(RetrainScreen.BINDINGS)),
         ("Rename dialog", binding_rows(RenameDialog.BINDINGS)),
         ("Confirm dialog", binding_rows(ConfirmDialog.BINDINGS)),
         ("This help", binding_rows(HelpScreen.BINDINGS)),

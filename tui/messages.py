@@ -56,10 +56,17 @@ class AnswerFailed(Message):
 
 @dataclass
 class FeedbackRequested(Message):
-    """A feedback key on a message: kind is up, down, comment, correct or clear."""
+    """An action on an answer: menu, up, down, comment, correct, clear, why or copy."""
 
     message_id: int
     kind: str
+
+
+@dataclass
+class TypedAway(Message):
+    """A printable key pressed outside the prompt (and outside any dialog): it belongs in the prompt."""
+
+    character: str
 
 
 @dataclass
@@ -71,9 +78,10 @@ class SelectionChanged(Message):
 
 @dataclass
 class ConversationChosen(Message):
-    """Open this conversation."""
+    """Open this conversation (and select `message_id` in it: a search hit or a feedback row)."""
 
     conversation_id: int
+    message_id: int | None = None
 
 
 @dataclass

@@ -56,14 +56,15 @@ async def test_chat_streams_answer_and_records_every_kind_of_feedback(core, make
         assert app.query_one("#chat-empty").display
         assert store.list_conversations() == []
 
-        await pilot.press("ctrl+n")
-        (conversation,) = store.list_conversations()
-        assert conversation.title == "New chat" and app.conversation_id == conversation.id
+        await pilot.press("ctrl+n")  # stored with its first message, not before
+        assert store.list_conversations() == [] and app.conversation_id is None
 
         # A warning the router collected (an adapter it had to skip) is shown once after the answer.
         core.chat.responder.warnings.append("Adapter a1 failed its checksum; the base model answers instead.")
         await pilot.press(*"What is the capital of France?", "enter")
         await answer_done(pilot)
+        (conversation,) = store.list_conversations()
+        assert app.conversation_id == conversation.id
         assert ("warning", "Adapter a1 failed its checksum; the base model answers instead.") in app.toasts
         assert core.chat.responder.warnings == []
 
@@ -96,40 +97,40 @@ async def test_chat_streams_answer_and_records_every_kind_of_feedback(core, make
         await pilot.press("down")
         assert prompt.text == "one\ntwo"
 
-        # Select the answer and rate it: up, up again (toggles off), down.
+        # Select the answer and rate it (Enter opens its actions): up, up again (toggles off), down.
         await pilot.press("ctrl+up")
         assert isinstance(app.focused, ChatView) and app.chat_view.selected_message.id == answer.id
-        await pilot.press("+")
+        await pilot.press("enter", "+")
         assert store.get_message(answer.id).feedback.rating == 1
         assert feedback_shown(app, answer.id) == "👍"
-        await pilot.press("+")
+        await pilot.press("enter", "+")
         assert store.get_message(answer.id).feedback is None
         assert feedback_shown(app, answer.id) == ""
-        await pilot.press("-")
+        await pilot.press("enter", "-")
         assert store.get_message(answer.id).feedback.rating == -1
         assert feedback_shown(app, answer.id) == "👎"
 
         # A comment, then an edit of it (the dialog comes back prefilled); the rating stays.
-        await pilot.press("c")
+        await pilot.press("enter", "c")
         assert isinstance(app.screen, CommentDialog)
         await pilot.press(*"too short", "enter")
         feedback = store.get_message(answer.id).feedback
         assert (feedback.rating, feedback.comment) == (-1, "too short")
         assert feedback_shown(app, answer.id) == "👎  comment: too short"
-        await pilot.press("c")
+        await pilot.press("enter", "c")
         assert app.screen.query_one(Input).value == "too short"
         await pilot.press("ctrl+u", *"say which country", "enter")
         feedback = store.get_message(answer.id).feedback
         assert (feedback.rating, feedback.comment) == (-1, "say which country")
 
         # The correction editor starts from the answer; saving it unchanged stores no correction.
-        await pilot.press("e")
+        await pilot.press("enter", "e")
         assert isinstance(app.screen, CorrectionEditor)
         editor = app.screen.query_one(TextArea)
         assert editor.text == answer.content
         await pilot.press("ctrl+s")
         assert store.get_message(answer.id).feedback.correction is None
-        await pilot.press("e")
+        await pilot.press("enter", "e")
         editor = app.screen.query_one(TextArea)
         editor.load_text("")
         await pilot.press(*"Paris is the capital of France.", "ctrl+s")
@@ -138,13 +139,13 @@ async def test_chat_streams_answer_and_records_every_kind_of_feedback(core, make
         assert (feedback.rating, feedback.comment) == (-1, "say which country")
         assert feedback_shown(app, answer.id) == "👎  comment: say which country  ✎ corrected"
         # Editing again starts from the earlier correction; Esc leaves everything as it was.
-        await pilot.press("e")
+        await pilot.press("enter", "e")
         assert app.screen.query_one(TextArea).text == "Paris is the capital of France."
         await pilot.press("escape")
         assert store.get_message(answer.id).feedback.correction == "Paris is the capital of France."
 
-        # Remove all of it.
-        await pilot.press("x")
+        # Remove all of it (x asks first).
+        await pilot.press("enter", "x", "y")
         assert store.get_message(answer.id).feedback is None
         assert store.db.execute("SELECT COUNT(*) FROM feedback").fetchone() == (0,)
         assert feedback_shown(app, answer.id) == ""
@@ -283,8 +284,8 @@ async def test_help_screen_lists_every_binding(seeded, make_app):
                     assert key_label(key) in text, (owner, key)
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
-        await pilot.press("tab", "tab", "?")  # '?' opens the help where it is not typed into a field
-        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("ctrl+o", "?")  # '?' is typing: outside a dialog it goes to the prompt
+        assert not isinstance(app.screen, HelpScreen) and app.query_one(PromptInput).text == "?"
 
 
 @pytest.mark.asyncio
@@ -297,7 +298,7 @@ async def test_expected_failures_become_toasts(seeded, make_app):
         gone = app.chat_view.selected_message
         store.db.execute("DELETE FROM messages WHERE id = ?", [gone.id])
         store.db.conn.commit()
-        await pilot.press("+")
+        await pilot.press("enter")
         assert ("error", f"Message {gone.id} does not exist.") in app.toasts
 
         # Deleting a conversation that another process already deleted.

@@ -41,4 +41,6 @@ def test_help_screen(snap_compare, seeded):
 def test_correction_editor(snap_compare, seeded):
     # The first answer has no correction yet, so the editor opens on the answer's own text.
     app = UnoApp(seeded, cursor_blink=False)
-    assert snap_compare(app, terminal_size=SIZE, run_before=settle, press=["ctrl+up", "up", "up", "e"])
+    assert snap_compare(
+        app, terminal_size=SIZE, run_before=settle, press=["ctrl+up", "up", "up", "enter", "e"]
+    )

@@ -14,6 +14,11 @@ from uno_local.cli import cli
 from uno_local.logs import export_file, import_file
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 correction', '2 corrections'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 @cli.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.pass_obj
@@ -29,7 +34,9 @@ def import_command(app: App, file: Path) -> None:
 def export_command(app: App, file: Path) -> None:
     """Export every answered turn with its feedback to a JSONL FILE."""
     count = export_file(app.store, file)
-    click.echo(f"Exported {count} logs to {file}.")
+    skipped = app.store.counts()["incomplete"]
+    note = f" ({plural(skipped, 'incomplete answer')} skipped: stopped before the end)" if skipped else ""
+    click.echo(f"Exported {plural(count, 'log')} to {file}{note}.")
 
 
 @cli.command()
@@ -55,7 +62,7 @@ def status(app: App, as_json: bool) -> None:
     counts = info["counts"]
     click.echo(
         f"Store:     {counts['conversations']} conversations, {counts['messages']} messages, "
-        f"{counts['feedback']} feedback ({counts['corrections']} corrections), {counts['incomplete']} incomplete"
+        f"{counts['feedback']} feedback ({plural(counts['corrections'], 'correction')}), {counts['incomplete']} incomplete"
     )
     for key in ("trainer", "adapters", "retrain"):
         if key in info:

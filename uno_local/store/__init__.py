@@ -254,10 +254,11 @@ class Store:
     @_locked
     def rename_conversation(self, conversation_id: int, title: str) -> None:
         self.get_conversation(conversation_id)
+        # The list is ordered by activity: a rename keeps the conversation where it is.
         with self.db.conn:
             self.db.execute(
-                "UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
-                [title.strip() or "Untitled", now_iso(), conversation_id],
+                "UPDATE conversations SET title = ? WHERE id = ?",
+                [title.strip() or "Untitled", conversation_id],
             )
 
     @_locked
@@ -278,14 +279,16 @@ class Store:
     def list_conversations(
         self, search: str | None = None, ids: list[int] | None = None
     ) -> list[Conversation]:
-        """Newest first; `search` matches titles and message text (case-insensitive)."""
+        """Newest first; `search` keeps conversations holding every word of it, in any order, in the
+        title, the messages, or the feedback's comments and corrections (case-insensitive)."""
         where, params = [], []
-        if search:
+        for word in (search or "").split():
             where.append(
-                "(c.title LIKE ? OR EXISTS (SELECT 1 FROM messages s WHERE s.conversation_id = c.id "
-                "AND s.content LIKE ?))"
+                "(c.title LIKE ? OR EXISTS (SELECT 1 FROM messages s LEFT JOIN feedback f ON "
+                "f.message_id = s.id WHERE s.conversation_id = c.id AND (s.content LIKE ? OR "
+                "f.comment LIKE ? OR f.correction LIKE ?)))"
             )
-            params += [f"%{search}%", f"%{search}%"]
+            params += [f"%{word}%"] * 4
         if ids is not None:
             where.append(f"c.id IN ({','.join('?' * len(ids))})")
             params += ids

@@ -137,7 +137,7 @@ def update_cluster(store: Store, label: int, **fields: Any) -> None:
 
 @dataclass
 class RetrainRun:
-    """One row of `retrain_runs`."""
+    """One `uno retrain` as recorded: its status, the stage it reached, and its report (or error)."""
 
     id: int
     started_at: str
@@ -174,11 +174,17 @@ def update_run(
         )
 
 
+def retrain_runs(store: Store, *, after_id: int = 0, limit: int = 20) -> list[RetrainRun]:
+    """The recorded retrains with an id above `after_id`, newest first."""
+    rows = store.db.execute(
+        "SELECT id, started_at, finished_at, status, stage, summary FROM retrain_runs WHERE id > ? "
+        "ORDER BY id DESC LIMIT ?",
+        [after_id, limit],
+    ).fetchall()
+    return [RetrainRun(*row[:5], json.loads(row[5]) if row[5] else None) for row in rows]
+
+
 def last_run(store: Store) -> RetrainRun | None:
     """The most recent run, as recorded (a killed run still reads "running" here)."""
-    row = store.db.execute(
-        "SELECT id, started_at, finished_at, status, stage, summary FROM retrain_runs ORDER BY id DESC LIMIT 1"
-    ).fetchone()
-    if row is None:
-        return None
-    return RetrainRun(*row[:5], json.loads(row[5]) if row[5] else None)
+    runs = retrain_runs(store, limit=1)
+    return runs[0] if runs else None
