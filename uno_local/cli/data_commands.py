@@ -18,7 +18,12 @@ from uno_local.logs import export_file, import_records
 @cli.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True, help="Log format of FILE."
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="auto",
+    show_default=True,
+    help="Log format of FILE.",
 )
 @click.option("--dry-run", is_flag=True, help="Check every record and count them; import nothing.")
 @click.pass_obj
