@@ -47,9 +47,23 @@ def import_command(app: App, file: Path, fmt: str, dry_run: bool) -> None:
 
 @cli.command("export")
 @click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["logs", "dpo", "sft", "kto"]),
+    default="logs",
+    show_default=True,
+    help="logs (ours, re-importable) or a training set for TRL and mlx-lm.",
+)
 @click.pass_obj
-def export_command(app: App, file: Path) -> None:
-    """Export every answered turn with its feedback to a JSONL FILE."""
+def export_command(app: App, file: Path, fmt: str) -> None:
+    """Export every answered turn with its feedback (or a dpo, sft or kto training set) to a JSONL FILE."""
+    if fmt != "logs":
+        from uno_local.exports import export_training_set
+
+        count = export_training_set(app.store, fmt, file)
+        click.echo(f"Exported {count} {fmt} examples to {file}.")
+        return
     count = export_file(app.store, file)
     click.echo(f"Exported {count} logs to {file}.")
 
