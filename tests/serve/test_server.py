@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -259,3 +260,61 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_partial_answer(tmp_path, port, wait_
     with Store(home / "uno.db") as store:
         stored = store.get_message(message_id)
     assert not stored.complete and stored.content.strip() and stored.completion_tokens < 400
+
+
+DEPLOY = """
+import json, sys
+from pathlib import Path
+import numpy as np
+from backends.gguf_export import read_base_meta, write_lora_gguf
+from uno_local.paths import embedded_chat_model
+from uno_local.registry import Registry
+from uno_local.store import Store
+from uno_local.store.learning import ClusterRow, replace_clusters
+
+home, centroid = Path(sys.argv[1]), json.loads(sys.argv[2])
+meta = read_base_meta(embedded_chat_model())
+rng = np.random.default_rng(0)
+layers = {}
+for stem, (out_dim, in_dim) in list(meta.shapes.items())[:2]:
+    a = rng.standard_normal((2, in_dim)).astype(np.float32) * 0.01
+    b = rng.standard_normal((out_dim, 2)).astype(np.float32) * 0.01
+    layers[(int(stem.split(".")[1]), stem.split(".")[2])] = (a, b)
+gguf = write_lora_gguf(layers, 4.0, meta, home / "made.gguf")
+with Store(home / "uno.db") as store:
+    Registry(store, home / "adapters").deploy(
+        name="c0-expert", kind="expert", gguf_file=gguf, peft_dir=None,
+        base_model=embedded_chat_model().name, sources=[], metrics={}, config={},
+    )
+    replace_clusters(store, [ClusterRow(0, centroid, [], ["Be brief."], route="expert", expert="c0-expert")])
+"""
+
+
+def test_an_adapter_deployed_by_another_process_serves_the_next_request(served):
+    """What a retrain's deploy step writes (registry row + cluster table), from another process,
+    is picked up by the running server on its next request: routed to the new Expert adapter."""
+    query = "Which river runs through Paris?"
+    _, before = ask(served, query, max_tokens=8)
+    assert before.model_extra["uno"]["route"] == "base"
+    centroid = served.app.embedder.encode([query])[0].tolist()
+    script = subprocess.run(
+        [sys.executable, "-c", DEPLOY, str(served.app.home), json.dumps(centroid)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert script.returncode == 0, script.stderr
+    raw, after = ask(served, query, max_tokens=8)
+    uno = after.model_extra["uno"]
+    assert (uno["route"], uno["adapter"], uno["adapter_version"], uno["cluster"]) == (
+        "expert",
+        "c0-expert",
+        1,
+        "0",
+    )
+    assert raw.headers["x-uno-adapter"] == "c0-expert@v1" and raw.headers["x-uno-cluster"] == "0"
+    stored = served.app.store.get_message(uno["message_id"])
+    assert (stored.route, stored.adapter) == ("expert", "c0-expert@v1")
+    # a question far from the cluster still goes to the base model
+    _, far = ask(served, "Write a limerick about databases.", max_tokens=8)
+    assert far.model_extra["uno"]["route"] == "base"
