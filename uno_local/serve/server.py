@@ -127,7 +127,7 @@ def _too_large(limit: int) -> RequestError:
 
 
 async def health(request: Request, state: ServeState) -> Response:
-    return JSONResponse({"status": "ok", "model": MODEL_ID, "queued": state.lock.locked()})
+    return JSONResponse({"status": "ok", "model": MODEL_ID, "busy": state.lock.locked()})
 
 
 async def models(request: Request, state: ServeState) -> Response:
