@@ -318,3 +318,17 @@ def test_an_adapter_deployed_by_another_process_serves_the_next_request(served):
     # a question far from the cluster still goes to the base model
     _, far = ask(served, "Write a limerick about databases.", max_tokens=8)
     assert far.model_extra["uno"]["route"] == "base"
+
+
+def test_concurrent_requests_queue_on_the_one_model(served):
+    from concurrent.futures import ThreadPoolExecutor
+
+    questions = ["Name a fruit.", "Name a planet.", "Name a colour."]
+    with ThreadPoolExecutor(len(questions)) as pool:
+        replies = list(pool.map(lambda q: ask(served, q, max_tokens=8)[1], questions))
+    ids = [r.model_extra["uno"]["message_id"] for r in replies]
+    assert len(set(ids)) == 3
+    for question, reply in zip(questions, replies, strict=True):
+        stored = served.app.store.get_message(reply.model_extra["uno"]["message_id"])
+        assert stored.complete and stored.content == reply.choices[0].message.content
+        assert served.app.store.messages(stored.conversation_id)[0].content == question
