@@ -79,3 +79,19 @@ class OutputError(UnoError):
 
 class ContextOverflowError(UnoError):
     """A message does not fit in the model's context window."""
+
+
+class RequestError(UnoError):
+    """A request to `uno serve` is malformed or not allowed; sent back as an OpenAI-shaped error body."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        kind: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.code, self.param = status, kind, code, param

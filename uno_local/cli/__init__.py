@@ -56,6 +56,7 @@ COMMAND_MODULES = {
     "backup": "maintenance_commands",
     "doctor": "maintenance_commands",
     "models": "model_commands",
+    "serve": "serve_commands",
 }
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
 from uno_local.app import App
 from uno_local.cli import cli
+from uno_local.errors import NotFoundError
 
 
 @cli.group(invoke_without_command=True)
@@ -96,3 +98,20 @@ def delete(app: App, name: str, yes: bool) -> None:
         click.confirm(f"Delete every version of {name}?", abort=True)
     count = app.registry.delete(name)
     click.echo(f"{name}: deleted {count} version(s).")
+
+
+@adapters.command("export")
+@click.argument("name")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_obj
+def export_adapter_command(app: App, name: str, directory: Path) -> None:
+    """Write NAME's deployed GGUF adapter, an Ollama Modelfile and a README (llama-server --lora) to DIRECTORY."""
+    from uno_local.exports import export_adapter
+
+    app.registry.versions(name)
+    record = app.registry.deployed(name)
+    if record is None:
+        raise NotFoundError(f"{name} has no deployed version to export; `uno adapters` lists its versions.")
+    app.registry.verify_file(record)
+    for path in export_adapter(record, app.model_path, directory):
+        click.echo(str(path))

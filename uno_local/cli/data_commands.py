@@ -11,7 +11,8 @@ import click
 from uno_local import __version__
 from uno_local.app import App
 from uno_local.cli import cli
-from uno_local.logs import export_file, import_file
+from uno_local.imports import FORMATS, read_records
+from uno_local.logs import export_file, import_records
 
 
 def plural(count: int, noun: str) -> str:
@@ -21,18 +22,53 @@ def plural(count: int, noun: str) -> str:
 
 @cli.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="auto",
+    show_default=True,
+    help="Log format of FILE.",
+)
+@click.option("--dry-run", is_flag=True, help="Check every record and count them; import nothing.")
 @click.pass_obj
-def import_command(app: App, file: Path) -> None:
-    """Import logs from a JSONL FILE (all or nothing; known ids are skipped)."""
-    result = import_file(app.store, file)
-    click.echo(f"Imported {result.added} logs from {file} ({result.skipped} already present).")
+def import_command(app: App, file: Path, fmt: str, dry_run: bool) -> None:
+    """Import logs from FILE, all or nothing; known ids are skipped.
+
+    FILE is our JSONL, an llm logs.db, an Open WebUI chat export or its feedback export (detected).
+    """
+    fmt, records = read_records(file, fmt)
+    if dry_run:
+        known = sum(app.store.has_uid(r.uid) for r in records)
+        rated = sum(r.rating is not None or bool(r.comment or r.correction) for r in records)
+        click.echo(
+            f"Would import {len(records) - known} logs from {file} ({fmt}; {rated} with feedback, "
+            f"{known} already present); nothing was imported."
+        )
+        return
+    result = import_records(app.store, records)
+    click.echo(f"Imported {result.added} logs from {file} ({fmt}; {result.skipped} already present).")
 
 
 @cli.command("export")
 @click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["logs", "dpo", "sft", "kto"]),
+    default="logs",
+    show_default=True,
+    help="logs (ours, re-importable) or a training set for TRL and mlx-lm.",
+)
 @click.pass_obj
-def export_command(app: App, file: Path) -> None:
-    """Export every answered turn with its feedback to a JSONL FILE."""
+def export_command(app: App, file: Path, fmt: str) -> None:
+    """Export every answered turn with its feedback (or a dpo, sft or kto training set) to a JSONL FILE."""
+    if fmt != "logs":
+        from uno_local.exports import export_training_set
+
+        count = export_training_set(app.store, fmt, file)
+        click.echo(f"Exported {count} {fmt} examples to {file}.")
+        return
     count = export_file(app.store, file)
     skipped = app.store.counts()["incomplete"]
     note = f" ({plural(skipped, 'incomplete answer')} skipped: stopped before the end)" if skipped else ""
