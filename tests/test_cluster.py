@@ -200,6 +200,7 @@ def test_router_radius_lets_a_farther_cluster_take_what_the_nearest_refuses():
     # A cluster without a radius (stored before radii) uses the global cut.
     assert Router({0: unit(0), 1: unit(90)}, 0.9, radii={1: 0.4, 0: None}).route(unit(40))[0] == 0
 
+
 @pytest.mark.parametrize(
     "x, expected",
     [

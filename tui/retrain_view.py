@@ -14,7 +14,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Label, Static
 
-from uno_local.retrain.plan import STAGES
+from uno_local.retrain.pipeline import STAGES
 from uno_local.store.learning import RetrainRun, retrain_runs
 
 

@@ -63,7 +63,7 @@ def seeded(uno_home):
 def learned(seeded, tmp_path):
     """The demo store after a (recorded) retrain: three clusters, adapter versions in the real
     registry, and the run's report. The adapter files are placeholders: nothing loads them here."""
-    from uno_local.retrain.plan import RetrainReport
+    from uno_local.retrain.state import RetrainReport
     from uno_local.store.learning import ClusterRow, replace_clusters
 
     store = seeded.store

@@ -42,6 +42,7 @@ def _unexpected(ctx: click.Context, exc: BaseException) -> str:
             pass
     return f"Unexpected {type(exc).__name__}: {exc}; this is a bug in uno-local ({where}), please report it."
 
+
 # command -> the module in uno_local/cli that defines it (it registers itself on `cli` when imported)
 COMMAND_MODULES = {
     "ask": "chat_commands",
