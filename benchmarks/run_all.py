@@ -49,6 +49,7 @@ def main() -> None:
     sizes = "50" if args.quick else "50,100,200"
     run("startup", [py, "benchmarks/bench_startup.py"], args.out)
     run("generation", [py, "benchmarks/bench_generation.py"], args.out)
+    run("batch", [py, "benchmarks/bench_batch.py"], args.out)
     run("adapters", [py, "benchmarks/bench_adapters.py"], args.out)
     run("trainer", [py, "benchmarks/bench_trainer.py"], args.out)
     run("train-floor", [py, "benchmarks/bench_train_floor.py", "--tokens", "307546"], args.out)

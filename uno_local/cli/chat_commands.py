@@ -81,29 +81,79 @@ def ask(
         greedy=greedy is not False, temperature=temperature, max_tokens=max_tokens, seed=seed
     )
     items = read_batch(batch)
-    results = []
-    with click.progressbar(items, label="Answering", file=click.get_text_stream("stderr")) as bar:
-        for item_id, messages in bar:
-            conversation = app.store.new_conversation(_title(messages[-1]["content"]))
-            for message in messages[:-1]:
-                app.store.add_message(conversation, message["role"], message["content"], source="context")
-            turn = app.chat.send(conversation, messages[-1]["content"], settings, source="ask")
-            text = turn.run()
-            stats = turn.stats
-            results.append(
-                {
-                    "id": item_id,
-                    "response": text,
-                    "route": turn.plan.route,
-                    "tokens": {
-                        "prompt": stats.prompt_tokens if stats else None,
-                        "completion": stats.completion_tokens if stats else None,
-                    },
-                }
-            )
+    with click.progressbar(length=len(items), label="Answering", file=click.get_text_stream("stderr")) as bar:
+        results = answer_batch(app, items, settings, on_answer=lambda: bar.update(1))
     _write_jsonl(out, results)
     _warn(app)
     click.echo(f"Wrote {len(results)} answers to {out}.", err=True)
+
+
+def answer_batch(app: App, items: list[tuple[object, list[dict]]], settings, on_answer) -> list[dict]:
+    """Log and route every item, then answer them together: base and Expert answers in one batched
+    call (`generate_many`, grouped by adapter), Reflective ones one at a time. Each answer is stored
+    as it finishes; a failed one is stored incomplete and its line carries the error."""
+    from uno_local.chat import RoutePlan, history_for_model
+    from uno_local.runtime import GenerationRequest
+
+    store, responder = app.store, app.chat.responder
+    turns = []
+    for item_id, messages in items:
+        conversation = store.new_conversation(_title(messages[-1]["content"]))
+        for message in messages[:-1]:
+            store.add_message(conversation, message["role"], message["content"], source="context")
+        store.add_message(conversation, "user", messages[-1]["content"], source="ask")
+        context = history_for_model(store, conversation)
+        plan = responder.plan(context) if hasattr(responder, "plan") else RoutePlan()
+        answer_id = store.start_answer(
+            conversation,
+            model=app.runtime.model_name,
+            settings=settings.as_dict(),
+            route=plan.route,
+            cluster=plan.cluster,
+            adapter=plan.adapter,
+            route_reason=plan.reason,
+            source="ask",
+        )
+        turns.append((item_id, answer_id, plan, context))
+    rows: list[dict] = [{}] * len(turns)
+
+    def done(i: int, text: str, prompt: int | None, completion: int | None, error: str | None = None) -> None:
+        item_id, answer_id, plan, _ = turns[i]
+        store.finish_answer(
+            answer_id, text, complete=error is None, prompt_tokens=prompt, completion_tokens=completion
+        )
+        rows[i] = {
+            "id": item_id,
+            "response": text,
+            "route": plan.route,
+            "tokens": {"prompt": prompt, "completion": completion},
+            **({"error": error} if error else {}),
+        }
+        on_answer()
+
+    direct = [i for i, turn in enumerate(turns) if turn[2].route != "reflective"]
+    requests = [
+        GenerationRequest(
+            turns[i][3], settings, adapter=turns[i][2].adapter if turns[i][2].route == "expert" else None
+        )
+        for i in direct
+    ]
+    app.runtime.generate_many(
+        requests,
+        on_result=lambda r: done(direct[r.index], r.text, r.prompt_tokens, len(r.tokens), r.error),
+    )
+    for i, (_, _, plan, context) in enumerate(turns):
+        if plan.route == "reflective":
+            _, events = responder.respond(context, settings)
+            parts, stats = [], None
+            for event in events:
+                parts.append(event.delta)
+                stats = event.stats or stats
+            done(i, "".join(parts), stats and stats.prompt_tokens, stats and stats.completion_tokens)
+    for row in rows:
+        if "error" in row:
+            click.echo(f"Warning: {row['id']}: {row['error']}", err=True)
+    return rows
 
 
 def _warn(app: App) -> None:

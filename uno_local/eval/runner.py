@@ -4,8 +4,10 @@ In a temporary data dir (never the user's): the base model answers the test and 
 greedily; the simulated user answers the train queries' base answers with feedback, which goes
 through the normal import path; `rag` retrieves the k nearest past logs by query embedding and puts
 their feedback and corrections into the prompt; `uno retrain` runs the whole loop once, and
-`uno-single` and `uno` answer with their routing modes. Pure helpers (quick subsampling, the RAG
-prompt) are kept apart from the run.
+`uno-single` and `uno` answer with their routing modes. Each method's answers (and the simulated
+user's logs) go to the runtime as one batch (`generate_many`); only Reflective answers, three
+dependent steps each, run one at a time. Pure helpers (quick subsampling, the RAG prompt) are kept
+apart from the run.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ import numpy as np
 
 from uno_local import paths
 from uno_local.config import config_to_toml
+from uno_local.errors import ModelError
 from uno_local.eval.metrics import MethodRun, Usage, build_report
 from uno_local.eval.scenario import Scenario
 from uno_local.eval.simuser import feedback_summary, simulate_logs
 from uno_local.logs import import_records, parse_record
-from uno_local.runtime import GenerationSettings, complete
+from uno_local.runtime import GenerationRequest, GenerationResult, GenerationSettings
 
 METHODS = ("base", "rag", "uno-single", "uno")
 RAG_K = 3
@@ -35,6 +38,14 @@ RAG_K = 3
 # and the trainer keeps the part of a long pair where chosen and rejected differ (training.answer_window).
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
+# Contexts and a tick per finished answer -> (text, usage, route) per context, in order.
+AnswerMany = Callable[[list[list[dict]], Callable[[], None]], list[tuple[str, Usage, dict]]]
+
+
+def _answered(result: GenerationResult) -> GenerationResult:
+    if not result.ok:
+        raise ModelError(result.error or "An answer failed.")
+    return result
 
 
 def quick_scenario(scenario: Scenario, train: int = 8, test: int = 3, controls: int = 3) -> Scenario:
@@ -98,42 +109,54 @@ def run_eval(
         log_settings = GenerationSettings.greedy(min(scenario.log_tokens or limit, limit))
         try:
 
-            def answer_all(name: str, build: Callable[[str], list[dict]], answer: Callable) -> MethodRun:
-                total = len(queries) + len(scenario.controls)
+            def answer_all(
+                name: str, build: Callable[[str], list[dict]], answer_many: AnswerMany
+            ) -> MethodRun:
+                asked = [*queries, *((None, q) for q in scenario.controls)]
+                done = [0]
+
+                def tick() -> None:
+                    done[0] += 1
+                    progress(name, done[0], len(asked))
+
+                answers = answer_many([build(query) for _, query in asked], tick)
                 test: dict[str, list[str]] = {t.name: [] for t in scenario.topics}
                 usage, controls, routes = [], [], []
-                for i, (topic, query) in enumerate(queries, 1):
-                    text, stats, route = answer(build(query))
-                    test[topic].append(text)
-                    usage.append(Usage(stats.prompt_tokens, stats.completion_tokens))
+                for (topic, query), (text, used, route) in zip(asked, answers, strict=True):
+                    (controls if topic is None else test[topic]).append(text)
+                    usage.append(used)
                     routes.append({"topic": topic, "query": query, **route, "answer": text})
-                    progress(name, i, total)
-                for j, query in enumerate(scenario.controls, len(queries) + 1):
-                    text, stats, route = answer(build(query))
-                    controls.append(text)
-                    usage.append(Usage(stats.prompt_tokens, stats.completion_tokens))
-                    routes.append({"topic": None, "query": query, **route, "answer": text})
-                    progress(name, j, total)
                 return MethodRun(name, test, controls, usage, extra={"routes": routes})
 
-            def base_answer(messages):
-                return (*complete(app.runtime, messages, settings), {"route": "base", "cluster": None})
+            def generate(contexts, tick, gen_settings=settings, adapters=None) -> list[GenerationResult]:
+                adapters = adapters or [None] * len(contexts)
+                requests = [
+                    GenerationRequest(m, gen_settings, adapter=a)
+                    for m, a in zip(contexts, adapters, strict=True)
+                ]
+                results = app.runtime.generate_many(requests, on_result=lambda _: tick())
+                return [_answered(r) for r in results]
+
+            def base_answers(contexts, tick):
+                return [
+                    (r.text, Usage(r.prompt_tokens, len(r.tokens)), {"route": "base", "cluster": None})
+                    for r in generate(contexts, tick)
+                ]
 
             def single(query):
                 return [{"role": "user", "content": query}]
 
-            runs.append(answer_all("base", single, base_answer))
+            runs.append(answer_all("base", single, base_answers))
 
             n_train = sum(len(t.train) for t in scenario.topics)
             done = [0]
 
             def answer_fn(pairs):
-                out = []
-                for _, q in pairs:
-                    out.append(complete(app.runtime, single(q), log_settings)[0])
+                def tick() -> None:
                     done[0] += 1
                     progress("simulate", done[0], n_train)
-                return out
+
+                return [r.text for r in generate([single(q) for _, q in pairs], tick, log_settings)]
 
             records = simulate_logs(scenario, answer_fn)
             import_records(app.store, [parse_record(r) for r in records], title_prefix="Simulated")
@@ -156,7 +179,7 @@ def run_eval(
                     top = [memories[i] for i in np.argsort(-sims)[:RAG_K]]
                     return rag_messages(query, top)
 
-                runs.append(answer_all("rag", rag_build, base_answer))
+                runs.append(answer_all("rag", rag_build, base_answers))
 
             if "uno" in methods or "uno-single" in methods:
                 start = time.perf_counter()
@@ -178,17 +201,33 @@ def run_eval(
                     responder = app.responder()
                     responder.mode = mode
 
-                    def routed(messages, responder=responder):
-                        plan, events = responder.respond(messages, settings)
-                        parts, stats = [], None
-                        for event in events:
-                            parts.append(event.delta)
-                            stats = event.stats or stats
-                        return (
-                            "".join(parts),
-                            stats,
-                            {"route": plan.route, "cluster": plan.cluster, "adapter": plan.adapter},
-                        )
+                    def routed(contexts, tick, responder=responder):
+                        # Expert and base answers in one batch (grouped by adapter); Reflective ones after.
+                        plans = [responder.plan(m) for m in contexts]
+                        direct = [i for i, plan in enumerate(plans) if plan.route != "reflective"]
+                        adapters = [plans[i].adapter if plans[i].route == "expert" else None for i in direct]
+                        results = generate([contexts[i] for i in direct], tick, adapters=adapters)
+                        out: list = [None] * len(contexts)
+                        for i, r in zip(direct, results, strict=True):
+                            out[i] = (r.text, Usage(r.prompt_tokens, len(r.tokens)))
+                        for i, plan in enumerate(plans):
+                            if plan.route == "reflective":
+                                _, events = responder.respond(contexts[i], settings)
+                                parts, stats = [], None
+                                for event in events:
+                                    parts.append(event.delta)
+                                    stats = event.stats or stats
+                                used = Usage(stats.prompt_tokens, stats.completion_tokens)
+                                out[i] = ("".join(parts), used)
+                                tick()
+                        return [
+                            (
+                                text,
+                                used,
+                                {"route": plan.route, "cluster": plan.cluster, "adapter": plan.adapter},
+                            )
+                            for (text, used), plan in zip(out, plans, strict=True)
+                        ]
 
                     run = answer_all(mode, single, routed)
                     run.training, run.validator = training, validator
