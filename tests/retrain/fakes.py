@@ -20,7 +20,7 @@ import numpy as np
 
 from uno_local.distill import PREDICT_SYSTEM
 from uno_local.retrain.context import Tools
-from uno_local.runtime import ChatStats, StreamEvent
+from uno_local.runtime import ChatStats, GenerationResult, StreamEvent
 from uno_local.text import content_words
 from uno_local.training import TrainProgress, TrainResult
 
@@ -55,6 +55,8 @@ class FakeRuntime:
 
     def __init__(self) -> None:
         self.calls: Counter = Counter()
+        self.batches: list[list[str]] = []  # per generate_many call, the kinds of its requests
+        self.last_kind = ""
         self.loaded: dict[str, str] = {}  # adapter name -> what it learned
         self.fail: str | None = None
 
@@ -65,6 +67,7 @@ class FakeRuntime:
         else:
             kind = "answer" if settings.temperature == 0 else "revise"
         self.calls[kind] += 1
+        self.last_kind = kind
         if self.fail == kind:
             raise Failure(f"the runtime failed during {kind}")
         return self._events(self._reply(kind, messages[-1]["content"], adapter))
@@ -80,6 +83,20 @@ class FakeRuntime:
             return follow(answer, [re.sub(r"^\d+\.\s*", "", line) for line in block.splitlines()])
         learned = self.loaded.get(adapter, "") if adapter else ""
         return follow(base_answer(content), learned.splitlines())
+
+    def generate_many(self, requests, *, on_result=None):
+        """One request after another through `stream` (the real runtime batches them); `batches` keeps
+        each call's request kinds."""
+        self.batches.append([])
+        results = []
+        for index, r in enumerate(requests):
+            events = self.stream(r.messages, r.settings, adapter=r.adapter, json_schema=r.json_schema)
+            result = GenerationResult(index, text="".join(e.delta for e in events), adapter=r.adapter)
+            self.batches[-1].append(self.last_kind)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+        return results
 
     @staticmethod
     def _events(text: str):

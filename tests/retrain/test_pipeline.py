@@ -256,3 +256,36 @@ def test_what_was_learned_serves(app, fakes, monkeypatch):
         ("base", None, None),
     ]
     assert fakes.runtime.loaded["expert-c0@v1"] == f'End the answer with "{SIGN_OFF}".'
+
+
+def test_generation_is_batched_across_logs_and_cached_logs_generate_nothing(app, fakes):
+    add_cooking(app)
+    add_garden(app)
+    retrain(app, fakes)
+    by_kind = {}
+    for batch in fakes.runtime.batches:
+        for kind in set(batch):
+            by_kind[kind] = max(by_kind.get(kind, 0), batch.count(kind))
+    # the ten commented logs' distill calls in one batch (a correction's rules need no model), all
+    # twenty logs' predictions in one, the garden logs' revisions in one, held-out answers together
+    assert by_kind["distill"] == 10 and by_kind["predict"] == 20 and by_kind["answer"] == 3
+    assert by_kind["revise"] == 10 * app.config.uno.revisions
+    assert all(len(set(batch)) == 1 for batch in fakes.runtime.batches)  # one kind of call per batch
+    before = len(fakes.runtime.batches)
+    with pytest.raises(NothingToLearnError):
+        retrain(app, fakes)
+    assert len(fakes.runtime.batches) == before  # all cached: nothing generated
+
+
+@pytest.mark.parametrize(
+    ("text", "cut"),
+    [
+        ('{"rules": ["Be brief."]}', '{"rules": ["Be brief."]}'),
+        ('{"rules": ["' + "x" * 200 + '"]}', '{"rules": ["' + "x" * 90),
+        ("", ""),
+    ],
+)
+def test_a_runaway_rule_is_cut_where_a_stream_would_have_stopped(text, cut):
+    from uno_local.retrain.context import cut_runaway_string
+
+    assert cut_runaway_string(text) == cut

@@ -2,24 +2,50 @@
 artifact cache.
 
 Generation goes through three small functions on the context (`json_rules`, `revise`, `answer`), one
-per kind of call the stages make, so a batched generator can replace them in one place.
+per kind of call the stages make, each answered by the runtime's batched decoding (`generate_many`).
+`cached_batch` runs a stage's per-log computations: it first runs the uncached ones with generation
+recorded instead of done, answers every recorded request in one batched call, then runs them for real
+(each finds its answers ready), so the pure cores stay plain functions of a `generate` callable.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from uno_local.errors import TrainingError
 from uno_local.retrain.runs import choose_backend
 from uno_local.retrain.state import Progress, RetrainOptions, StageEvent
-from uno_local.runtime import GenerationSettings, complete
+from uno_local.runtime import GenerationRequest, GenerationSettings
 from uno_local.store.learning import get_artifact, input_hash, put_artifact
 
 RULES_TOKENS = 40  # rules are short; grammar-constrained sampling slows down on long strings
 MAX_RULE_CHARS = 90
+
+
+def cut_runaway_string(text: str, limit: int = MAX_RULE_CHARS) -> str:
+    """Pure: `text` cut where a JSON string first runs past `limit` characters (a rule that long is
+    unusable; the distiller then falls back), as a stream cut at that point would have left it."""
+    for end in range(1, len(text) + 1):
+        head = text[:end]
+        if len(head) - head.rfind('"') > limit:
+            return head
+    return text
+
+
+@dataclass
+class ArtifactJob:
+    """One per-log computation of a stage: its artifact key, the inputs it is cached under, and how to
+    compute it (calling the context's generation functions)."""
+
+    key: str
+    parts: tuple
+    compute: Callable[[], object]
+    provenance: dict
 
 
 def open_trainer(backend: str, model_path: Path, cache_dir: Path):
@@ -77,6 +103,8 @@ class Context:
         self.answer_tokens = app.config.generation.max_tokens
         self.cached: Counter = Counter()  # stage -> results reused from an earlier run
         self._trainer = None
+        self._recording: dict[str, list[GenerationRequest]] | None = None  # see `cached_batch`
+        self._ready: dict[str, list[str]] = {}  # answers generated ahead, by request key
 
     def emit(self, stage: str, done: int, total: int, message: str = "") -> None:
         """Report progress, then stop here if asked to (what is deployed keeps serving)."""
@@ -86,18 +114,76 @@ class Context:
                 f"Retrain stopped during {stage}; what is deployed keeps serving. Run it again to resume."
             )
 
-    def cached_artifact(
-        self, stage: str, key: str, parts: tuple, compute: Callable[[], object], provenance: dict
-    ) -> object:
-        """The stored result for these inputs, or `compute()` stored under their hash."""
-        h = input_hash(stage, self.model_name, *parts)
-        found = get_artifact(self.store, stage, key, h)
-        if found is not None:
-            self.cached[stage] += 1
-            return found
-        data = compute()
-        put_artifact(self.store, stage, key, h, data, {"model": self.model_name, **provenance})
-        return data
+    def cached_batch(self, stage: str, jobs: list[ArtifactJob], *, report: bool = True) -> list[object]:
+        """Each job's stored result, or its computation stored under its inputs' hash; the uncached
+        jobs' generation is batched (see the module's docstring). Reports progress per job as `stage`
+        (unless `report` is False: a part of a larger stage)."""
+        hashes = [input_hash(stage, self.model_name, *job.parts) for job in jobs]
+        found = [get_artifact(self.store, stage, job.key, h) for job, h in zip(jobs, hashes, strict=True)]
+        missing = [job for job, data in zip(jobs, found, strict=True) if data is None]
+        self._generate_ahead(stage if report else None, [job.compute for job in missing])
+        results = []
+        for i, (job, h, data) in enumerate(zip(jobs, hashes, found, strict=True), 1):
+            if data is None:
+                data = job.compute()
+                put_artifact(
+                    self.store, stage, job.key, h, data, {"model": self.model_name, **job.provenance}
+                )
+            else:
+                self.cached[stage] += 1
+            results.append(data)
+            if report:
+                self.emit(stage, i, len(jobs))
+        self._ready.clear()
+        return results
+
+    def _generate_ahead(self, stage: str | None, computations: list[Callable[[], object]]) -> None:
+        """Run `computations` with generation recorded (a dry run: results dropped, nothing stored),
+        then answer all the recorded requests in one batched call."""
+        self._recording = {}
+        try:
+            for compute in computations:
+                with suppress(Exception):  # a dry run's placeholder answers may upset a core: fine
+                    compute()
+            recorded = self._recording
+        finally:
+            self._recording = None
+        requests = [r for group in recorded.values() for r in group]
+        if len(requests) < 2:
+            return  # nothing to batch: the real run generates it
+        total = len(requests)
+        answers = self._generate(
+            requests,
+            stage and (lambda done: self.emit(stage, 0, 1, f"generating {done}/{total} answers (batched)")),
+        )
+        for key, group in recorded.items():
+            self._ready[key], answers = answers[: len(group)], answers[len(group) :]
+
+    def _generate(self, requests: list[GenerationRequest], on_done: Callable[[int], None] | None = None):
+        """The texts of `requests`, batched; a request that failed fails the stage (one sentence)."""
+        done = 0
+
+        def count(_result) -> None:
+            nonlocal done
+            done += 1
+            if on_done is not None:
+                on_done(done)
+
+        results = self.app.runtime.generate_many(requests, on_result=count)
+        for result in results:
+            if result.error:
+                raise TrainingError(f"Generation failed: {result.error}")
+        return [result.text for result in results]
+
+    def _requests(self, key: str, requests: list[GenerationRequest]) -> list[str]:
+        """Answers to `requests`: generated ahead, recorded (a dry run gets empty placeholders), or
+        generated now."""
+        if self._recording is not None:
+            self._recording[key] = requests
+            return [""] * len(requests)
+        if key in self._ready:
+            return self._ready.pop(key)
+        return self._generate(requests)
 
     @property
     def trainer(self):
@@ -108,39 +194,31 @@ class Context:
     # generation: one function per kind of call
 
     def json_rules(self, messages: list[dict], schema: dict) -> str:
-        """Grammar-constrained JSON, cut short when a string runs on: llama.cpp's grammar sampling slows
-        down with string length, and a rule that long is unusable anyway (the caller then falls back)."""
-        parts: list[str] = []
-        events = self.app.runtime.stream(
-            messages, GenerationSettings.greedy(RULES_TOKENS), json_schema=schema
-        )
-        try:
-            for event in events:
-                parts.append(event.delta)
-                text = "".join(parts)
-                if len(text) - text.rfind('"') > MAX_RULE_CHARS:
-                    break
-        finally:
-            events.close()
-        return "".join(parts)
+        """Grammar-constrained JSON, greedy, cut where a string runs on (`cut_runaway_string`)."""
+        request = GenerationRequest(messages, GenerationSettings.greedy(RULES_TOKENS), json_schema=schema)
+        key = json.dumps(["json", messages, schema], sort_keys=True)
+        return cut_runaway_string(self._requests(key, [request])[0])
 
     def revise(self, messages: list[dict], n: int) -> list[str]:
         """`n` sampled revisions (seeded) of one revision prompt."""
-        return [
-            complete(self.app.runtime, messages, GenerationSettings(0.8, 0.9, self.answer_tokens, 42 + j))[0]
+        requests = [
+            GenerationRequest(messages, GenerationSettings(0.8, 0.9, self.answer_tokens, 42 + j))
             for j in range(n)
         ]
+        return self._requests(json.dumps(["revise", messages, n], sort_keys=True), requests)
 
     def answer(self, prompts: list[list[dict]], adapter_file: Path | None) -> list[str]:
         """Greedy answers to `prompts` with the adapter in `adapter_file` (None: the base model)."""
         runtime = self.app.runtime
         name = None
-        if adapter_file is not None:
+        if adapter_file is not None and self._recording is None:
             name = f"validate:{adapter_file}"
             runtime.load_adapter(name, adapter_file)
         try:
             settings = GenerationSettings.greedy(self.answer_tokens)
-            return [complete(runtime, prompt, settings, adapter=name)[0] for prompt in prompts]
+            requests = [GenerationRequest(prompt, settings, adapter=name) for prompt in prompts]
+            key = json.dumps(["answer", prompts, str(adapter_file)], sort_keys=True)
+            return self._requests(key, requests)
         finally:
             if name:
                 runtime.unload_adapter(name)

@@ -10,7 +10,7 @@ from dataclasses import asdict
 
 from uno_local.distill import distill_rules
 from uno_local.retrain.collect import feedback_input
-from uno_local.retrain.context import RULES_TOKENS, Context
+from uno_local.retrain.context import RULES_TOKENS, ArtifactJob, Context
 from uno_local.retrain.state import RetrainState
 from uno_local.store.learning import ClusterRow
 from uno_local.train import LogData
@@ -23,15 +23,17 @@ def edited_rules(previous: dict[int, ClusterRow]) -> dict[int, list[str]]:
 
 def run(ctx: Context, state: RetrainState) -> RetrainState:
     edits = {} if ctx.options.recluster else edited_rules(state.previous)  # a recluster starts afresh
-    for i, log in enumerate(state.logs, 1):
-        item = feedback_input(log)
-        data = ctx.cached_artifact(
-            "distill",
+    inputs = [feedback_input(log) for log in state.logs]
+    jobs = [
+        ArtifactJob(
             str(log.message_id),
             (asdict(item),),
             lambda item=item: asdict(distill_rules(item, ctx.json_rules)),
             {"log": log.message_id, "max_tokens": RULES_TOKENS, "decoding": "greedy, JSON schema"},
         )
+        for log, item in zip(state.logs, inputs, strict=True)
+    ]
+    for log, item, data in zip(state.logs, inputs, ctx.cached_batch("distill", jobs), strict=True):
         state.items[log.message_id] = LogData(
             message_id=log.message_id,
             prompt=log.messages[:-1],
@@ -41,5 +43,4 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
             rules=data["rules"],
             user_rules=edits.get(log.message_id),
         )
-        ctx.emit("distill", i, len(state.logs))
     return state

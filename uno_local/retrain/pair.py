@@ -7,23 +7,25 @@ from dataclasses import asdict
 
 from uno_local.pair import make_pair
 from uno_local.retrain.collect import feedback_input
-from uno_local.retrain.context import Context
+from uno_local.retrain.context import ArtifactJob, Context
 from uno_local.retrain.state import RetrainState
 
 
 def run(ctx: Context, state: RetrainState) -> RetrainState:
     n = ctx.cfg.revisions
-    for i, log in enumerate(state.logs, 1):
-        item, data = feedback_input(log), state.items[log.message_id]
-        pair = ctx.cached_artifact(
-            "pair",
+    data = [state.items[log.message_id] for log in state.logs]
+    jobs = [
+        ArtifactJob(
             str(log.message_id),
-            (asdict(item), data.guide, n),
-            lambda item=item, rules=data.guide: (
+            (asdict(item), d.guide, n),
+            lambda item=item, rules=d.guide: (
                 asdict(p) if (p := make_pair(item, rules, ctx.revise, n)) else {}
             ),
             {"log": log.message_id, "revisions": n, "judge": "deterministic"},
         )
-        data.pair = pair or None
-        ctx.emit("pair", i, len(state.logs))
+        for log, d in zip(state.logs, data, strict=True)
+        for item in [feedback_input(log)]
+    ]
+    for d, pair in zip(data, ctx.cached_batch("pair", jobs), strict=True):
+        d.pair = pair or None
     return state

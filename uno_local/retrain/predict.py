@@ -6,21 +6,23 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from uno_local.distill import predict_rules
-from uno_local.retrain.context import RULES_TOKENS, Context
+from uno_local.retrain.context import RULES_TOKENS, ArtifactJob, Context
 from uno_local.retrain.state import RetrainState
 
 
 def run(ctx: Context, state: RetrainState) -> RetrainState:
-    for i, log in enumerate(state.logs, 1):
-        item = state.items[log.message_id]
-        if item.rules:
-            data = ctx.cached_artifact(
-                "predict",
-                str(log.message_id),
-                (log.query,),
-                lambda q=log.query: asdict(predict_rules(q, ctx.json_rules)),
-                {"log": log.message_id, "max_tokens": RULES_TOKENS},
-            )
-            item.predicted = data["rules"]
-        ctx.emit("predict", i, len(state.logs))
+    items = [state.items[log.message_id] for log in state.logs if state.items[log.message_id].rules]
+    jobs = [
+        ArtifactJob(
+            str(item.message_id),
+            (item.query,),
+            lambda q=item.query: asdict(predict_rules(q, ctx.json_rules)),
+            {"log": item.message_id, "max_tokens": RULES_TOKENS},
+        )
+        for item in items
+    ]
+    for item, data in zip(items, ctx.cached_batch("predict", jobs), strict=True):
+        item.predicted = data["rules"]
+    if not jobs:
+        ctx.emit("predict", 1, 1, "no log has feedback rules")
     return state

@@ -4,7 +4,7 @@ path: a Critic is trained for it here (`needs_critic`)."""
 
 from __future__ import annotations
 
-from uno_local.retrain.context import Context
+from uno_local.retrain.context import ArtifactJob, Context
 from uno_local.retrain.convert import gguf, judged_checkpoints
 from uno_local.retrain.state import ClusterPlan, RetrainState
 from uno_local.retrain.train import train_critic
@@ -25,16 +25,19 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
     todo = [p for p in state.plans if p.expert_ckpts]
     for n, plan in enumerate(todo, 1):
         heldout = [state.items[m] for m in plan.heldout_ids]
-        base = [
-            ctx.cached_artifact(
-                "base_answer",
-                str(log.message_id),
-                (log.prompt, ctx.answer_tokens),
-                lambda log=log: ctx.answer([log.prompt], None)[0],
-                {"decoding": "greedy"},
-            )
-            for log in heldout
-        ]
+        base = ctx.cached_batch(
+            "base_answer",
+            [
+                ArtifactJob(
+                    str(log.message_id),
+                    (log.prompt, ctx.answer_tokens),
+                    lambda log=log: ctx.answer([log.prompt], None)[0],
+                    {"decoding": "greedy"},
+                )
+                for log in heldout
+            ],
+            report=False,
+        )
         per_epoch = {}
         for epoch, ckpt in judged_checkpoints(plan, ctx.cfg.judged_epochs).items():
             ctx.emit(
