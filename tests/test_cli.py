@@ -200,3 +200,30 @@ def test_every_command_module_is_mapped_for_lazy_loading():
         importlib.import_module(f"uno_local.cli.{module.name}")
     defined = {name: command.callback.__module__ for name, command in cli.commands.items()}
     assert {name: f"uno_local.cli.{module}" for name, module in COMMAND_MODULES.items()} == defined
+
+
+@pytest.mark.parametrize(
+    ("build", "system", "machine", "expected"),
+    [
+        (None, "Linux", "x86_64", "cpu (torch is not installed)"),
+        ("2.13.0+cpu", "Linux", "x86_64", "cpu"),
+        ("2.13.0", "Darwin", "arm64", "mps"),
+        ("2.13.0", "Darwin", "x86_64", "cpu"),
+    ],
+)
+def test_status_names_the_torch_device_without_importing_torch(monkeypatch, build, system, machine, expected):
+    import importlib.metadata
+    import platform
+
+    from uno_local.cli.data_commands import _expected_torch_device
+
+    def version(name: str) -> str:
+        assert name == "torch"
+        if build is None:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return build
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.setattr(platform, "system", lambda: system)
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    assert _expected_torch_device() == expected
