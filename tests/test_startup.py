@@ -48,7 +48,7 @@ def imported(tmp_path: Path, *args: str, home: Path | None = None) -> set[str]:
 @pytest.mark.parametrize(
     ("args", "forbidden"),
     [
-        (["--import-only"], MODELS | DATA | UI | {"sqlite_utils", "pydantic"}),
+        (["--import-only"], MODELS | DATA | UI | {"pydantic"}),
         (["--help"], MODELS | DATA | UI | {"pydantic"}),
         (["adapters"], MODELS | DATA | UI | {"pydantic"}),
         (["status"], MODELS | UI | {"pandas", "pydantic"}),
