@@ -175,13 +175,28 @@ def one_sentence(result) -> str:
         ("[train]\ndevice = 'tpu'\n", ["status"], 'train.device must be one of "auto", "cuda", "mps", "cpu"'),
         ("", ["--ctx", "16", "ask", "hi"], "--ctx: model.n_ctx must be int, at least 256; got 16."),
         ("", ["--threads", "-4", "status"], "--threads: model.n_threads must be int, at least 0; got -4."),
+        (
+            "",
+            ["ask", "--max-tokens", "0", "hi"],
+            "--max-tokens: generation.max_tokens must be int, at least 1; got 0.",
+        ),
+        (
+            "",
+            ["ask", "--temperature", "-5", "hi"],
+            "--temperature: generation.temperature must be a finite number",
+        ),
+        (
+            "",
+            ["ask", "--temperature", "nan", "hi"],
+            "--temperature: generation.temperature must be a finite number",
+        ),
     ],
 )
 def test_bad_setting_refused_before_anything_runs(uno_home, settings, args, message):
     uno_home.mkdir(parents=True, exist_ok=True)
     (uno_home / "uno.toml").write_text(settings)
     assert message in one_sentence(run(*args))
-    assert not (uno_home / "uno.db").exists()  # refused at load: nothing opened, nothing stored
+    assert not (uno_home / "uno.db").exists()  # refused before the store is even opened
 
 
 def test_settings_file_that_is_a_folder_gives_one_sentence(uno_home):
