@@ -175,13 +175,28 @@ def one_sentence(result) -> str:
         ("[train]\ndevice = 'tpu'\n", ["status"], 'train.device must be one of "auto", "cuda", "mps", "cpu"'),
         ("", ["--ctx", "16", "ask", "hi"], "--ctx: model.n_ctx must be int, at least 256; got 16."),
         ("", ["--threads", "-4", "status"], "--threads: model.n_threads must be int, at least 0; got -4."),
+        (
+            "",
+            ["ask", "--max-tokens", "0", "hi"],
+            "--max-tokens: generation.max_tokens must be int, at least 1; got 0.",
+        ),
+        (
+            "",
+            ["ask", "--temperature", "-5", "hi"],
+            "--temperature: generation.temperature must be a finite number",
+        ),
+        (
+            "",
+            ["ask", "--temperature", "nan", "hi"],
+            "--temperature: generation.temperature must be a finite number",
+        ),
     ],
 )
 def test_bad_setting_refused_before_anything_runs(uno_home, settings, args, message):
     uno_home.mkdir(parents=True, exist_ok=True)
     (uno_home / "uno.toml").write_text(settings)
     assert message in one_sentence(run(*args))
-    assert not (uno_home / "uno.db").exists()  # refused at load: nothing opened, nothing stored
+    assert not (uno_home / "uno.db").exists()  # refused before the store is even opened
 
 
 def test_settings_file_that_is_a_folder_gives_one_sentence(uno_home):
@@ -200,3 +215,30 @@ def test_every_command_module_is_mapped_for_lazy_loading():
         importlib.import_module(f"uno_local.cli.{module.name}")
     defined = {name: command.callback.__module__ for name, command in cli.commands.items()}
     assert {name: f"uno_local.cli.{module}" for name, module in COMMAND_MODULES.items()} == defined
+
+
+@pytest.mark.parametrize(
+    ("build", "system", "machine", "expected"),
+    [
+        (None, "Linux", "x86_64", "cpu (torch is not installed)"),
+        ("2.13.0+cpu", "Linux", "x86_64", "cpu"),
+        ("2.13.0", "Darwin", "arm64", "mps"),
+        ("2.13.0", "Darwin", "x86_64", "cpu"),
+    ],
+)
+def test_status_names_the_torch_device_without_importing_torch(monkeypatch, build, system, machine, expected):
+    import importlib.metadata
+    import platform
+
+    from uno_local.cli.data_commands import _expected_torch_device
+
+    def version(name: str) -> str:
+        assert name == "torch"
+        if build is None:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return build
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.setattr(platform, "system", lambda: system)
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    assert _expected_torch_device() == expected

@@ -107,13 +107,17 @@ class App:
         return UnoResponder(self)
 
     def settings(self, greedy: bool = False, **changes) -> GenerationSettings:
+        """The generation settings for one answer: uno.toml's, or greedy, with `changes` (command-line
+        values such as `--max-tokens`, checked like the `[generation]` key they change) on top."""
         from uno_local.runtime import GenerationSettings
 
+        changes = {key: value for key, value in changes.items() if value is not None}
+        for key, value in changes.items():  # a bad one is refused in one sentence, as in uno.toml
+            with_override(self.config, f"generation.{key}", value, source=f"--{key.replace('_', '-')}")
         base = GenerationSettings.from_config(self.config.generation)
         if greedy:
             base = GenerationSettings.greedy(base.max_tokens)
-        values = {**base.as_dict(), **{k: v for k, v in changes.items() if v is not None}}
-        return GenerationSettings(**values)
+        return GenerationSettings(**{**base.as_dict(), **changes})
 
     def close(self) -> None:
         while self._closers:

@@ -169,8 +169,12 @@ def config_from_dict(data: dict[str, Any], source: str = "uno.toml") -> Config:
     """Build a Config from parsed TOML; the first unknown or invalid key is refused in one sentence."""
     sections = {}
     for name, values in data.items():
-        if name not in SECTIONS or not isinstance(values, dict):
-            raise ConfigError(f"{source}: unknown section [{name}]; see docs/config.md for the keys.")
+        if name in SECTIONS and not isinstance(values, dict):
+            raise ConfigError(
+                f"{source}: {name} must be a table, [{name}] with its keys below it; got {_shown(values)}."
+            )
+        if name not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section [{name}]; the sections are {', '.join(SECTIONS)}.")
         sections[name] = _checked(name, values, source)
     return Config(**sections)
 
@@ -218,9 +222,8 @@ def _checked(section: str, values: dict[str, Any], source: str) -> Any:
         error = exc.errors()[0]
         key = error["loc"][0] if error["loc"] else "?"
         if error["type"] == "unexpected_keyword_argument":
-            raise ConfigError(
-                f"{source}: unknown key {section}.{key}; see docs/config.md for the keys."
-            ) from None
+            keys = ", ".join(f.name for f in dataclasses.fields(cls))
+            raise ConfigError(f"{source}: unknown key {section}.{key}; [{section}] has {keys}.") from None
         value = values.get(key, error["input"])
         raise ConfigError(
             f"{source}: {section}.{key} must be {allowed(cls, str(key))}; got {_shown(value)}."

@@ -12,10 +12,11 @@ from uno_local.config import iter_keys
 HEADER = """# Settings (`uno.toml`)
 
 `uno.toml` lives in the user data dir (`uno status` prints where; `UNO_HOME` overrides it). Every key
-is optional; a missing file means all defaults. Command-line flags (`--model`, `--threads`, `--ctx`,
-`--backend`, ...) win over the file and are checked the same way. Every key is checked when the file
-is loaded, against its type and the values it allows (the "allowed" column); an unknown key or a bad
-value stops the app with one sentence naming the key and what it allows.
+is optional; a missing file means all defaults. Every key is checked when the file is loaded, against
+its type and the values it allows (the "allowed" column); an unknown key or a bad value stops the app
+with one sentence naming the key and what it allows. Command-line flags (`--model`, `--threads`,
+`--ctx`, `--backend`, ...) win over the file; `--model`, `--threads`, `--ctx` and `uno ask`'s
+`--temperature`, `--max-tokens` and `--seed` are checked like the keys they override.
 
 ```toml
 [model]
