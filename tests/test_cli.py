@@ -185,6 +185,8 @@ def one_sentence(result) -> str:
             ["ask", "--temperature", "-5", "hi"],
             "--temperature: generation.temperature must be a finite number",
         ),
+        ("", ["retrain", "--device", "tpu"], '--device: train.device must be one of "auto", "cuda", "mps"'),
+        ("", ["retrain", "--epochs", "0"], "--epochs: train.epochs must be int, at least 1; got 0."),
         (
             "",
             ["ask", "--temperature", "nan", "hi"],

@@ -49,10 +49,12 @@ def retrain(
 
     if refusal := learn_refusal(app.model_path):  # before any work: one sentence, nothing touched
         raise ModelError(refusal)
-    if device:
-        app.config.train.device = device
-    if epochs:
-        app.config.train.epochs = epochs
+    from uno_local.config import with_override
+
+    if device is not None:  # checked like uno.toml's train.device and train.epochs
+        app.config = with_override(app.config, "train.device", device, "--device")
+    if epochs is not None:
+        app.config = with_override(app.config, "train.epochs", epochs, "--epochs")
     if app.config.model.n_threads and not app.config.train.threads:
         app.config.train.threads = app.config.model.n_threads  # --threads bounds training too
     options = RetrainOptions(backend=backend, recluster=recluster)
