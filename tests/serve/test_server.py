@@ -172,7 +172,7 @@ def test_client_disconnecting_mid_stream_keeps_the_partial_answer(served, capfd)
         "max_tokens": 400,
         "temperature": 0,
     }
-    with httpx.stream("POST", f"{served.v1}/chat/completions", json=body) as response:
+    with httpx.stream("POST", f"{served.v1}/chat/completions", json=body, timeout=120) as response:
         message_id = int(response.headers["x-uno-message-id"])
         lines = response.iter_lines()
         seen = [next(lines) for _ in range(6)]
