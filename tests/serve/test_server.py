@@ -67,7 +67,7 @@ def test_streaming_matches_the_stored_answer(served):
 
 
 def test_follow_up_continues_the_conversation_and_stop_cuts(served):
-    _, first = ask(served, "Tell me about the moon.", max_tokens=40)
+    _, first = ask(served, "Tell me about the moon.", max_tokens=24)
     answer = first.choices[0].message.content
     conversation = first.model_extra["uno"]["conversation_id"]
     history = [
@@ -75,7 +75,7 @@ def test_follow_up_continues_the_conversation_and_stop_cuts(served):
         {"role": "assistant", "content": answer},
         {"role": "user", "content": "Shorter, please."},
     ]
-    full = served.client().chat.completions.create(model="uno", messages=history, max_tokens=40, **GREEDY)
+    full = served.client().chat.completions.create(model="uno", messages=history, max_tokens=24, **GREEDY)
     assert full.model_extra["uno"]["conversation_id"] == conversation
     rows = served.app.store.messages(conversation)
     assert [m.role for m in rows] == ["user", "assistant", "user", "assistant"]
@@ -83,7 +83,7 @@ def test_follow_up_continues_the_conversation_and_stop_cuts(served):
     text = full.choices[0].message.content
     word = text.split()[len(text.split()) // 2]
     cut = served.client().chat.completions.create(
-        model="uno", messages=history, max_tokens=40, stop=[word], **GREEDY
+        model="uno", messages=history, max_tokens=24, stop=[word], **GREEDY
     )
     assert cut.choices[0].message.content == text[: text.index(word)]
     assert cut.choices[0].finish_reason == "stop"
@@ -172,7 +172,7 @@ def test_client_disconnecting_mid_stream_keeps_the_partial_answer(served, capfd)
         "max_tokens": 400,
         "temperature": 0,
     }
-    with httpx.stream("POST", f"{served.v1}/chat/completions", json=body) as response:
+    with httpx.stream("POST", f"{served.v1}/chat/completions", json=body, timeout=120) as response:
         message_id = int(response.headers["x-uno-message-id"])
         lines = response.iter_lines()
         seen = [next(lines) for _ in range(6)]

@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from uno_local.errors import NotFoundError, RequestError, UnoError
+from uno_local.errors import ConfigError, NotFoundError, RequestError, UnoError
 from uno_local.serve import protocol
 from uno_local.serve.conversations import start_turn
 
@@ -45,7 +45,7 @@ class ServeOptions:
     def check(self) -> None:
         """Refuse to listen beyond this machine without an API key."""
         if self.host not in LOOPBACK and not self.api_key:
-            raise UnoError(
+            raise ConfigError(
                 f"Serving on {self.host} makes the chat reachable from other machines; set an API key "
                 "with --api-key or UNO_API_KEY, or keep the default --host 127.0.0.1."
             )
