@@ -116,6 +116,14 @@ def test_nothing_new_to_learn(app, fakes):
     assert runs(app)[-1] == "failed" and len(app.registry.active()) == 1
 
 
+def test_too_few_similar_logs_to_form_a_cluster(app, fakes):
+    add_cooking(app, ["boil an egg", "cook pasta", "roast a chicken"])
+    add_garden(app, ["plant tomatoes", "water an orchid"])
+    with pytest.raises(NothingToLearnError, match="a cluster needs 6 similar logs"):
+        retrain(app, fakes)
+    assert last_run(app.store).stage == "cluster" and not fakes.trainer.runs
+
+
 def test_new_logs_join_their_cluster_online_and_only_it_retrains(app, fakes):
     add_cooking(app, COOKING_A := ["boil an egg", "cook pasta", "roast a chicken", "bake bread", "fry rice",
                                    "steam broccoli", "grill fish", "poach an egg"])  # fmt: skip

@@ -15,6 +15,7 @@ import numpy as np
 
 from uno_local import cluster as clustering
 from uno_local.embedding import embed_logs
+from uno_local.errors import NothingToLearnError
 from uno_local.retrain.context import Context
 from uno_local.retrain.state import ClusterPlan, RetrainState
 from uno_local.store.learning import ClusterRow
@@ -95,6 +96,11 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
         for m in mids:  # a log that joined an edited cluster is judged and critiqued by its rules too
             items[m].user_rules = row.user_rules
         state.plans.append(ClusterPlan(row))
+    if not state.plans:
+        raise NothingToLearnError(
+            f"No topic has enough feedback yet: a cluster needs {cfg.min_cluster_size} similar logs "
+            "(uno.min_cluster_size); give more feedback, then retrain."
+        )
     sizes = ", ".join(str(len(p.row.members)) for p in state.plans)
     ctx.emit("cluster", 1, 1, f"{len(state.plans)} clusters ({sizes} logs)")
     return state
