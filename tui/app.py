@@ -59,6 +59,7 @@ from tui.sidebar import ConversationList, Sidebar, search_hit
 from tui.status import Status, StatusBar
 from uno_local.app import App
 from uno_local.errors import UnoError
+from uno_local.schedule import chat_generating
 from uno_local.store import Message
 from uno_local.store.learning import retrain_runs
 
@@ -464,14 +465,15 @@ class UnoApp(TextualApp[None]):
             chat = self.core.chat  # loads the model on the first answer
             # While a retrain child trains, leave it a core: llama.cpp's threads spin when they wait.
             self.core.runtime.set_threads(1 if self.retraining else None)
-            stream_answer(
-                chat,
-                conversation_id,
-                text,
-                self.core.settings(),
-                self.post_message,
-                lambda: self._stop.is_set() or worker.is_cancelled,
-            )
+            with chat_generating(self.core.home):  # the nightly retrain waits while this is held
+                stream_answer(
+                    chat,
+                    conversation_id,
+                    text,
+                    self.core.settings(),
+                    self.post_message,
+                    lambda: self._stop.is_set() or worker.is_cancelled,
+                )
         except UnoError as exc:  # the model could not load; stream_answer reports its own errors
             self.post_message(AnswerFailed(conversation_id, str(exc)))
         finally:

@@ -144,7 +144,7 @@ class ChatView(VerticalScroll, can_focus=True):
         self.query_one("#chat-empty").display = not widgets
         if live is not None and self.query(f"#msg-{live[0]}"):
             self._begin_stream(live[0])
-        self.scroll_end(animate=False)
+        self.follow()
 
     async def add_message(self, message: Message, *, streaming: bool = False) -> None:
         """Append one message (the user's, or an answer about to stream)."""
@@ -172,11 +172,17 @@ class ChatView(VerticalScroll, can_focus=True):
         await self.remove_children(".-pending")
         self.query_one("#chat-empty").display = not self.message_widgets
 
+    def follow(self) -> None:
+        """Keep the newest message in view, also while markdown is laid out and after a resize."""
+        self._follow = True
+        self.anchor()
+        self.call_after_refresh(self.scroll_end, animate=False)
+
     def _begin_stream(self, answer_id: int) -> None:
         widget = self.query_one(f"#msg-{answer_id}", MessageWidget)
         self._stream = Markdown.get_stream(widget.query_one(Markdown))
         self._stream_id = answer_id
-        self._follow = True
+        self.follow()
 
     async def append(self, answer_id: int, text: str) -> None:
         """Stream a delta into the answer being written, if it is on screen."""
@@ -251,6 +257,7 @@ class ChatView(VerticalScroll, can_focus=True):
             widget.set_class(index == new, "-selected")
         if new is not None and 0 <= new < len(widgets):
             self._follow = False
+            self.anchor(False)
             widgets[new].scroll_visible(animate=False)
         message = self.selected_message
         self.post_message(SelectionChanged(message.id if message else None))

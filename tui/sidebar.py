@@ -38,7 +38,7 @@ def snippet_around(text: str, word: str, width: int = SNIPPET) -> str:
     """One line of `text` around the first `word` (case-insensitive), with … where it is cut."""
     flat = " ".join(text.split())
     at = flat.lower().find(word.lower())
-    start = max(0, at - width // 3) if at >= 0 else 0
+    start = max(0, at - 12) if at >= 0 else 0  # a little context before the word; the word shows
     piece = flat[start : start + width]
     return ("…" if start else "") + piece + ("…" if start + width < len(flat) else "")
 

@@ -55,3 +55,7 @@ class RetrainLockedError(UnoError):
 
 class ScenarioError(UnoError):
     """An evaluation scenario file is malformed."""
+
+
+class ScheduleError(UnoError):
+    """The overnight retrain could not be scheduled or unscheduled."""

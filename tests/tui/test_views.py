@@ -119,7 +119,7 @@ async def test_adapters_view_rolls_back_disables_enables_and_deletes(learned, ma
         assert keys(screen) == ["critic-c2@v1", "expert-c1@v2", "expert-c1@v1"]
         table = screen.query_one(DataTable)
         assert table.get_row("expert-c1@v2")[0] == "*" and table.get_row("expert-c1@v1")[0] == ""
-        assert table.get_row("expert-c1@v2")[8] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+        assert table.get_row("expert-c1@v2")[8] == "SmolLM2-135M-Instruct.Q4_1"
 
         await pilot.press("down", "b")  # roll back expert-c1: v1 serves again
         assert registry.deployed("expert-c1").version == 1

@@ -64,4 +64,5 @@ from uno_local.cli import (  # noqa: E402, F401
     data_commands,
     eval_commands,
     learn_commands,
+    schedule_commands,
 )
