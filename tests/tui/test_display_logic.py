@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from tui.answer import LiveAnswer
 from tui.app import title_from
 from tui.chat_view import route_text
 from tui.feedback import correction_result, feedback_line, toggled_rating
 from tui.help import binding_rows, key_label
-from tui.answer import LiveAnswer
 from tui.sidebar import search_hit, snippet_around
 from tui.status import Status, status_text, tokens_per_s
 from uno_local.store import Feedback, Message
@@ -80,9 +80,14 @@ def test_status_line_speed_comes_from_stored_counts():
 def test_status_line_while_streaming_and_when_narrow():
     partial = answer(route="base", complete=False)  # the row of an answer being written
     live = Status("SmolLM2-135M-Instruct.Q4_1", partial, "writing… (Esc stops)", True, 21.04)
-    assert status_text(live) == "SmolLM2-135M-Instruct.Q4_1 │ 21.0 tok/s │ base model │ writing… (Esc stops) │ F1 keys"
+    assert (
+        status_text(live)
+        == "SmolLM2-135M-Instruct.Q4_1 │ 21.0 tok/s │ base model │ writing… (Esc stops) │ F1 keys"
+    )
     # Narrower: the key hint goes first, then the model's name, then the route; nothing is cut.
-    assert status_text(live, 76) == "SmolLM2-135M-Instruct.Q4_1 │ 21.0 tok/s │ base model │ writing… (Esc stops)"
+    assert (
+        status_text(live, 76) == "SmolLM2-135M-Instruct.Q4_1 │ 21.0 tok/s │ base model │ writing… (Esc stops)"
+    )
     assert status_text(live, 50) == "21.0 tok/s │ base model │ writing… (Esc stops)"
     assert status_text(live, 36) == "21.0 tok/s │ writing… (Esc stops)"
     assert status_text(Status("M", partial)) == "M │ – tok/s │ base model · stopped, incomplete │ F1 keys"
@@ -99,7 +104,9 @@ def test_live_speed_counts_pieces_after_the_first():
 def test_search_hit_needs_every_word_in_any_order():
     messages = [
         Message(1, "u", 1, "user", "How long do I boil an egg?", "t"),
-        Message(2, "u", 1, "assistant", "Nine minutes.", "t", feedback=fb(-1, None, "Boil the egg for 7 minutes.")),
+        Message(
+            2, "u", 1, "assistant", "Nine minutes.", "t", feedback=fb(-1, None, "Boil the egg for 7 minutes.")
+        ),
     ]
     assert search_hit(messages, "egg boil").message_id == 1
     assert search_hit(messages, "7 minutes boil").message_id == 2  # all three only in the correction
