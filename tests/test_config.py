@@ -45,7 +45,10 @@ def test_values_apply(data, check):
         ({"model": {"n_ctx": True}}, "model.n_ctx must be int"),
         ({"model": {"n_ctx": 1024.0}}, "model.n_ctx must be int"),
         ({"generation": {"top_p": "0.5"}}, "generation.top_p must be a finite number"),
-        ({"model": {"size": 1}}, r"unknown key model.size; \[model\] has path, folders, n_ctx, n_threads, n_batch\.$"),
+        (
+            {"model": {"size": 1}},
+            r"unknown key model.size; \[model\] has path, folders, n_ctx, n_threads, n_batch\.$",
+        ),
         (
             {"wat": {}},
             r"unknown section \[wat\]; the sections are model, generation, train, embedder, uno\.$",

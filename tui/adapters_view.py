@@ -50,7 +50,7 @@ class AdaptersScreen(TableScreen):
                     r.status,
                     "yes" if r.enabled else "no",
                     "-" if r.metrics.get("win_rate") is None else f"{r.metrics['win_rate']:.2f}",
-                    Path(r.base_model).name,
+                    Path(r.base_model).name.removesuffix(".gguf"),
                 ),
             )
             for r in records

@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from textual import work
+from textual import events, work
 from textual.app import App as TextualApp
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Input
+from textual.widgets import Input, TextArea
 from textual.worker import get_current_worker
 
 from tui.adapters_view import AdaptersScreen
@@ -49,7 +49,6 @@ from tui.messages import (
     RetrainProgress,
     SearchChanged,
     SelectionChanged,
-    TypedAway,
 )
 from tui.prompt import InputHistory, PromptInput
 from tui.retrain import run_retrain
@@ -59,6 +58,7 @@ from tui.sidebar import ConversationList, Sidebar, search_hit
 from tui.status import Status, StatusBar
 from uno_local.app import App
 from uno_local.errors import UnoError
+from uno_local.schedule import chat_generating
 from uno_local.store import Message
 from uno_local.store.learning import retrain_runs
 
@@ -66,6 +66,11 @@ T = TypeVar("T")
 TITLE_LENGTH = 40
 # Actions that stay available while a dialog is open; the rest would act on the screen beneath it.
 MODAL_SAFE_ACTIONS = {"quit", "help", "command_palette"}
+SCHEDULE_COMMANDS = {
+    "on": "Retrain every night at 03:00 when there is new feedback (uno schedule enable)",
+    "off": "Stop the nightly retrain (uno schedule disable)",
+    "status": "Whether and when the nightly retrain runs (uno schedule status)",
+}
 STATUS_EVERY_S = 0.5  # how often the live tokens/s is redrawn while an answer streams
 
 
@@ -132,6 +137,8 @@ class UnoApp(TextualApp[None]):
             if binding.action not in ("command_palette", "help"):
                 yield SystemCommand(binding.description, f"Key: {binding.key}", self._runner(binding.action))
         yield SystemCommand("Keys", "Show every key (F1)", self.action_help)
+        for kind, help_text in SCHEDULE_COMMANDS.items():
+            yield SystemCommand(f"Overnight learning: {kind}", help_text, self._runner(f"schedule('{kind}')"))
         yield from super().get_system_commands(screen)
 
     def _runner(self, action: str) -> Callable[[], object]:
@@ -162,6 +169,27 @@ class UnoApp(TextualApp[None]):
             self.notify("There is no answer here to explain yet.", severity="warning")
             return
         self.push_screen(WhyScreen(explain_answer(self.core, message.id)))
+
+    def action_schedule(self, kind: str) -> None:
+        """The palette's overnight-learning setting: the same as `uno schedule enable|disable|status`."""
+        from uno_local import schedule
+
+        try:
+            if kind == "on":
+                found = schedule.enable(self.core.home)
+            elif kind == "off":
+                found = schedule.disable()
+                self.notify(
+                    "Overnight learning is off." if found.backend else "Overnight learning was not on."
+                )
+                return
+            else:
+                found = schedule.status()
+        except UnoError as exc:
+            self.notify(str(exc), severity="error", title="uno")
+            return
+        on = f"on: every night at {found.at} ({found.backend})" if found.backend else "off"
+        self.notify(f"Overnight learning is {on}.", title="uno")
 
     def report_overnight(self) -> None:
         """Say once what the retrains since the last start learned (or why the last one failed)."""
@@ -229,11 +257,26 @@ class UnoApp(TextualApp[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return len(self.screen_stack) == 1 or action in MODAL_SAFE_ACTIONS
 
-    def on_typed_away(self, event: TypedAway) -> None:
-        """A printable key outside the prompt: type it into the prompt (keys never fire actions there)."""
+    async def on_event(self, event: events.Event) -> None:
+        # Typing is typing: outside a dialog and a text field, a printable key goes into the prompt
+        # (the list's own letters excepted). Decided here, before the key is queued to a widget, so a
+        # fast burst cannot reach a widget that was focused a moment ago.
+        if isinstance(event, events.Key) and not event.is_forwarded and self.typed_into_prompt(event):
+            return
+        await super().on_event(event)
+
+    def typed_into_prompt(self, event: events.Key) -> bool:
+        if len(self.screen_stack) != 1 or not (event.is_printable and event.character):
+            return False
+        focused = self.focused
+        if isinstance(focused, Input | TextArea):
+            return False
+        if isinstance(focused, ConversationList) and event.key in ConversationList.LETTERS:
+            return False
         prompt = self.query_one(PromptInput)
-        prompt.focus()
+        self.set_focus(prompt)  # now, not after the queued keys (Widget.focus defers it)
         prompt.insert(event.character)
+        return True
 
     # conversations
     async def refresh_list(self, highlight: int | None = None, row: int | None = None) -> None:
@@ -368,7 +411,7 @@ class UnoApp(TextualApp[None]):
         self._status_at = time.monotonic()
         self.query_one(StatusBar).show(Status(self.model_label, answer, activity, streaming, speed))
 
-    def on_feedback_requested(self, event: FeedbackRequested) -> None:
+    async def on_feedback_requested(self, event: FeedbackRequested) -> None:
         if self.live and self.live.answer_id == event.message_id:
             self.notify("Wait for the answer to finish (or stop it with Esc).", severity="warning")
             return
@@ -392,33 +435,33 @@ class UnoApp(TextualApp[None]):
             self.notify(f"Answer #{message.id} copied.", title="uno")
         elif event.kind in ("up", "down"):
             rating = toggled_rating(feedback.rating if feedback else None, 1 if event.kind == "up" else -1)
-            self.save_feedback(message.id, rating=rating)
+            await self.save_feedback(message.id, rating=rating)
         elif event.kind == "clear" and feedback is not None:
 
-            def cleared(yes: bool | None) -> None:
+            async def cleared(yes: bool | None) -> None:
                 if yes:
-                    self.save_feedback(message.id, rating=None, comment=None, correction=None)
+                    await self.save_feedback(message.id, rating=None, comment=None, correction=None)
 
             what = feedback_line(feedback)
             self.push_screen(ConfirmDialog(f"Remove all feedback on answer #{message.id} ({what})?"), cleared)
         elif event.kind == "comment":
 
-            def commented(text: str | None) -> None:
+            async def commented(text: str | None) -> None:
                 if text is not None:
-                    self.save_feedback(message.id, comment=text)
+                    await self.save_feedback(message.id, comment=text)
 
             initial = (feedback.comment or "") if feedback else ""
             self.push_screen(CommentDialog(initial, cursor_blink=self.cursor_blink), commented)
         elif event.kind == "correct":
             start = feedback.correction if feedback and feedback.correction else message.content
 
-            def done(text: str | None) -> None:
+            async def done(text: str | None) -> None:
                 if text is not None:
-                    self.save_feedback(message.id, correction=correction_result(text, message.content))
+                    await self.save_feedback(message.id, correction=correction_result(text, message.content))
 
             self.push_screen(CorrectionEditor(start, cursor_blink=self.cursor_blink), done)
 
-    def save_feedback(self, message_id: int, **changes: Any) -> None:
+    async def save_feedback(self, message_id: int, **changes: Any) -> None:
         """Write the change, then show the stored result under the message."""
         try:
             self.core.store.set_feedback(message_id, **changes)
@@ -426,7 +469,7 @@ class UnoApp(TextualApp[None]):
         except UnoError as exc:
             self.notify(str(exc), severity="error", title="uno")
             return
-        self.chat_view.update_message(message)
+        await self.chat_view.update_message(message)
         self.refresh_status()
 
     # answering
@@ -464,14 +507,15 @@ class UnoApp(TextualApp[None]):
             chat = self.core.chat  # loads the model on the first answer
             # While a retrain child trains, leave it a core: llama.cpp's threads spin when they wait.
             self.core.runtime.set_threads(1 if self.retraining else None)
-            stream_answer(
-                chat,
-                conversation_id,
-                text,
-                self.core.settings(),
-                self.post_message,
-                lambda: self._stop.is_set() or worker.is_cancelled,
-            )
+            with chat_generating(self.core.home):  # the nightly retrain waits while this is held
+                stream_answer(
+                    chat,
+                    conversation_id,
+                    text,
+                    self.core.settings(),
+                    self.post_message,
+                    lambda: self._stop.is_set() or worker.is_cancelled,
+                )
         except UnoError as exc:  # the model could not load; stream_answer reports its own errors
             self.post_message(AnswerFailed(conversation_id, str(exc)))
         finally:

@@ -1,7 +1,7 @@
 """The chat view: a conversation's messages (answers rendered as markdown, streamed while they are
 written), each answer with its route and feedback on small muted lines, and a keyboard selection.
-Stored `Message` records in -> widgets out; Enter on a selected answer posts `FeedbackRequested("menu")`,
-and printable keys post `TypedAway` so that typing always reaches the prompt.
+Stored `Message` records in -> widgets out; Enter on a selected answer posts `FeedbackRequested("menu")`.
+Only keys that type nothing act here: the app sends printable keys to the prompt.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from tui.feedback import feedback_line
-from tui.messages import FeedbackRequested, SelectionChanged, TypedAway
+from tui.messages import FeedbackRequested, SelectionChanged
 from uno_local.store import Message
 
 EMPTY_TEXT = "No messages yet. Type below and press Enter to ask; F1 lists every key."
@@ -81,7 +81,7 @@ class MessageWidget(Vertical):
     def on_mount(self) -> None:
         self.set_class(bool(self.correction), "-corrected")
 
-    def refresh_meta(self, message: Message) -> None:
+    async def refresh_meta(self, message: Message) -> None:
         """Show the stored state of this message (route, completeness, feedback, correction)."""
         self.message = message
         self.streaming = False
@@ -91,14 +91,14 @@ class MessageWidget(Vertical):
             line = feedback_line(message.feedback)
             self.query_one(".message-feedback", Static).update(line)
             self.set_class(bool(line), "-has-feedback")
-            self.query_one(".message-correction", Markdown).update(self.correction)
+            await self.query_one(".message-correction", Markdown).update(self.correction)
             self.set_class(bool(self.correction), "-corrected")
 
 
 class ChatView(VerticalScroll, can_focus=True):
     """The messages of the open conversation; focus it to select a message and give feedback."""
 
-    # Only keys that type nothing: a printable key goes to the prompt (see on_key).
+    # Only keys that type nothing: the app sends a printable key to the prompt (UnoApp.on_event).
     BINDINGS = [
         Binding("up", "select(-1)", "Select the previous message"),
         Binding("down", "select(1)", "Select the next message"),
@@ -144,7 +144,7 @@ class ChatView(VerticalScroll, can_focus=True):
         self.query_one("#chat-empty").display = not widgets
         if live is not None and self.query(f"#msg-{live[0]}"):
             self._begin_stream(live[0])
-        self.scroll_end(animate=False)
+        self.follow()
 
     async def add_message(self, message: Message, *, streaming: bool = False) -> None:
         """Append one message (the user's, or an answer about to stream)."""
@@ -172,11 +172,17 @@ class ChatView(VerticalScroll, can_focus=True):
         await self.remove_children(".-pending")
         self.query_one("#chat-empty").display = not self.message_widgets
 
+    def follow(self) -> None:
+        """Keep the newest message in view, also while markdown is laid out and after a resize."""
+        self._follow = True
+        self.anchor()
+        self.call_after_refresh(self.scroll_end, animate=False)
+
     def _begin_stream(self, answer_id: int) -> None:
         widget = self.query_one(f"#msg-{answer_id}", MessageWidget)
         self._stream = Markdown.get_stream(widget.query_one(Markdown))
         self._stream_id = answer_id
-        self._follow = True
+        self.follow()
 
     async def append(self, answer_id: int, text: str) -> None:
         """Stream a delta into the answer being written, if it is on screen."""
@@ -193,7 +199,7 @@ class ChatView(VerticalScroll, can_focus=True):
         widget = self.query_one(f"#msg-{message.id}", MessageWidget)
         # The stored text is the source of truth; re-render it so the view matches the database.
         await widget.query_one(Markdown).update(message.content)
-        widget.refresh_meta(message)
+        await widget.refresh_meta(message)
 
     async def _end_stream(self) -> None:
         if self._stream is not None:
@@ -201,22 +207,17 @@ class ChatView(VerticalScroll, can_focus=True):
         self._stream = None
         self._stream_id = None
 
-    def update_message(self, message: Message) -> None:
+    async def update_message(self, message: Message) -> None:
         """Refresh one message's route and feedback lines after a change in the store."""
         for widget in self.query(f"#msg-{message.id}").results(MessageWidget):
-            widget.refresh_meta(message)
+            await widget.refresh_meta(message)
+            if widget.has_class("-selected"):  # it grew: keep its new lines (feedback, correction) in view
+                self.call_after_refresh(widget.scroll_visible, animate=False)
 
     def select_last_answer(self) -> None:
         widgets = self.message_widgets
         answers = [i for i, w in enumerate(widgets) if w.is_answer]
         self.selected = answers[-1] if answers else (len(widgets) - 1 if widgets else None)
-
-    def on_key(self, event: events.Key) -> None:
-        # Typing while a message is selected is typing: the key goes to the prompt, never to an action.
-        if event.is_printable and event.character:
-            event.stop()
-            event.prevent_default()
-            self.post_message(TypedAway(event.character))
 
     def on_resize(self, event: events.Resize) -> None:
         # A resize re-wraps every message; keep the newest answer in view unless a message is selected.
@@ -251,6 +252,7 @@ class ChatView(VerticalScroll, can_focus=True):
             widget.set_class(index == new, "-selected")
         if new is not None and 0 <= new < len(widgets):
             self._follow = False
+            self.anchor(False)
             widgets[new].scroll_visible(animate=False)
         message = self.selected_message
         self.post_message(SelectionChanged(message.id if message else None))

@@ -1,4 +1,5 @@
-"""The Feedback view (F3): every piece of feedback given, newest first, filtered by kind and text.
+"""The Feedback view (F3): every piece of feedback on a finished answer (what retraining learns from),
+newest first, filtered by kind and text.
 Enter jumps to the answer in its conversation; c and e edit; x forgets it (asks first).
 The store's logs in -> rows; edits go through `Store.set_feedback`, forgetting through `delete_feedback`.
 """
@@ -94,7 +95,10 @@ class FeedbackScreen(TableScreen):
     def empty_text(self) -> str:
         if self.kind != "all" or self.query_one("#feedback-filter", Input).value:
             return "No feedback matches; k and / change the filter."
-        return "No feedback yet: select an answer in the chat (ctrl+↑), press Enter, then + - c or e."
+        return (
+            "No feedback on a finished answer yet: select an answer in the chat (ctrl+↑), press Enter, "
+            "then + - c or e. (Feedback on a stopped, incomplete answer is kept but not learned from.)"
+        )
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.reload()

@@ -63,13 +63,6 @@ class FeedbackRequested(Message):
 
 
 @dataclass
-class TypedAway(Message):
-    """A printable key pressed outside the prompt (and outside any dialog): it belongs in the prompt."""
-
-    character: str
-
-
-@dataclass
 class SelectionChanged(Message):
     """The selected message in the chat view changed (None: no selection)."""
 

@@ -1,5 +1,5 @@
 """README screenshots of the real app on a seeded store: `python -m tui.screenshot OUTDIR`
--> OUTDIR/screenshot-chat.svg and OUTDIR/screenshot-help.svg.
+-> OUTDIR/screenshot-{chat,help,feedback,rules,adapters,retrain,why}.svg.
 
 `seed_demo` is also the fixed data of the snapshot tests, so the pictures and the tests agree.
 """
@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -96,27 +97,156 @@ def seed_demo(store: Store, *, expert_adapter: str | None = None) -> int:
     return newest
 
 
+def seed_learning(core: App, scratch: Path) -> None:
+    """After `seed_demo`: what a retrain leaves behind, fixed: three clusters (Expert, Reflective,
+    vetoed), adapter versions in the real registry (placeholder files: nothing loads them) and the
+    run's report. The learning views' screenshots and snapshot tests show this."""
+    from uno_local.retrain.state import RetrainReport
+    from uno_local.store.learning import ClusterRow, replace_clusters
+
+    store = core.store
+    answers = [
+        m.id for c in store.list_conversations() for m in store.messages(c.id) if m.role == "assistant"
+    ]
+    python_answers = [m.id for m in store.messages(store.list_conversations()[0].id) if m.role == "assistant"]
+    gguf = scratch / "adapter.gguf"
+    for payload in (b"v1", b"v2"):
+        gguf.write_bytes(payload)
+        core.registry.deploy(
+            name="expert-c1",
+            kind="expert",
+            gguf_file=gguf,
+            peft_dir=None,
+            base_model="/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+            sources=python_answers,
+            metrics={"win_rate": 0.75, "win_rates": {"1": 0.5, "2": 0.75}},
+            config={},
+            cluster="1",
+            backend="torch",
+        )
+    core.registry.deploy(
+        name="critic-c2",
+        kind="critic",
+        gguf_file=gguf,
+        peft_dir=None,
+        base_model="/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+        sources=answers[2:],
+        metrics={},
+        config={},
+        cluster="2",
+        backend="torch",
+    )
+    rows = [
+        ClusterRow(
+            1,
+            [0.0],
+            python_answers,
+            ["Answer Python questions with a short example."],
+            gap=0.31,
+            route="expert",
+            expert="expert-c1",
+            win_rate=0.75,
+            decision="shipped: epoch 2 won 3 of 4",
+        ),
+        ClusterRow(
+            2,
+            [1.0],
+            answers[2:],
+            ["Keep it to two lines."],
+            gap=0.82,
+            high_gap=True,
+            route="reflective",
+            critic="critic-c2",
+            decision="high gap: Critic trained for the Reflective path",
+        ),
+        ClusterRow(
+            3, [2.0], [], ["Use metric units."], gap=0.12, route="base", vetoed=True, decision="vetoed"
+        ),
+    ]
+    for row in rows:
+        row.updated_at = "2026-11-20T03:00:00.000000+00:00"
+    replace_clusters(store, rows)
+    store.db.execute(
+        "UPDATE messages SET cluster = '1', route_reason = ? WHERE id = ?",
+        [
+            "Closest to cluster 1 (distance 0.21, within 0.45): its Expert adapter answered.",
+            python_answers[0],
+        ],
+    )
+    report = RetrainReport(
+        logs=5,
+        pairs=4,
+        deployed=["expert-c1@v2", "critic-c2@v1"],
+        seconds=1260.0,
+        stage_seconds={"collect": 0.1, "distill": 200.0, "train": 900.0, "validate": 150.0, "deploy": 10.0},
+        cached={},
+        trained_tokens=1000,
+        gap_skipped_tokens=0,
+        backend="torch",
+        clusters=[
+            {
+                "label": 1,
+                "size": 2,
+                "gap": 0.31,
+                "route": "expert",
+                "win_rate": 0.75,
+                "decision": "shipped: epoch 2 won 3 of 4",
+                "reused": False,
+            },
+            {
+                "label": 2,
+                "size": 3,
+                "gap": 0.82,
+                "route": "reflective",
+                "win_rate": None,
+                "decision": "high gap: Critic trained for the Reflective path",
+                "reused": False,
+            },
+        ],
+    )
+    store.db.execute(
+        "INSERT INTO retrain_runs (started_at, finished_at, status, stage, summary) VALUES (?, ?, ?, ?, ?)",
+        [
+            "2026-11-20T02:39:00+00:00",
+            "2026-11-20T03:00:00+00:00",
+            "finished",
+            "deploy",
+            json.dumps(report.as_dict()),
+        ],
+    )
+    store.db.conn.commit()
+
+
 async def save_screenshots(outdir: Path) -> list[Path]:
-    """Run the app headless on a seeded temp store and save the chat and help screens."""
+    """Run the app headless on a seeded temp store and save the chat, help and learning views."""
     from tui.app import UnoApp
 
     outdir.mkdir(parents=True, exist_ok=True)
+    shots = [
+        ("screenshot-chat.svg", ["ctrl+up"]),  # the last answer selected: its feedback and route
+        ("screenshot-help.svg", ["f1"]),
+        ("screenshot-feedback.svg", ["f3"]),
+        ("screenshot-rules.svg", ["f4"]),
+        ("screenshot-adapters.svg", ["f5"]),
+        ("screenshot-retrain.svg", ["f6"]),
+        ("screenshot-why.svg", ["ctrl+up", "up", "up", "enter", "w"]),
+    ]
+    saved = []
     with tempfile.TemporaryDirectory() as home:
-        core = App.open(home=Path(home))
+        core = App.open(home=Path(home) / "data")
         try:
-            seed_demo(core.store)
-            app = UnoApp(core, cursor_blink=False)
-            async with app.run_test(size=SIZE) as pilot:
-                await pilot.pause()
-                await pilot.press("ctrl+up")  # select the last answer: shows its feedback and route
-                await pilot.pause()
-                chat = app.save_screenshot("screenshot-chat.svg", str(outdir))
-                await pilot.press("f1")
-                await pilot.pause()
-                help_ = app.save_screenshot("screenshot-help.svg", str(outdir))
+            seed_demo(core.store, expert_adapter="expert-c1")
+            seed_learning(core, Path(home))
+            for name, keys in shots:
+                app = UnoApp(core, cursor_blink=False)
+                async with app.run_test(size=SIZE) as pilot:
+                    await pilot.pause()
+                    await pilot.press(*keys)
+                    await pilot.pause()
+                    saved.append(Path(app.save_screenshot(name, str(outdir))))
         finally:
             core.close()
-    return [Path(chat), Path(help_)]
+    return saved
 
 
 def main(argv: list[str] | None = None) -> None:

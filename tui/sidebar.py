@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Input, Label, ListItem, ListView
 
-from tui.messages import ConversationAction, ConversationChosen, SearchChanged, TypedAway
+from tui.messages import ConversationAction, ConversationChosen, SearchChanged
 from uno_local.store import Conversation, Message
 
 SNIPPET = 60  # characters of context shown under a search hit
@@ -38,7 +37,7 @@ def snippet_around(text: str, word: str, width: int = SNIPPET) -> str:
     """One line of `text` around the first `word` (case-insensitive), with … where it is cut."""
     flat = " ".join(text.split())
     at = flat.lower().find(word.lower())
-    start = max(0, at - width // 3) if at >= 0 else 0
+    start = max(0, at - 12) if at >= 0 else 0  # a little context before the word; the word shows
     piece = flat[start : start + width]
     return ("…" if start else "") + piece + ("…" if start + width < len(flat) else "")
 
@@ -77,6 +76,7 @@ class ConversationItem(ListItem):
 class ConversationList(ListView):
     """Conversations, newest first; keys act on the highlighted one."""
 
+    LETTERS = {"n", "r", "d"}  # the printable keys that act here; the app types any other into the prompt
     BINDINGS = [
         Binding("enter", "select_cursor", "Open the highlighted conversation (at the search hit)"),
         Binding("home", "edge(0)", "First conversation"),
@@ -102,13 +102,6 @@ class ConversationList(ListView):
             self.notify("No conversation is highlighted.", severity="warning")
             return
         self.post_message(ConversationAction(conversation.id if conversation else None, kind))
-
-    def on_key(self, event: events.Key) -> None:
-        # Other printable keys are typing: they go to the prompt rather than vanish.
-        if event.is_printable and event.character and event.key not in ("n", "r", "d"):
-            event.stop()
-            event.prevent_default()
-            self.post_message(TypedAway(event.character))
 
     def on_list_view_selected(self, event: ListView.Selected) -> None:
         if isinstance(event.item, ConversationItem):

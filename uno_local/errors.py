@@ -95,3 +95,7 @@ class RequestError(UnoError):
     ) -> None:
         super().__init__(message)
         self.status, self.kind, self.code, self.param = status, kind, code, param
+
+
+class ScheduleError(UnoError):
+    """The overnight retrain could not be scheduled or unscheduled."""

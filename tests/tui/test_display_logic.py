@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from tui.answer import LiveAnswer
 from tui.app import title_from
 from tui.chat_view import route_text
 from tui.feedback import correction_result, feedback_line, toggled_rating
 from tui.help import binding_rows, key_label
-from tui.status import status_text, tokens_per_s
+from tui.sidebar import search_hit, snippet_around
+from tui.status import Status, status_text, tokens_per_s
 from uno_local.store import Feedback, Message
 
 
@@ -37,7 +39,7 @@ def test_rating_toggles(current, pressed, expected):
         (fb(1), "👍"),
         (fb(-1, "too  long\nreally"), "👎  comment: too long really"),
         (fb(None, None, "better"), "✎ corrected"),
-        (fb(1, "x" * 80, "y"), "👍  comment: " + "x" * 59 + "…  ✎ corrected"),
+        (fb(1, "x" * 80, "y"), "👍  comment: " + "x" * 80 + "  ✎ corrected"),  # whole: the widget wraps
     ],
 )
 def test_feedback_line(feedback, line):
@@ -70,9 +72,48 @@ def test_route_text(fields, streaming, line):
 def test_status_line_speed_comes_from_stored_counts():
     timed = answer(completion_tokens=11, ttft_ms=100.0, duration_ms=1100.0, route="base")
     assert tokens_per_s(timed) == pytest.approx(10.0)
-    assert status_text("M", timed) == "M │ 10.0 tok/s │ base model │ F1 keys"
-    assert status_text("M", None, "writing…") == "M │ – tok/s │ no answer yet │ writing… │ F1 keys"
+    assert status_text(Status("M", timed)) == "M │ 10.0 tok/s │ base model │ F1 keys"
+    assert status_text(Status("M", None, "writing…")) == "M │ – tok/s │ no answer yet │ writing… │ F1 keys"
     assert tokens_per_s(answer(completion_tokens=None)) is None
+
+
+def test_status_line_while_streaming_and_when_narrow():
+    partial = answer(route="base", complete=False)  # the row of an answer being written
+    live = Status("SmolLM2-135M-Instruct.Q4_1", partial, "writing… (Esc stops)", True, 21.04)
+    assert (
+        status_text(live)
+        == "SmolLM2-135M-Instruct.Q4_1 │ 21.0 tok/s │ base model │ writing… (Esc stops) │ F1 keys"
+    )
+    # Narrower: the key hint goes first, then the model's name, then the route; nothing is cut.
+    assert (
+        status_text(live, 76) == "SmolLM2-135M-Instruct.Q4_1 │ 21.0 tok/s │ base model │ writing… (Esc stops)"
+    )
+    assert status_text(live, 50) == "21.0 tok/s │ base model │ writing… (Esc stops)"
+    assert status_text(live, 36) == "21.0 tok/s │ writing… (Esc stops)"
+    assert status_text(Status("M", partial)) == "M │ – tok/s │ base model · stopped, incomplete │ F1 keys"
+
+
+def test_live_speed_counts_pieces_after_the_first():
+    live = LiveAnswer(1)
+    assert live.tokens_per_s() is None
+    for at in (10.0, 10.5, 11.0, 12.0):
+        live.add("x", at=at)
+    assert live.tokens_per_s() == pytest.approx(3 / 2.0)
+
+
+def test_search_hit_needs_every_word_in_any_order():
+    messages = [
+        Message(1, "u", 1, "user", "How long do I boil an egg?", "t"),
+        Message(
+            2, "u", 1, "assistant", "Nine minutes.", "t", feedback=fb(-1, None, "Boil the egg for 7 minutes.")
+        ),
+    ]
+    assert search_hit(messages, "egg boil").message_id == 1
+    assert search_hit(messages, "7 minutes boil").message_id == 2  # all three only in the correction
+    assert search_hit(messages, "minutes 7").message_id == 2  # found in the correction
+    assert search_hit(messages, "title only").message_id is None
+    assert snippet_around("a " * 40 + "needle here", "needle", 23) == "…a a a a a a needle here"
+    assert snippet_around("a " * 40 + "needle here", "needle", 20) == "…a a a a a a needle h…"
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import re
 
 import pytest
 from rich.cells import cell_len
+from textual import events
 from textual.command import CommandList, CommandPalette
 from textual.widgets import Input, Label, Markdown, Static, TextArea
 
@@ -51,6 +52,21 @@ async def test_1_typing_after_selecting_a_message_reaches_the_prompt(seeded, mak
         await pilot.press("enter", "x", "y")
         assert store.get_message(answer.id).feedback is None
         assert len(app.screen_stack) == 1
+
+
+@pytest.mark.asyncio
+async def test_1b_a_burst_of_typing_is_never_taken_for_keys(seeded, make_app):
+    # As from tmux: the keys arrive together, before any of them is handled.
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        for start in ("ctrl+o", "ctrl+up"):  # from the conversation list, then from a selected answer
+            await pilot.press("ctrl+u", start)
+            for character in "hello there, rex?":
+                app.post_message(events.Key(character, character))
+            await pilot.pause()
+            assert len(app.screen_stack) == 1, start
+            assert app.query_one(PromptInput).text == "hello there, rex?", start
+            app.query_one(PromptInput).clear()
 
 
 @pytest.mark.asyncio

@@ -1,5 +1,6 @@
-"""SVG snapshots of the main screens on fixed data: empty start, a conversation with feedback,
-the help screen and the correction editor (100x32, no blinking cursors, no clocks or timestamps).
+"""SVG snapshots of every screen, view and dialog on fixed data: the chat (empty, with feedback, at
+80x24, searching), help, the answer's actions and its dialogs, and the learning views (100x32 unless
+said, no blinking cursors, no clocks or timestamps).
 Update with `pytest tests/tui/test_snapshots.py --snapshot-update` and look at the SVGs."""
 
 from __future__ import annotations
@@ -44,3 +45,71 @@ def test_correction_editor(snap_compare, seeded):
     assert snap_compare(
         app, terminal_size=SIZE, run_before=settle, press=["ctrl+up", "up", "up", "enter", "e"]
     )
+
+
+def test_answer_actions_menu(snap_compare, seeded):
+    app = UnoApp(seeded, cursor_blink=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle, press=["ctrl+up", "enter"])
+
+
+def test_remove_feedback_asks_first(snap_compare, seeded):
+    app = UnoApp(seeded, cursor_blink=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle, press=["ctrl+up", "enter", "x"])
+
+
+def test_comment_dialog(snap_compare, seeded):
+    app = UnoApp(seeded, cursor_blink=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle, press=["ctrl+up", "enter", "c"])
+
+
+def test_rename_dialog(snap_compare, seeded):
+    app = UnoApp(seeded, cursor_blink=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle, press=["f2"])
+
+
+def test_search_with_snippets(snap_compare, seeded):
+    app = UnoApp(seeded, cursor_blink=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle, press=["ctrl+f", *"list tuple"])
+
+
+def test_small_terminal(snap_compare, seeded):
+    # 80x24: the sidebar keeps its minimum, the status bar fits its line.
+    app = UnoApp(seeded, cursor_blink=False)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settle)
+
+
+def test_why_this_answer(snap_compare, learned):
+    app = UnoApp(learned, cursor_blink=False)
+    assert snap_compare(
+        app, terminal_size=SIZE, run_before=settle, press=["ctrl+up", "up", "up", "enter", "w"]
+    )
+
+
+def test_feedback_view(snap_compare, learned):
+    app = UnoApp(learned, cursor_blink=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle, press=["f3"])
+
+
+def test_rules_view(snap_compare, learned):
+    app = UnoApp(learned, cursor_blink=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle, press=["f4"])
+
+
+def test_rules_editor(snap_compare, learned):
+    app = UnoApp(learned, cursor_blink=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle, press=["f4", "e"])
+
+
+def test_adapters_view(snap_compare, learned):
+    app = UnoApp(learned, cursor_blink=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle, press=["f5"])
+
+
+def test_delete_adapter_asks_first(snap_compare, learned):
+    app = UnoApp(learned, cursor_blink=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle, press=["f5", "down", "x"])
+
+
+def test_retrain_view(snap_compare, learned):
+    app = UnoApp(learned, cursor_blink=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle, press=["f6"])

@@ -119,7 +119,7 @@ async def test_adapters_view_rolls_back_disables_enables_and_deletes(learned, ma
         assert keys(screen) == ["critic-c2@v1", "expert-c1@v2", "expert-c1@v1"]
         table = screen.query_one(DataTable)
         assert table.get_row("expert-c1@v2")[0] == "*" and table.get_row("expert-c1@v1")[0] == ""
-        assert table.get_row("expert-c1@v2")[8] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+        assert table.get_row("expert-c1@v2")[8] == "SmolLM2-135M-Instruct.Q4_1"
 
         await pilot.press("down", "b")  # roll back expert-c1: v1 serves again
         assert registry.deployed("expert-c1").version == 1
@@ -220,3 +220,33 @@ async def test_the_chat_says_on_start_what_was_learned_while_it_was_closed(learn
     async with third.run_test(size=SIZE) as pilot:
         await pilot.pause()
     assert not [t for t in third.toasts if "retrain" in t[1]]  # said once
+
+
+@pytest.mark.asyncio
+async def test_overnight_learning_from_the_palette(seeded, make_app, tmp_path, monkeypatch):
+    # A stand-in crontab with its CLI, on PATH; HOME in tmp_path: the real crontab is never touched.
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    table = tmp_path / "crontab"
+    (tools / "crontab").write_text(
+        '#!/bin/sh\ncase "$1" in\n  -l) [ -f "$T" ] || exit 1; cat "$T" ;;\n  -r) rm -f "$T" ;;\n'
+        '  -) cat > "$T" ;;\nesac\n'
+    )
+    (tools / "crontab").chmod(0o755)
+    monkeypatch.setenv("T", str(table))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".config"))
+    monkeypatch.setenv("PATH", f"{tools}:/usr/bin:/bin")
+    monkeypatch.setattr("uno_local.schedule.choose_backend", lambda name="auto": "cron")
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        commands = [c.title for c in app.get_system_commands(app.screen)]
+        assert {"Overnight learning: on", "Overnight learning: off", "Overnight learning: status"} <= set(
+            commands
+        )
+        await app.run_action("schedule('on')")
+        await pilot.pause()
+        assert "schedule run" in table.read_text() and table.read_text().startswith("0 3 * * * ")
+        assert app.toasts[-1] == ("information", "Overnight learning is on: every night at 03:00 (cron).")
+        await app.run_action("schedule('off')")
+        assert not table.exists() and app.toasts[-1][1] == "Overnight learning is off."

@@ -58,6 +58,7 @@ COMMAND_MODULES = {
     "doctor": "maintenance_commands",
     "models": "model_commands",
     "serve": "serve_commands",
+    "schedule": "schedule_commands",
 }
 
 
