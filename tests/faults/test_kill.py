@@ -214,7 +214,7 @@ def test_kill_retrain_at_several_stages(uno_home, tmp_path):
     assert finish(uno_home, "import", str(path)).returncode == 0
     db = uno_home / "uno.db"
     before = {t: rows for t, rows in snapshot(db).items() if t in ("conversations", "messages", "feedback")}
-    for stage in ("collect", "distill", "cluster"):
+    for stage in ("collect", "distill", "predict"):
         proc = uno(
             uno_home,
             "retrain",
