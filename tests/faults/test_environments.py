@@ -122,6 +122,10 @@ def test_full_disk(tmpfs, tmp_path, monkeypatch):
     record("env: disk full (export)", failed=not ok)
     assert ok, stderr
     assert not list(point.glob(".*.uno-partial"))
+    code, _, stderr = uno("ask", "--max-tokens", "4", "hello?")
+    ok = code == 1 and one_sentence_error(stderr) and "is full" in stderr
+    record("env: disk full (ask)", failed=not ok)
+    assert ok, stderr
     # A full disk is not a damaged database: status works or says the disk is full.
     code, _, stderr = uno("status")
     ok = (code == 0 or ("is full" in stderr and one_sentence_error(stderr))) and "damaged" not in stderr
