@@ -1,15 +1,18 @@
 """Offline: every network attempt (a connect, a name lookup, a datagram) raises and is counted while
 the app chats, imports, exports, answers, backs up and checks itself; the count must stay 0.
-The retrain leg (slow) runs the real `uno retrain` inside `unshare -n` (no network interfaces)."""
+The slow leg runs the real CLI inside `unshare -n` (no network interfaces): import, retrain (into
+its distill stage) and ask."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -79,7 +82,7 @@ def test_retrain_and_ask_inside_a_network_namespace(uno_home, tmp_path):
     unshare = shutil.which("unshare")
     if unshare is None or subprocess.run([unshare, "-n", "true"], capture_output=True).returncode != 0:
         pytest.skip("unshare -n is not allowed here (needs root or user namespaces)")
-    from tests.faults.test_kill import RETRAIN_CONFIG, finish
+    from tests.faults.test_kill import RETRAIN_CONFIG
 
     uno_home.mkdir(parents=True, exist_ok=True)
     (uno_home / "uno.toml").write_text(RETRAIN_CONFIG)
@@ -92,15 +95,38 @@ def test_retrain_and_ask_inside_a_network_namespace(uno_home, tmp_path):
             ]
             fb = {"rating": -1, "correction": "Apple. Enjoy!"}
             handle.write(json.dumps({"id": f"o{i}", "messages": msgs, "feedback": fb}) + "\n")
-    assert finish(uno_home, "import", str(path)).returncode == 0
     env = {**os.environ, "UNO_HOME": str(uno_home)}
-    for args in (["retrain"], ["ask", "--greedy", "--max-tokens", "4", "Name a fruit."]):
-        run = subprocess.run(
-            [unshare, "-n", sys.executable, "-m", "uno_local", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        record("env: offline (unshare -n)", failed=run.returncode != 0)
-        assert run.returncode == 0, run.stderr[-2000:]
+
+    def offline(*args: str, **kwargs):
+        return subprocess.Popen([unshare, "-n", sys.executable, "-m", "uno_local", *args], env=env, **kwargs)
+
+    assert offline("import", str(path)).wait(timeout=120) == 0
+    # retrain: through collect and into distill (the model generating) with no network interface;
+    # the whole retrain would take longer than the slow set allows on a shared 2-core machine.
+    proc = offline(
+        "retrain", "--progress-jsonl", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    stages = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and "distill" not in stages:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        with contextlib.suppress(ValueError):
+            stages.append(json.loads(line).get("stage"))
+    proc.kill()
+    proc.wait(timeout=30)
+    record("env: offline (unshare -n)", failed="distill" not in stages)
+    assert "distill" in stages, stages
+    ask = offline(
+        "ask",
+        "--greedy",
+        "--max-tokens",
+        "4",
+        "Name a fruit.",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _, err = ask.communicate(timeout=300)
+    record("env: offline (unshare -n)", failed=ask.returncode != 0)
+    assert ask.returncode == 0, err[-2000:]
