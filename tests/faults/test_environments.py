@@ -245,3 +245,17 @@ def test_damaged_adapters_are_not_shown_serving(tmp_path, uno_home):
     code, out, stderr = uno("status")
     assert code == 0, stderr
     assert "good@v1" in out and "corrupt@v1" not in out and "missing@v1" not in out
+
+
+def test_an_unforeseen_error_is_one_sentence_and_a_crash_log(uno_home, tmp_path, monkeypatch):
+    from uno_local.cli import data_commands
+
+    def broken(store, path):
+        raise RuntimeError("something nobody planned for")
+
+    monkeypatch.setattr(data_commands, "import_file", broken)
+    code, _, stderr = uno("import", str(tmp_path / "x.jsonl"))
+    assert code == 1 and one_sentence_error(stderr)
+    assert "Unexpected RuntimeError: something nobody planned for" in stderr and "crash.log" in stderr
+    log = uno_home / "crash.log"
+    assert "Traceback" in log.read_text() and log.stat().st_mode & 0o777 == 0o600
