@@ -259,3 +259,17 @@ def test_an_unforeseen_error_is_one_sentence_and_a_crash_log(uno_home, tmp_path,
     assert "Unexpected RuntimeError: something nobody planned for" in stderr and "crash.log" in stderr
     log = uno_home / "crash.log"
     assert "Traceback" in log.read_text() and log.stat().st_mode & 0o777 == 0o600
+
+
+def test_doctor_reports_and_repairs_leftovers(uno_home):
+    assert uno("status")[0] == 0
+    leftover = uno_home / "adapters" / ".staging-dead1234"
+    leftover.mkdir(parents=True)
+    code, out, _ = uno("doctor")
+    assert (
+        code == 0 and "Database:  ok" in out and "1 interrupted adapter deploy" in out and "--repair" in out
+    )
+    assert leftover.exists()
+    code, out, _ = uno("doctor", "--repair")
+    assert code == 0 and "removed them" in out and not leftover.exists()
+    assert "No problems found." in uno("doctor")[1]
