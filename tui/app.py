@@ -253,6 +253,11 @@ class UnoApp(TextualApp[None]):
         except UnoError as exc:
             self.notify(str(exc), severity="error", title="uno")
             return None
+        except Exception as exc:  # unforeseen: still one sentence, never a traceback on screen
+            self.notify(
+                f"Unexpected {type(exc).__name__}: {exc}; please report it.", severity="error", title="uno"
+            )
+            return None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return len(self.screen_stack) == 1 or action in MODAL_SAFE_ACTIONS
@@ -518,6 +523,10 @@ class UnoApp(TextualApp[None]):
                 )
         except UnoError as exc:  # the model could not load; stream_answer reports its own errors
             self.post_message(AnswerFailed(conversation_id, str(exc)))
+        except Exception as exc:  # unforeseen: one sentence as a toast, never a traceback
+            self.post_message(
+                AnswerFailed(conversation_id, f"Unexpected {type(exc).__name__}: {exc}; please report it.")
+            )
         finally:
             self._idle.set()
 

@@ -15,7 +15,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
     terminalreporter.section("fault suite counts")
     for kind, c in sorted(COUNTS.items()):
         terminalreporter.write_line(
-            f"{kind:<28} tried {c['tried']:>4}  failed {c['failed']:>3}  lost {c['lost']:>3}"
+            f"{kind:<32} tried {c['tried']:>4}  failed {c['failed']:>3}  lost {c['lost']:>3}"
         )
 
 

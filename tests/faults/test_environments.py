@@ -122,6 +122,10 @@ def test_full_disk(tmpfs, tmp_path, monkeypatch):
     record("env: disk full (export)", failed=not ok)
     assert ok, stderr
     assert not list(point.glob(".*.uno-partial"))
+    code, _, stderr = uno("ask", "--max-tokens", "4", "hello?")
+    ok = code == 1 and one_sentence_error(stderr) and "is full" in stderr
+    record("env: disk full (ask)", failed=not ok)
+    assert ok, stderr
     # A full disk is not a damaged database: status works or says the disk is full.
     code, _, stderr = uno("status")
     ok = (code == 0 or ("is full" in stderr and one_sentence_error(stderr))) and "damaged" not in stderr
@@ -241,3 +245,31 @@ def test_damaged_adapters_are_not_shown_serving(tmp_path, uno_home):
     code, out, stderr = uno("status")
     assert code == 0, stderr
     assert "good@v1" in out and "corrupt@v1" not in out and "missing@v1" not in out
+
+
+def test_an_unforeseen_error_is_one_sentence_and_a_crash_log(uno_home, tmp_path, monkeypatch):
+    from uno_local.cli import data_commands
+
+    def broken(store, path):
+        raise RuntimeError("something nobody planned for")
+
+    monkeypatch.setattr(data_commands, "import_file", broken)
+    code, _, stderr = uno("import", str(tmp_path / "x.jsonl"))
+    assert code == 1 and one_sentence_error(stderr)
+    assert "Unexpected RuntimeError: something nobody planned for" in stderr and "crash.log" in stderr
+    log = uno_home / "crash.log"
+    assert "Traceback" in log.read_text() and log.stat().st_mode & 0o777 == 0o600
+
+
+def test_doctor_reports_and_repairs_leftovers(uno_home):
+    assert uno("status")[0] == 0
+    leftover = uno_home / "adapters" / ".staging-dead1234"
+    leftover.mkdir(parents=True)
+    code, out, _ = uno("doctor")
+    assert (
+        code == 0 and "Database:  ok" in out and "1 interrupted adapter deploy" in out and "--repair" in out
+    )
+    assert leftover.exists()
+    code, out, _ = uno("doctor", "--repair")
+    assert code == 0 and "removed them" in out and not leftover.exists()
+    assert "No problems found." in uno("doctor")[1]

@@ -200,7 +200,7 @@ def test_kill_retrain_at_several_stages(uno_home, tmp_path):
     (uno_home / "uno.toml").write_text(RETRAIN_CONFIG)
     path = tmp_path / "tiny.jsonl"
     with path.open("w") as handle:
-        for i in range(8):
+        for i in range(4):
             msgs = [
                 {"role": "user", "content": f"How do I sort list {i} in Python?"},
                 {"role": "assistant", "content": "Use sorted()."},
@@ -214,7 +214,8 @@ def test_kill_retrain_at_several_stages(uno_home, tmp_path):
     assert finish(uno_home, "import", str(path)).returncode == 0
     db = uno_home / "uno.db"
     before = {t: rows for t, rows in snapshot(db).items() if t in ("conversations", "messages", "feedback")}
-    for stage in ("collect", "distill", "cluster"):
+    # Distilling is the first stage that writes (artifacts); the third kill hits a resumed run.
+    for stage in ("collect", "distill", "distill"):
         proc = uno(
             uno_home,
             "retrain",
