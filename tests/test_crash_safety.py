@@ -119,5 +119,5 @@ def test_a_long_history_is_trimmed_oldest_first(runtime):
 
 def test_a_context_too_small_is_one_sentence(uno_home):
     result = _cli("--ctx", "16", "ask", "hi")
-    assert result.exit_code == 1 and "n_ctx=16 is too small" in result.stderr
+    assert result.exit_code == 1 and "model.n_ctx must be int, at least 256; got 16" in result.stderr
     assert result.stderr.count("\n") == 1
