@@ -84,6 +84,7 @@ class App:
             n_threads=self.config.model.n_threads,
             n_batch=self.config.model.n_batch,
             system_prompt=self.config.generation.system_prompt,
+            chat_format=self.config.model.chat_format,
         )
         self._closers.append(runtime.close)
         return runtime

@@ -235,3 +235,32 @@ def test_the_trainer_base_derived_from_the_gguf_computes_what_the_original_does(
         want = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32).eval()(x).logits
         got = AutoModelForCausalLM.from_pretrained(derived, dtype=torch.float32).eval()(x).logits
     assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+@pytest.mark.parametrize("exported", ["gemma3"], indirect=True)
+def test_a_gguf_without_a_template_chats_in_its_architectures_format_quietly(exported, capfd):
+    from backends.llama_runtime import LlamaRuntime
+    from uno_local.runtime import GenerationSettings
+
+    _, _, base, _, _, _ = exported
+    capfd.readouterr()
+    runtime = LlamaRuntime(base, n_ctx=256, n_threads=1, system_prompt="Be brief.")
+    try:
+        assert runtime.llm.chat_format == "gemma"  # llama-cpp-python alone would pick llama-2
+        assert "has no chat template; using the gemma template" in runtime.template_note
+        events = list(runtime.stream([{"role": "user", "content": "the cat"}], GenerationSettings.greedy(4)))
+    finally:
+        runtime.close()
+    assert events[-1].stats.finish_reason == "length" and "".join(e.delta for e in events)
+    _, err = capfd.readouterr()
+    assert err == ""  # llama.cpp logs (e.g. "llama_kv_cache_iswa: using full-size SWA cache") are dropped
+
+
+def test_models_without_a_system_role_get_it_in_the_first_user_turn():
+    from backends.llama_runtime import fold_system
+
+    system, user = {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}
+    assert fold_system([system, user]) == [{"role": "user", "content": "Be brief.\n\nHi"}]
+    assert fold_system([user]) == [user]
+    assistant = {"role": "assistant", "content": "Hello"}
+    assert fold_system([system, assistant]) == [{"role": "user", "content": "Be brief."}, assistant]
