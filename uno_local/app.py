@@ -61,7 +61,17 @@ class App:
 
     @cached_property
     def registry(self) -> Registry:
-        return Registry(self.store, paths.adapters_dir(self.home))
+        return Registry(
+            self.store, paths.adapters_dir(self.home), base_id=self.base_id, model_name=self.model_path.name
+        )
+
+    @cached_property
+    def base_id(self) -> str:
+        """Identity of the chat model's weights: adapters trained on it are served only on it."""
+        from backends.gguf_export import read_base_meta
+        from backends.llama_runtime import check_model_file
+
+        return read_base_meta(check_model_file(self.model_path)).identity
 
     @property
     def cache_dir(self) -> Path:

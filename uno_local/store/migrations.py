@@ -168,3 +168,11 @@ def m004_route_reason(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS.append(m004_route_reason)
+
+
+def m005_adapter_base(db: sqlite_utils.Database) -> None:
+    """Each adapter belongs to the base model it was trained on (backends.gguf_export.base_identity)."""
+    db.execute("ALTER TABLE adapters ADD COLUMN base_id TEXT")
+
+
+MIGRATIONS.append(m005_adapter_base)
