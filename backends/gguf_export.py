@@ -98,6 +98,23 @@ def _parse_base_meta(base_gguf: Path) -> BaseMeta:
     return BaseMeta(arch, n_layer, n_head, n_head_kv, n_embd, shapes, head_dim, base_identity(reader))
 
 
+def read_identity(gguf_path: Path) -> str:
+    """`base_identity` of the GGUF at `gguf_path` (any GGUF model, trainable or not), cached per file version."""
+    path = Path(gguf_path)
+    stat = path.stat()
+    return _cached_identity(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_identity(path: str, size: int, mtime_ns: int) -> str:
+    from gguf import GGUFReader
+
+    try:
+        return base_identity(GGUFReader(path))
+    except Exception as exc:  # GGUFReader raises many kinds on garbage: all mean "unreadable"
+        raise ModelError(f"{path} is not a readable GGUF model file ({exc}); choose another model.") from exc
+
+
 def base_identity(reader) -> str:
     """sha256 (hex) of a GGUF's scalar metadata and its tensors' names, shapes and types: the same for
     a renamed or copied file, different for another model or another quantization of it."""
