@@ -151,31 +151,35 @@ def gguf_tensors(path) -> dict[str, np.ndarray]:
     return {t.name: np.array(t.data) for t in GGUFReader(path).tensors}
 
 
-@pytest.fixture(scope="module", params=list(ARCHS))
-def exported(request, spm_tokenizer, tmp_path_factory):
-    """(arch, hf dir, base GGUF, PEFT dir, our adapter GGUF, llama.cpp's adapter GGUF)."""
+@pytest.fixture(scope="module")
+def build(spm_tokenizer, tmp_path_factory):
+    """build(arch) -> (arch, hf dir, base GGUF, PEFT dir, our adapter GGUF, llama.cpp's adapter GGUF),
+    made once per architecture for the whole module."""
     from backends.gguf_export import export_peft_to_gguf
 
-    arch = request.param
-    root = tmp_path_factory.mktemp(arch)
-    hf, peft_dir = root / "hf", root / "peft"
-    model = build_tiny(arch, hf, spm_tokenizer)
-    base = root / "base.gguf"
-    run_converter("convert_hf_to_gguf.py", str(hf), "--outtype", "f32", "--outfile", str(base))
-    random_peft(model, arch, peft_dir)
-    theirs = root / "theirs.gguf"
-    run_converter(
-        "convert_lora_to_gguf.py",
-        str(peft_dir),
-        "--base",
-        str(hf),
-        "--outtype",
-        "f32",
-        "--outfile",
-        str(theirs),
-    )
-    ours = export_peft_to_gguf(peft_dir, base, root / "ours.gguf")
-    return arch, hf, base, peft_dir, ours, theirs
+    built = {}
+
+    def get(arch: str):
+        if arch not in built:
+            root = tmp_path_factory.mktemp(arch)
+            hf, peft_dir, base, theirs = root / "hf", root / "peft", root / "base.gguf", root / "theirs.gguf"
+            model = build_tiny(arch, hf, spm_tokenizer)
+            run_converter("convert_hf_to_gguf.py", str(hf), "--outtype", "f32", "--outfile", str(base))
+            random_peft(model, arch, peft_dir)
+            run_converter(
+                "convert_lora_to_gguf.py", str(peft_dir), "--base", str(hf), "--outtype", "f32",
+                "--outfile", str(theirs),
+            )  # fmt: skip
+            ours = export_peft_to_gguf(peft_dir, base, root / "ours.gguf")
+            built[arch] = (arch, hf, base, peft_dir, ours, theirs)
+        return built[arch]
+
+    return get
+
+
+@pytest.fixture(scope="module", params=list(ARCHS))
+def exported(request, build):
+    return build(request.param)
 
 
 def test_our_gguf_equals_llama_cpps_converter_tensor_for_tensor(exported):
