@@ -31,6 +31,7 @@ class App:
     home: Path
     config: Config
     _closers: list = field(default_factory=list)
+    _resolved: dict = field(default_factory=dict)  # (model.path, folders) -> the GGUF it names
 
     @classmethod
     def open(cls, overrides: Overrides | None = None, home: Path | None = None) -> App:
@@ -51,7 +52,10 @@ class App:
             return paths.embedded_chat_model()
         from uno_local.models import resolve_model
 
-        return resolve_model(self.config.model.path, self.config.model.folders)
+        key = (self.config.model.path, tuple(self.config.model.folders))
+        if key not in self._resolved:  # a name is looked up once, not at every use
+            self._resolved[key] = resolve_model(*key)
+        return self._resolved[key]
 
     @cached_property
     def store(self) -> Store:
