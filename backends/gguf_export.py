@@ -49,6 +49,7 @@ class BaseMeta:
     n_embd: int
     shapes: dict[str, tuple[int, int]] = field(default_factory=dict)  # "blk.L.attn_q" -> (out, in)
     head_dim: int = 0  # attention.key_length where the GGUF records it, else 0
+    identity: str = ""  # base_identity(): what an adapter trained on this base is tied to
 
 
 def read_base_meta(base_gguf: Path) -> BaseMeta:
@@ -94,7 +95,40 @@ def _parse_base_meta(base_gguf: Path) -> BaseMeta:
         if tensor.name.endswith(".weight") and stem.split(".")[-1] in LORA_TARGETS:
             # GGUF dims are (in, out): innermost first.
             shapes[stem] = (int(tensor.shape[1]), int(tensor.shape[0]))
-    return BaseMeta(arch, n_layer, n_head, n_head_kv, n_embd, shapes, head_dim)
+    return BaseMeta(arch, n_layer, n_head, n_head_kv, n_embd, shapes, head_dim, base_identity(reader))
+
+
+def read_identity(gguf_path: Path) -> str:
+    """`base_identity` of the GGUF at `gguf_path` (any GGUF model, trainable or not), cached per file version."""
+    path = Path(gguf_path)
+    stat = path.stat()
+    return _cached_identity(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_identity(path: str, size: int, mtime_ns: int) -> str:
+    from gguf import GGUFReader
+
+    try:
+        return base_identity(GGUFReader(path))
+    except Exception as exc:  # GGUFReader raises many kinds on garbage: all mean "unreadable"
+        raise ModelError(f"{path} is not a readable GGUF model file ({exc}); choose another model.") from exc
+
+
+def base_identity(reader) -> str:
+    """sha256 (hex) of a GGUF's scalar metadata and its tensors' names, shapes and types: the same for
+    a renamed or copied file, different for another model or another quantization of it."""
+    import hashlib
+
+    from gguf import GGUFValueType
+
+    digest = hashlib.sha256()
+    for key, field_ in sorted(reader.fields.items()):
+        if field_.types and field_.types[0] != GGUFValueType.ARRAY and not key.startswith("GGUF."):
+            digest.update(f"{key}={field_.contents()!r}\n".encode())
+    for tensor in reader.tensors:
+        digest.update(f"{tensor.name}:{list(tensor.shape)}:{tensor.tensor_type.name}\n".encode())
+    return digest.hexdigest()
 
 
 def _field_str(reader, key: str) -> str:

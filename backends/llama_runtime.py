@@ -29,6 +29,32 @@ GGUF_MAGIC = b"GGUF"
 MIN_CTX = 64
 TURN_OVERHEAD = 8  # template tokens around each message (role markers, separators), generously
 ANSWER_ROOM = 32  # tokens kept free for at least the start of an answer
+# The chat format for a GGUF without a chat template, per architecture (llama-cpp-python's formats).
+FALLBACK_FORMATS = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma"}
+DEFAULT_FALLBACK = "chatml"
+NO_SYSTEM_ROLE = ("gemma", "gemma2", "gemma3")  # Gemma's templates have no system turn
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+def _drop_log(level, text, user_data):
+    """llama.cpp's own log lines never reach the user's terminal: its errors surface as exceptions."""
+
+
+def silence_llama_logs() -> None:
+    import llama_cpp
+
+    llama_cpp.llama_log_set(_drop_log, ctypes.c_void_p(0))
+
+
+def fold_system(messages: list[dict]) -> list[dict]:
+    """For models without a system role: the system text opens the first user turn instead."""
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    rest = [m for m in messages if m["role"] != "system"]
+    if not system:
+        return rest
+    if rest and rest[0]["role"] == "user":
+        return [{**rest[0], "content": f"{system}\n\n{rest[0]['content']}"}, *rest[1:]]
+    return [{"role": "user", "content": system}, *rest]
 
 
 def check_model_file(path: Path) -> Path:
@@ -63,6 +89,7 @@ class LlamaRuntime:
         n_threads: int = 0,
         n_batch: int = 512,
         system_prompt: str = "",
+        chat_format: str = "",
     ) -> None:
         if n_ctx < 0 or 0 < n_ctx < MIN_CTX:
             raise ConfigError(
@@ -73,6 +100,7 @@ class LlamaRuntime:
             raise ConfigError(f"n_batch={n_batch} must be a positive number of tokens; set it in uno.toml.")
         import llama_cpp
 
+        silence_llama_logs()
         self._llama_cpp = llama_cpp
         self.model_path = check_model_file(model_path)
         self.model_name = self.model_path.name
@@ -92,6 +120,15 @@ class LlamaRuntime:
             raise ModelError(
                 f"llama.cpp could not load {self.model_path.name} ({exc}); the file may be corrupt or unsupported."
             ) from exc
+        self.arch = self.llm.metadata.get("general.architecture", "")
+        self.template_note = ""  # one sentence when the GGUF has no chat template of its own
+        if not self.llm.metadata.get("tokenizer.chat_template"):
+            fmt = chat_format or FALLBACK_FORMATS.get(self.arch, DEFAULT_FALLBACK)
+            self.llm.chat_format = fmt
+            self.template_note = (
+                f"{self.model_name} has no chat template; using the {fmt} template "
+                "(set chat_format in [model] of uno.toml to choose another)."
+            )
         self._lock = threading.Lock()
         self._adapters: dict[str, object] = {}
         self._active: str | None = None
@@ -191,6 +228,8 @@ class LlamaRuntime:
         """Stream one answer with the model's own chat template (JSON-schema constrained if given)."""
         if self.system_prompt and not (messages and messages[0]["role"] == "system"):
             messages = [{"role": "system", "content": self.system_prompt}, *messages]
+        if self.arch in NO_SYSTEM_ROLE:
+            messages = fold_system(messages)
         with self._lock:
             self._select(adapter)
             start = time.perf_counter()
@@ -220,6 +259,11 @@ class LlamaRuntime:
                 with suppress(Exception):
                     chunks.close()
             end = time.perf_counter()
+            if count == 0 and finish == "stop":
+                raise ModelError(
+                    f"{self.model_name} gave an empty answer"
+                    + (f": {self.template_note}" if self.template_note else "; try rephrasing the question.")
+                )
             prompt_tokens = max(0, self.llm.n_tokens - count)
             yield StreamEvent(
                 stats=ChatStats(

@@ -74,9 +74,13 @@ def load_mlx_model(base_dir: Path):
 
 
 def lora_keys(block, targets: list[str]) -> list[str]:
-    """Paths inside one transformer block of the Linear layers named in `targets` (e.g. self_attn.q_proj)."""
+    """Paths inside one transformer block of the Linear layers named in `targets` (e.g. self_attn.q_proj);
+    a projection the model fuses (phi3's qkv_proj, gate_up_proj) stands in for its parts."""
     import mlx.nn as nn
 
+    from backends.hf_base import lora_targets
+
+    targets = lora_targets(targets, {n.split(".")[-1] for n, _ in block.named_modules()})
     keys = [n for n, m in block.named_modules() if n.split(".")[-1] in targets and isinstance(m, nn.Linear)]
     missing = set(targets) - {k.split(".")[-1] for k in keys}
     if missing:

@@ -101,10 +101,14 @@ def test_enable_disable_delete(registry, tmp_path):
 def test_adapters_cli(uno_home, tmp_path):
     runner = CliRunner()
     assert "No adapters yet" in runner.invoke(cli, ["adapters"]).stdout
-    with Store(uno_home / "uno.db") as store:
-        reg = Registry(store, uno_home / "adapters")
-        deploy(reg, tmp_path)
-        deploy(reg, tmp_path, payload=b"GGUF-v2")
+    from uno_local.app import App
+
+    app = App.open(home=uno_home)  # adapters belong to a base: deploy for the model the CLI serves
+    try:
+        deploy(app.registry, tmp_path)
+        deploy(app.registry, tmp_path, payload=b"GGUF-v2")
+    finally:
+        app.close()
     listing = runner.invoke(cli, ["adapters"]).stdout
     assert "* habits" in listing and "previous" in listing
     data = json.loads(runner.invoke(cli, ["adapters", "--json"]).stdout)
@@ -115,3 +119,33 @@ def test_adapters_cli(uno_home, tmp_path):
     missing = runner.invoke(cli, ["adapters", "rollback", "nope"])
     assert missing.exit_code == 1 and "Adapter 'nope' has no deployed version" in missing.stderr
     assert "deleted 2 version(s)" in runner.invoke(cli, ["adapters", "delete", "--yes", "habits"]).stdout
+
+
+def test_adapters_belong_to_their_base(tmp_path):
+    """Two bases with an adapter of the same name: each registry sees, serves, rolls back and deletes
+    only its own; rows from before base identities adopt the base whose file name they recorded."""
+    store = Store(tmp_path / "uno.db")
+    try:
+        legacy = deploy(
+            Registry(store, tmp_path / "adapters"), tmp_path
+        )  # base_model "base.gguf", no base_id
+        smol = Registry(store, tmp_path / "adapters", base_id="a" * 64, model_name="base.gguf")
+        gemma = Registry(store, tmp_path / "adapters", base_id="b" * 64, model_name="gemma.gguf")
+        assert [r.key for r in smol.active()] == [legacy.key] and gemma.active() == []
+        theirs = deploy(gemma, tmp_path, payload=b"GGUF-gemma")
+        assert theirs.version == 2  # unique per name across bases: its own folder
+        assert [r.key for r in gemma.active()] == ["habits@v2"] and [r.key for r in smol.active()] == [
+            "habits@v1"
+        ]
+        mine = deploy(smol, tmp_path, payload=b"GGUF-smol-2")
+        assert smol.deployed("habits").version == 3 and gemma.deployed("habits").version == 2
+        assert smol.rollback("habits").version == 1 and gemma.deployed("habits").version == 2
+        gemma.set_enabled("habits", False)
+        assert gemma.active() == [] and [r.key for r in smol.active()] == ["habits@v1"]
+        assert gemma.delete("habits") == 1 and not theirs.path.exists()
+        assert legacy.path.exists() and mine.path.exists() and len(smol.versions("habits")) == 2
+        row = store.db.execute("SELECT base_id FROM adapters WHERE version = 3").fetchone()
+        assert row[0] == "a" * 64
+        assert json.loads((mine.path / "manifest.json").read_text())["base_id"] == "a" * 64
+    finally:
+        store.close()

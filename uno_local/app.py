@@ -37,6 +37,7 @@ class App:
     home: Path
     config: Config
     _closers: list = field(default_factory=list)
+    _resolved: dict = field(default_factory=dict)  # (model.path, folders) -> the GGUF it names
 
     @classmethod
     def open(cls, overrides: Overrides | None = None, home: Path | None = None) -> App:
@@ -53,7 +54,10 @@ class App:
             return paths.embedded_chat_model()
         from uno_local.models import resolve_model
 
-        return resolve_model(self.config.model.path, self.config.model.folders)
+        key = (self.config.model.path, tuple(self.config.model.folders))
+        if key not in self._resolved:  # a name is looked up once, not at every use
+            self._resolved[key] = resolve_model(*key)
+        return self._resolved[key]
 
     @cached_property
     def store(self) -> Store:
@@ -67,7 +71,17 @@ class App:
     def registry(self) -> Registry:
         from uno_local.registry import Registry
 
-        return Registry(self.store, paths.adapters_dir(self.home))
+        return Registry(
+            self.store, paths.adapters_dir(self.home), base_id=self.base_id, model_name=self.model_path.name
+        )
+
+    @cached_property
+    def base_id(self) -> str:
+        """Identity of the chat model's weights: adapters trained on it are served only on it."""
+        from backends.gguf_export import read_identity
+        from backends.llama_runtime import check_model_file
+
+        return read_identity(check_model_file(self.model_path))
 
     @property
     def cache_dir(self) -> Path:
@@ -90,6 +104,7 @@ class App:
             n_threads=self.config.model.n_threads,
             n_batch=self.config.model.n_batch,
             system_prompt=self.config.generation.system_prompt,
+            chat_format=self.config.model.chat_format,
         )
         self._closers.append(runtime.close)
         return runtime

@@ -51,6 +51,9 @@ class ModelConfig:
         "Chat model: a GGUF file, or a name `uno models` lists; empty means the embedded SmolLM2-135M-Instruct Q4_1.",
     )
     folders: list[str] = _f([], "More folders `uno models` and model names look in for GGUF files.")
+    chat_format: str = _f(
+        "", "Chat format for a GGUF without a chat template (chatml, gemma, ...); empty: by architecture."
+    )
     n_ctx: Annotated[int, Ge(256)] = _f(4096, "Context window in tokens given to llama.cpp.")
     n_threads: Count = _f(0, "CPU threads for generation; 0 means every CPU core.")
     n_batch: AtLeastOne = _f(512, "Prompt-processing batch size for llama.cpp.")

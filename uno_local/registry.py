@@ -4,10 +4,16 @@ Each version lives in `adapters/<name>/v<N>/` with `adapter.gguf` (what llama.cp
 (the trainer's weights), and `manifest.json` (resolved config, ids of the feedback rows used,
 metrics, checksum). Deploy is atomic: stage, verify, rename, then one transaction flips the
 statuses; the version it replaces stays as `previous` for rollback.
+
+Adapters belong to their base: a registry opened for a base model (`base_id`, from
+`backends.gguf_export.base_identity`) sees, serves and changes only that base's adapters. Rows from
+before base identities adopt the base whose file name they recorded. Version numbers stay unique per
+name across bases, so every version keeps its own folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -67,18 +73,33 @@ def sha256_file(path: Path) -> str:
 
 
 class Registry:
-    def __init__(self, store: Store, root: Path) -> None:
+    def __init__(
+        self, store: Store, root: Path, base_id: str | None = None, model_name: str | None = None
+    ) -> None:
         self.store = store
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.base_id = base_id  # None: every base's adapters (maintenance and tests)
+        if base_id and model_name:
+            with self.store.transaction():
+                self.store.db.execute(
+                    "UPDATE adapters SET base_id = ? WHERE base_id IS NULL AND base_model = ?",
+                    [base_id, model_name],
+                )
+
+    def _scope(self, where: str, params: list) -> tuple[str, list]:
+        if self.base_id is None:
+            return where, params
+        return f"({where}) AND base_id = ?", [*params, self.base_id]
 
     def _rows(self, where: str = "1", params: list | None = None) -> list[AdapterRecord]:
+        where, params = self._scope(where, params or [])
         sql = (
             "SELECT id, name, version, kind, cluster, status, enabled, path, checksum, base_model, backend, "
             f"sources, metrics, created_at FROM adapters WHERE {where} ORDER BY name, version"
         )
         out = []
-        for row in self.store.db.execute(sql, params or []).fetchall():
+        for row in self.store.db.execute(sql, params).fetchall():
             rec = AdapterRecord(*row)
             rec.enabled = bool(rec.enabled)
             rec.path = Path(rec.path)
@@ -149,13 +170,19 @@ class Registry:
                 verify(staging / GGUF_NAME)
             if sha256_file(staging / GGUF_NAME) != checksum:
                 raise AdapterError(f"The adapter file for {name} changed while it was checked; retrain.")
-            version = 1 + max((r.version for r in self._rows("name = ?", [name])), default=0)
+            version = 1 + (  # over every base: (name, version) is unique, and so is the folder
+                self.store.db.execute("SELECT MAX(version) FROM adapters WHERE name = ?", [name]).fetchone()[
+                    0
+                ]
+                or 0
+            )
             manifest = {
                 "name": name,
                 "version": version,
                 "kind": kind,
                 "cluster": cluster,
                 "base_model": base_model,
+                "base_id": self.base_id,
                 "backend": backend,
                 "checksum": checksum,
                 "sources": sources,
@@ -174,18 +201,18 @@ class Registry:
         db = self.store.db
         db.execute("BEGIN")
         try:
-            db.execute(
-                "UPDATE adapters SET status = 'retired' WHERE name = ? AND status = 'previous'", [name]
-            )
-            db.execute(
-                "UPDATE adapters SET status = 'previous' WHERE name = ? AND status = 'deployed'", [name]
-            )
+            where, params = self._scope("name = ? AND status = 'previous'", [name])
+            db.execute(f"UPDATE adapters SET status = 'retired' WHERE {where}", params)
+            where, params = self._scope("name = ? AND status = 'deployed'", [name])
+            db.execute(f"UPDATE adapters SET status = 'previous' WHERE {where}", params)
+            where, params = self._scope("name = ?", [name])
             enabled = db.execute(
-                "SELECT COALESCE(MIN(enabled), 1) FROM adapters WHERE name = ?", [name]
+                f"SELECT COALESCE(MIN(enabled), 1) FROM adapters WHERE {where}", params
             ).fetchone()[0]
             db.execute(
                 "INSERT INTO adapters (name, version, kind, cluster, status, enabled, path, checksum, base_model, "
-                "backend, sources, metrics, created_at) VALUES (?, ?, ?, ?, 'deployed', ?, ?, ?, ?, ?, ?, ?, ?)",
+                "backend, sources, metrics, created_at, base_id) "
+                "VALUES (?, ?, ?, ?, 'deployed', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     name,
                     version,
@@ -199,6 +226,7 @@ class Registry:
                     json.dumps(sources),
                     json.dumps(metrics, default=str),
                     manifest["created_at"],
+                    self.base_id,
                 ],
             )
             db.execute("COMMIT")
@@ -225,15 +253,20 @@ class Registry:
 
     def set_enabled(self, name: str, enabled: bool) -> None:
         self.versions(name)
+        where, params = self._scope("name = ?", [name])
         with self.store.transaction():
-            self.store.db.execute("UPDATE adapters SET enabled = ? WHERE name = ?", [int(enabled), name])
+            self.store.db.execute(f"UPDATE adapters SET enabled = ? WHERE {where}", [int(enabled), *params])
 
     def delete(self, name: str) -> int:
         """Remove every version of `name`, files included; returns how many versions went."""
         rows = self.versions(name)
+        where, params = self._scope("name = ?", [name])
         with self.store.transaction():
-            self.store.db.execute("DELETE FROM adapters WHERE name = ?", [name])
-        shutil.rmtree(self.root / name, ignore_errors=True)
+            self.store.db.execute(f"DELETE FROM adapters WHERE {where}", params)
+        for row in rows:  # only this base's versions: another base may keep the same name
+            shutil.rmtree(row.path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (self.root / name).rmdir()  # when no other base has versions left there
         return len(rows)
 
     def verify_file(self, record: AdapterRecord) -> Path:

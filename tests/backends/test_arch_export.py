@@ -151,31 +151,35 @@ def gguf_tensors(path) -> dict[str, np.ndarray]:
     return {t.name: np.array(t.data) for t in GGUFReader(path).tensors}
 
 
-@pytest.fixture(scope="module", params=list(ARCHS))
-def exported(request, spm_tokenizer, tmp_path_factory):
-    """(arch, hf dir, base GGUF, PEFT dir, our adapter GGUF, llama.cpp's adapter GGUF)."""
+@pytest.fixture(scope="module")
+def build(spm_tokenizer, tmp_path_factory):
+    """build(arch) -> (arch, hf dir, base GGUF, PEFT dir, our adapter GGUF, llama.cpp's adapter GGUF),
+    made once per architecture for the whole module."""
     from backends.gguf_export import export_peft_to_gguf
 
-    arch = request.param
-    root = tmp_path_factory.mktemp(arch)
-    hf, peft_dir = root / "hf", root / "peft"
-    model = build_tiny(arch, hf, spm_tokenizer)
-    base = root / "base.gguf"
-    run_converter("convert_hf_to_gguf.py", str(hf), "--outtype", "f32", "--outfile", str(base))
-    random_peft(model, arch, peft_dir)
-    theirs = root / "theirs.gguf"
-    run_converter(
-        "convert_lora_to_gguf.py",
-        str(peft_dir),
-        "--base",
-        str(hf),
-        "--outtype",
-        "f32",
-        "--outfile",
-        str(theirs),
-    )
-    ours = export_peft_to_gguf(peft_dir, base, root / "ours.gguf")
-    return arch, hf, base, peft_dir, ours, theirs
+    built = {}
+
+    def get(arch: str):
+        if arch not in built:
+            root = tmp_path_factory.mktemp(arch)
+            hf, peft_dir, base, theirs = root / "hf", root / "peft", root / "base.gguf", root / "theirs.gguf"
+            model = build_tiny(arch, hf, spm_tokenizer)
+            run_converter("convert_hf_to_gguf.py", str(hf), "--outtype", "f32", "--outfile", str(base))
+            random_peft(model, arch, peft_dir)
+            run_converter(
+                "convert_lora_to_gguf.py", str(peft_dir), "--base", str(hf), "--outtype", "f32",
+                "--outfile", str(theirs),
+            )  # fmt: skip
+            ours = export_peft_to_gguf(peft_dir, base, root / "ours.gguf")
+            built[arch] = (arch, hf, base, peft_dir, ours, theirs)
+        return built[arch]
+
+    return get
+
+
+@pytest.fixture(scope="module", params=list(ARCHS))
+def exported(request, build):
+    return build(request.param)
 
 
 def test_our_gguf_equals_llama_cpps_converter_tensor_for_tensor(exported):
@@ -235,3 +239,32 @@ def test_the_trainer_base_derived_from_the_gguf_computes_what_the_original_does(
         want = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32).eval()(x).logits
         got = AutoModelForCausalLM.from_pretrained(derived, dtype=torch.float32).eval()(x).logits
     assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+@pytest.mark.parametrize("exported", ["gemma3"], indirect=True)
+def test_a_gguf_without_a_template_chats_in_its_architectures_format_quietly(exported, capfd):
+    from backends.llama_runtime import LlamaRuntime
+    from uno_local.runtime import GenerationSettings
+
+    _, _, base, _, _, _ = exported
+    capfd.readouterr()
+    runtime = LlamaRuntime(base, n_ctx=256, n_threads=1, system_prompt="Be brief.")
+    try:
+        assert runtime.llm.chat_format == "gemma"  # llama-cpp-python alone would pick llama-2
+        assert "has no chat template; using the gemma template" in runtime.template_note
+        events = list(runtime.stream([{"role": "user", "content": "the cat"}], GenerationSettings.greedy(4)))
+    finally:
+        runtime.close()
+    assert events[-1].stats.finish_reason == "length" and "".join(e.delta for e in events)
+    _, err = capfd.readouterr()
+    assert err == ""  # llama.cpp logs (e.g. "llama_kv_cache_iswa: using full-size SWA cache") are dropped
+
+
+def test_models_without_a_system_role_get_it_in_the_first_user_turn():
+    from backends.llama_runtime import fold_system
+
+    system, user = {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}
+    assert fold_system([system, user]) == [{"role": "user", "content": "Be brief.\n\nHi"}]
+    assert fold_system([user]) == [user]
+    assistant = {"role": "assistant", "content": "Hello"}
+    assert fold_system([system, assistant]) == [{"role": "user", "content": "Be brief."}, assistant]

@@ -249,3 +249,20 @@ def test_top1_agreement_forgives_near_ties_only():
     assert near.top1_exact == 0.0 and near.top1_agreement == 1.0, near
     far = compare_logits(base_l, np.array([[26.0, 24.0, 0.0]] * 2), base_t, np.array([[24.0, 26.0, 0.0]] * 2))
     assert far.top1_agreement == 0.0, far
+
+
+def test_base_identity_follows_the_weights_not_the_file_name(fake_base, tmp_path):
+    import shutil
+
+    from backends.gguf_export import read_identity
+
+    base = fake_base("llama", n_head=2)
+    copy = tmp_path / "renamed.gguf"
+    shutil.copyfile(base, copy)
+    identity = read_identity(base)
+    assert read_identity(copy) == identity == read_base_meta(base).identity and len(identity) == 64
+    assert read_identity(fake_base("qwen2", n_head=2)) != identity
+    assert read_identity(write_fake_base_wider(fake_base)) != identity  # same path, other shapes
+    (tmp_path / "junk.gguf").write_bytes(b"GGUF" + b"\0" * 8)
+    with pytest.raises(ModelError, match="not a readable GGUF"):
+        read_identity(tmp_path / "junk.gguf")

@@ -117,7 +117,9 @@ def _learning_status(app: App) -> dict:
     active = [r.key for r in app.registry.serving()]
     return {
         "trainer": f"{backend} on {device if backend == 'torch' else 'the MLX default device'}",
-        "adapters": ", ".join(active) if active else "none serving (base model)",
+        "adapters": (", ".join(active) if active else "none serving (base model)")
+        + f" for {app.model_path.name} (base {app.base_id[:12]})",
+        "base_id": app.base_id,
         "retrain": describe_run(last_run(app.store), retrain_alive(app.home)),  # the last run
     }
 

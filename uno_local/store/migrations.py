@@ -183,3 +183,11 @@ def m006_context_uids(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS.append(m006_context_uids)
+
+
+def m007_adapter_base(db: sqlite_utils.Database) -> None:
+    """Each adapter belongs to the base model it was trained on (backends.gguf_export.base_identity)."""
+    db.execute("ALTER TABLE adapters ADD COLUMN base_id TEXT")
+
+
+MIGRATIONS.append(m007_adapter_base)
