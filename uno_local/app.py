@@ -72,7 +72,10 @@ class App:
         from uno_local.registry import Registry
 
         return Registry(
-            self.store, paths.adapters_dir(self.home), base_id=self.base_id, model_name=self.model_path.name
+            self.store,
+            paths.adapters_dir(self.home),
+            base_id=lambda: self.base_id,
+            model_name=self.model_path.name,
         )
 
     @cached_property

@@ -74,22 +74,41 @@ def sha256_file(path: Path) -> str:
 
 class Registry:
     def __init__(
-        self, store: Store, root: Path, base_id: str | None = None, model_name: str | None = None
+        self,
+        store: Store,
+        root: Path,
+        base_id: str | Callable[[], str] | None = None,
+        model_name: str | None = None,
     ) -> None:
         self.store = store
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.base_id = base_id  # None: every base's adapters (maintenance and tests)
-        if base_id and model_name:
+        # None: every base's adapters (maintenance and tests). A callable is asked on first need: reading
+        # a GGUF's identity loads the gguf package, which `uno adapters` on an empty registry can skip.
+        self._base_id = base_id
+        self._model_name = model_name
+        if isinstance(base_id, str):
+            self._adopt()
+
+    @property
+    def base_id(self) -> str | None:
+        if callable(self._base_id):
+            self._base_id = self._base_id()
+            self._adopt()
+        return self._base_id
+
+    def _adopt(self) -> None:
+        """Rows from before base ids adopt the model whose file name they recorded."""
+        if self._model_name:
             with self.store.transaction():
                 self.store.db.execute(
                     "UPDATE adapters SET base_id = ? WHERE base_id IS NULL AND base_model = ?",
-                    [base_id, model_name],
+                    [self._base_id, self._model_name],
                 )
 
     def _scope(self, where: str, params: list) -> tuple[str, list]:
-        if self.base_id is None:
-            return where, params
+        if self._base_id is None or not self.store.db.execute("SELECT 1 FROM adapters LIMIT 1").fetchone():
+            return where, params  # every base, or nothing to scope
         return f"({where}) AND base_id = ?", [*params, self.base_id]
 
     def _rows(self, where: str = "1", params: list | None = None) -> list[AdapterRecord]:
