@@ -226,10 +226,7 @@ class LlamaRuntime:
         json_schema: dict | None = None,
     ) -> Iterator[StreamEvent]:
         """Stream one answer with the model's own chat template (JSON-schema constrained if given)."""
-        if self.system_prompt and not (messages and messages[0]["role"] == "system"):
-            messages = [{"role": "system", "content": self.system_prompt}, *messages]
-        if self.arch in NO_SYSTEM_ROLE:
-            messages = fold_system(messages)
+        messages = self._prepare(messages)
         with self._lock:
             self._select(adapter)
             start = time.perf_counter()
@@ -298,7 +295,7 @@ class LlamaRuntime:
         groups: dict[str | None, list[Job]] = {}
         for index, request in enumerate(requests):
             try:
-                prompt = self._chat_prompt(request.messages)
+                prompt, template_stop = self._chat_prompt(request.messages)
             except Exception as exc:  # a template error is this request's alone
                 done(
                     GenerationResult(
@@ -309,9 +306,8 @@ class LlamaRuntime:
                     )
                 )
                 continue
-            job = Job(
-                index, prompt, request.settings, request.json_schema, tuple(request.stop), request.adapter
-            )
+            stop = (*request.stop, *template_stop)
+            job = Job(index, prompt, request.settings, request.json_schema, stop, request.adapter)
             groups.setdefault(request.adapter, []).append(job)
         with self._lock:
             if self._batcher is None or self._batcher.n_parallel != n_parallel:
@@ -338,25 +334,40 @@ class LlamaRuntime:
                 self._batcher.run(jobs, done)
         return results  # type: ignore[return-value]  # every index was answered
 
-    def _chat_prompt(self, messages: list[dict]) -> list[int]:
-        """The prompt tokens `stream` decodes for `messages`: the model's own chat template (from the
-        GGUF metadata, as llama-cpp-python renders it) and the configured system prompt."""
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
+    def _prepare(self, messages: list[dict]) -> list[dict]:
+        """The messages as the template gets them: the configured system prompt first, and folded into
+        the first user turn for models without a system role."""
         if self.system_prompt and not (messages and messages[0]["role"] == "system"):
             messages = [{"role": "system", "content": self.system_prompt}, *messages]
+        return fold_system(messages) if self.arch in NO_SYSTEM_ROLE else messages
+
+    def _chat_prompt(self, messages: list[dict]) -> tuple[list[int], tuple[str, ...]]:
+        """The prompt tokens `stream` decodes for `messages`, and the template's stop strings: the
+        model's own chat template (from the GGUF metadata, as llama-cpp-python renders it), else the
+        named fallback format `stream` uses (`self.llm.chat_format`)."""
+        from llama_cpp import llama_chat_format
+
+        messages = self._prepare(messages)
         template = self.llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise ModelError(f"{self.model_name} has no chat template; batched answers need one.")
-        model = self.llm._model
-        eos, bos = self.llm.token_eos(), self.llm.token_bos()
-        formatter = Jinja2ChatFormatter(
-            template=template,
-            eos_token=model.token_get_text(eos) if eos != -1 else "",
-            bos_token=model.token_get_text(bos) if bos != -1 else "",
-        )
-        prompt = formatter(messages=messages).prompt
-        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        if template:
+            model = self.llm._model
+            eos, bos = self.llm.token_eos(), self.llm.token_bos()
+            formatter = llama_chat_format.Jinja2ChatFormatter(
+                template=template,
+                eos_token=model.token_get_text(eos) if eos != -1 else "",
+                bos_token=model.token_get_text(bos) if bos != -1 else "",
+            )
+        else:  # a named format: llama-cpp-python's format_<name> ("llama-2" -> format_llama2)
+            name = self.llm.chat_format or DEFAULT_FALLBACK
+            formatter = getattr(llama_chat_format, f"format_{name.replace('-', '')}", None) or getattr(
+                llama_chat_format, f"format_{name.replace('-', '_')}", None
+            )
+            if formatter is None:
+                raise ModelError(f"The chat format {name!r} cannot render batched answers; choose another.")
+        response = formatter(messages=messages)
+        stop = response.stop if isinstance(response.stop, list) else [response.stop] if response.stop else []
+        tokens = self.llm.tokenize(response.prompt.encode("utf-8"), add_bos=False, special=True)
+        return tokens, tuple(stop)
 
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode(), add_bos=False, special=True)

@@ -74,7 +74,7 @@ def test_batched_greedy_agrees_with_single_stream(runtime):
         if same:
             continue
         # A divergence must be a near-tie for the single stream at the first differing token.
-        prompt = runtime._chat_prompt(ask(QUESTIONS[result.index]))
+        prompt, _ = runtime._chat_prompt(ask(QUESTIONS[result.index]))
         theirs = runtime.tokenize(single)
         k = next(i for i, (a, b) in enumerate(zip(result.tokens, theirs, strict=False)) if a != b)
         logits = logits_after(runtime, prompt + result.tokens[:k])
