@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from uno_local.cluster import (
+    RADIUS_CEILING,
+    RADIUS_FLOOR,
+    RADIUS_MARGIN,
     Router,
     calibrate_ward_threshold,
     centroids,
@@ -297,6 +300,28 @@ def section_routing(embedder) -> None:
         print(
             f"   {rule}, mean over held-out scenarios: recall {m['recall']:.3f}, precision {m['precision']:.3f}, controls kept {m['controls_kept']:.3f}"
         )
+    print("   Per scenario (recall / precision / controls kept), the old global cut against shipped radii:")
+    fixed = [("global 0.64 (old default)", global_router, (0.64,))]
+    fixed.append(
+        (
+            f"radius {(RADIUS_MARGIN, RADIUS_FLOOR, RADIUS_CEILING)} (shipped)",
+            radius_router,
+            (RADIUS_MARGIN, RADIUS_FLOOR, RADIUS_CEILING),
+        )
+    )
+    fixed += [
+        (f"radius {c}", radius_router, c) for c in ((-0.05, 0.4, 0.6), (0.0, 0.45, 0.65), (0.02, 0.5, 0.7))
+    ]
+    for name, build, setting in fixed:
+        rows = [routing_scores(d, build(d, *setting)) for d in datas]
+        cells = " | ".join(
+            f"{r['recall']:.2f} / {r['precision']:.2f} / {r['controls_kept']:.2f}" for r in rows
+        )
+        m = pooled(rows)
+        print(
+            f"   | {name} | {cells} | {m['recall']:.3f} / {m['precision']:.3f} / {m['controls_kept']:.3f} |"
+        )
+    print("   (columns: " + ", ".join(d["name"] for d in datas) + ", mean)")
     for rule, grid, build in (("global", global_grid, global_router), ("radius", radius_grid, radius_router)):
         setting = best_setting(datas, grid, build)
         m = pooled([routing_scores(d, build(d, *setting)) for d in datas])
