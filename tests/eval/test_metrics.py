@@ -11,6 +11,7 @@ from uno_local.eval.metrics import (
     control_unchanged,
     normalise,
     overall_adherence,
+    routing_figures,
     token_means,
     topic_adherence,
 )
@@ -189,3 +190,13 @@ def test_quality_against_the_base() -> None:
     assert q["topic_repetition"] == pytest.approx(2 * (1 - 1 / 7) / 6)  # "bye" x 9: 7 trigrams, 1 distinct
     assert report["methods"]["uno"]["repetition_over_base"] == pytest.approx(q["topic_repetition"])
     assert q["control_content_kept"] == 1.0
+
+
+def test_routing_figures_from_routes() -> None:
+    def r(topic, cluster):
+        return {"topic": topic, "query": "q", "route": "expert" if cluster else "base", "cluster": cluster}
+
+    routes = [r("a", "0"), r("a", "0"), r("a", None), r("b", "1"), r("b", "0"), r(None, None), r(None, "1")]
+    # a: 2 of 3 to its cluster "0"; b: 1 of 2 to "1"; 5 routed (one a control, one b to a's cluster).
+    assert routing_figures(routes) == {"recall": 3 / 5, "precision": 3 / 5, "controls_kept": 1 / 2}
+    assert routing_figures([r("a", None), r(None, None)]) is None  # never routed: base, rag

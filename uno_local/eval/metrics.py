@@ -10,10 +10,14 @@
   3-grams per answer, and `content_kept`, the mean share of the base answer's content words the answer
   still has once the habit is set aside (its phrases ignored; case, bullets and punctuation never
   count). uno_local/quality.py defines both.
+- routing (methods that route): on-topic `recall` (test queries sent to their topic's cluster, the
+  cluster most of that topic's routed queries went to), `precision` (routed queries, controls included,
+  that went to their topic's cluster) and `controls_kept` (controls left on the base model).
 """
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import fmean
@@ -123,6 +127,27 @@ def quality(
     }
 
 
+def routing_figures(routes: Sequence[Mapping[str, Any]]) -> dict[str, float] | None:
+    """Router recall, precision and controls kept from a method's routes (`extra.routes`: topic None for
+    a control, cluster None when the query stayed on the base); None when the method never routed."""
+    if not any(r.get("cluster") is not None for r in routes):
+        return None
+    counts: dict[Any, Counter] = defaultdict(Counter)
+    for r in routes:
+        if r["topic"] is not None and r["cluster"] is not None:
+            counts[r["cluster"]][r["topic"]] += 1
+    owner = {cluster: c.most_common(1)[0][0] for cluster, c in counts.items()}
+    tests = [r for r in routes if r["topic"] is not None]
+    controls = [r for r in routes if r["topic"] is None]
+    right = sum(r["cluster"] is not None and owner.get(r["cluster"]) == r["topic"] for r in tests)
+    routed = sum(r["cluster"] is not None for r in routes)
+    return {
+        "recall": right / len(tests) if tests else 1.0,
+        "precision": right / routed,
+        "controls_kept": sum(r["cluster"] is None for r in controls) / len(controls) if controls else 1.0,
+    }
+
+
 def method_report(
     scenario: Scenario,
     run: MethodRun,
@@ -134,6 +159,9 @@ def method_report(
     tokens = token_means(run.usage)
     passed = sum(round(per_topic[t.name] * len(t.test)) for t in scenario.topics)
     extra = {}
+    routing = routing_figures(run.extra.get("routes", []))
+    if routing is not None:
+        extra["routing"] = routing
     if base_test_answers is not None:
         extra["quality"] = quality(
             scenario, run.test_answers, run.control_answers, base_test_answers, base_control_answers
