@@ -4,7 +4,7 @@ recovery per (threshold, min size), query-to-centroid distances and rule-novelty
 Run: .venv/bin/python benchmarks/calibrate_thresholds.py [--scenario PATH] [--reps N] [--model-prior]
 The numbers it prints are recorded in docs/thresholds.md. `--model-prior` asks the embedded SmolLM2
 (llama.cpp, JSON schema) for the rules it would predict from each query, the real "prior" of the gap.
-`--routing` instead calibrates the router's per-cluster radius (`cluster.cluster_radius`) against one
+`--repetition N` measures the validator's repetition margin on N base answers. `--routing` calibrates the router's per-cluster radius (`cluster.cluster_radius`) against one
 global cut, leave-one-scenario-out over every scenario in assets/eval/ and the example scenario: the
 parameters are chosen on the other scenarios and reported on the one left out.
 """
@@ -330,6 +330,52 @@ def section_routing(embedder) -> None:
         )
 
 
+def base_answers(queries: list[str], max_tokens: int) -> list[str]:
+    """The embedded chat model's greedy answers (llama.cpp), as the validator's base answers."""
+    from llama_cpp import Llama
+
+    from uno_local.paths import embedded_chat_model
+
+    llm = Llama(model_path=str(embedded_chat_model()), n_ctx=2048, n_threads=2, verbose=False)
+    try:
+        return [
+            llm.create_chat_completion(
+                messages=[{"role": "user", "content": q}], temperature=0, max_tokens=max_tokens, seed=42
+            )["choices"][0]["message"]["content"]
+            for q in queries
+        ]
+    finally:
+        llm.close()
+
+
+def section_repetition(n_queries: int, max_tokens: int, draws: int = 20000) -> None:
+    """How far apart two sets of base answers' mean repetition fall by chance, at held-out sizes: the
+    validator's margin must sit above that, or it refuses adapters that merely answer other queries."""
+    from uno_local.quality import repetition_share
+
+    print(f"\n## Repetition: base answers' repeated 3-grams ({n_queries} test queries, {max_tokens} tokens)")
+    queries = [
+        q for p in ROUTING_SCENARIOS for t in json.loads(p.read_text("utf-8"))["topics"] for q in t["test"]
+    ]
+    shares = np.array([repetition_share(a) for a in base_answers(queries[:n_queries], max_tokens)])
+    print(
+        f"   per answer: mean {shares.mean():.3f}, median {np.median(shares):.3f}, 90th {np.percentile(shares, 90):.3f}, max {shares.max():.3f}"
+    )
+    rng = np.random.default_rng(0)
+    for k in (3, 5, 8):
+        diffs = []
+        for _ in range(draws):
+            pick = rng.choice(len(shares), size=2 * k, replace=False)
+            diffs.append(shares[pick[:k]].mean() - shares[pick[k:]].mean())
+        diffs = np.array(diffs)
+        print(
+            f"   {k} held-out logs: difference of two base sets' means 95th {np.percentile(diffs, 95):.3f}, "
+            f"99th {np.percentile(diffs, 99):.3f}; share above 0.05: {np.mean(diffs > 0.05):.3f}"
+        )
+    loops = ["a bit of " * 20, "Woof! Dogs need walks. " * 8, "- Change the water.\n" * 6]
+    print("   looping answers of issue 21's kinds: " + ", ".join(f"{repetition_share(t):.2f}" for t in loops))
+
+
 def predicted_by_model(scenario: dict) -> dict[str, list[str]]:
     """The embedded chat model's own predicted rules per training query (greedy, JSON schema)."""
     from llama_cpp import Llama
@@ -411,6 +457,9 @@ def main() -> None:
         "--prior-file", type=Path, help="JSON cache of the model's predicted rules (read or written)"
     )
     parser.add_argument(
+        "--repetition", type=int, metavar="N", help="only the repetition margin, on N base answers"
+    )
+    parser.add_argument(
         "--routing", action="store_true", help="only the leave-one-scenario-out routing calibration"
     )
     args = parser.parse_args()
@@ -420,6 +469,9 @@ def main() -> None:
     torch.set_num_threads(2)
     from backends.embedder import SentenceEmbedder
 
+    if args.repetition:
+        section_repetition(args.repetition, 160)
+        return
     scenario = json.loads(args.scenario.read_text(encoding="utf-8"))
     embedder = CachedEmbedder(SentenceEmbedder())
     if args.routing:
