@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from uno_local.cluster import (
-    RADIUS_CEILING,
     RADIUS_FLOOR,
     RADIUS_MARGIN,
     Router,
@@ -32,6 +31,7 @@ from uno_local.cluster import (
     merge_heights,
     ward_clusters,
 )
+from uno_local.config import UnoConfig
 from uno_local.gap import cluster_gap, log_gap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,7 +234,7 @@ def routing_scores(data: dict, router: Router) -> dict[str, float]:
 
 
 def radius_router(data: dict, margin: float, floor: float, ceiling: float) -> Router:
-    radii = {k: cluster_radius(m, margin, floor, ceiling) for k, m in enumerate(data["members"])}
+    radii = {k: cluster_radius(m, ceiling, margin, floor) for k, m in enumerate(data["members"])}
     return Router(data["cents"], unseen_distance=ceiling, radii=radii)
 
 
@@ -266,7 +266,7 @@ def section_routing(embedder) -> None:
     n_on, n_off = sum(len(d["on"]) for d in datas), sum(len(d["off"]) for d in datas)
     print(f"   {len(scenarios)} scenarios: {n_on} on-topic test queries, {n_off} controls")
     for d in datas:  # the raw spread, per topic: leave-one-out radius before margin and clipping
-        spreads = [cluster_radius(m, 0.0, 0.0, 2.0) for m in d["members"]]
+        spreads = [cluster_radius(m, 2.0, 0.0, 0.0) for m in d["members"]]
         nearest_control = min(float(Router(d["cents"], 2.0).nearest(v)[1]) for v in d["off"])
         print(
             f"   {d['name']}: widest leave-one-out spread per topic {np.round(spreads, 3).tolist()}; nearest control {nearest_control:.3f}"
@@ -277,6 +277,24 @@ def section_routing(embedder) -> None:
     def global_router(d, cut):
         return Router(d["cents"], unseen_distance=cut)
 
+    print("   Per scenario (recall / precision / controls kept), the old global cut against shipped radii:")
+    fixed = [("global 0.64 (old default)", global_router, (0.64,))]
+    shipped = (RADIUS_MARGIN, RADIUS_FLOOR, UnoConfig().unseen_distance)  # ceiling: uno.unseen_distance
+    fixed.append((f"radius {shipped} (shipped)", radius_router, shipped))
+    fixed += [(f"global {c}", global_router, (c,)) for c in (0.6, 0.65)]
+    fixed += [
+        (f"radius {c}", radius_router, c) for c in ((-0.05, 0.4, 0.6), (0.0, 0.5, 0.64), (0.05, 0.5, 0.65))
+    ]
+    for name, build, setting in fixed:
+        rows = [routing_scores(d, build(d, *setting)) for d in datas]
+        cells = " | ".join(
+            f"{r['recall']:.2f} / {r['precision']:.2f} / {r['controls_kept']:.2f}" for r in rows
+        )
+        m = pooled(rows)
+        print(
+            f"   | {name} | {cells} | {m['recall']:.3f} / {m['precision']:.3f} / {m['controls_kept']:.3f} |"
+        )
+    print("   (columns: " + ", ".join(d["name"] for d in datas) + ", mean)")
     print(
         "   | held out | rule | chosen on the others | calibration recall / precision / controls kept | held-out recall / precision / controls kept |"
     )
@@ -300,28 +318,6 @@ def section_routing(embedder) -> None:
         print(
             f"   {rule}, mean over held-out scenarios: recall {m['recall']:.3f}, precision {m['precision']:.3f}, controls kept {m['controls_kept']:.3f}"
         )
-    print("   Per scenario (recall / precision / controls kept), the old global cut against shipped radii:")
-    fixed = [("global 0.64 (old default)", global_router, (0.64,))]
-    fixed.append(
-        (
-            f"radius {(RADIUS_MARGIN, RADIUS_FLOOR, RADIUS_CEILING)} (shipped)",
-            radius_router,
-            (RADIUS_MARGIN, RADIUS_FLOOR, RADIUS_CEILING),
-        )
-    )
-    fixed += [
-        (f"radius {c}", radius_router, c) for c in ((-0.05, 0.4, 0.6), (0.0, 0.45, 0.65), (0.02, 0.5, 0.7))
-    ]
-    for name, build, setting in fixed:
-        rows = [routing_scores(d, build(d, *setting)) for d in datas]
-        cells = " | ".join(
-            f"{r['recall']:.2f} / {r['precision']:.2f} / {r['controls_kept']:.2f}" for r in rows
-        )
-        m = pooled(rows)
-        print(
-            f"   | {name} | {cells} | {m['recall']:.3f} / {m['precision']:.3f} / {m['controls_kept']:.3f} |"
-        )
-    print("   (columns: " + ", ".join(d["name"] for d in datas) + ", mean)")
     for rule, grid, build in (("global", global_grid, global_router), ("radius", radius_grid, radius_router)):
         setting = best_setting(datas, grid, build)
         m = pooled([routing_scores(d, build(d, *setting)) for d in datas])

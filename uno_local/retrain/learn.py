@@ -147,7 +147,9 @@ class LearnStages:
                 rules=rules,
                 user_rules=old.user_rules if old else None,
                 vetoed=old.vetoed if old else False,
-                radius=clustering.cluster_radius(np.stack([self._eq[m] for m in mids])),
+                radius=clustering.cluster_radius(
+                    np.stack([self._eq[m] for m in mids]), self.cfg.unseen_distance
+                ),
             )
             self.plans.append(ClusterPlan(row))
         self._previous = previous
