@@ -181,6 +181,7 @@ def test_quality_against_the_base() -> None:
     report = build_report(s, [base, uno])
     q, qb = report["methods"]["uno"]["quality"], report["methods"]["base"]["quality"]
     assert qb == {
+        "scaffolding_answers": 0,
         "topic_repetition": 0.0,
         "topic_content_kept": 1.0,
         "control_repetition": 0.0,
@@ -200,3 +201,11 @@ def test_routing_figures_from_routes() -> None:
     # a: 2 of 3 to its cluster "0"; b: 1 of 2 to "1"; 5 routed (one a control, one b to a's cluster).
     assert routing_figures(routes) == {"recall": 3 / 5, "precision": 3 / 5, "controls_kept": 1 / 2}
     assert routing_figures([r("a", None), r(None, None)]) is None  # never routed: base, rag
+
+
+def test_scaffolding_answers_are_counted() -> None:
+    s = scenario()
+    base = _run("base", {"sign": ["x"] * 4, "short": ["a"] * 2}, ["c"] * 4, 40)
+    echo = "1. Write in lowercase.\n\n## User Question\n\nsign test 0"
+    uno = _run("uno", {"sign": [echo, "x", "x", "x"], "short": ["a"] * 2}, [echo, "c", "c", "c"], 40)
+    assert build_report(s, [base, uno])["methods"]["uno"]["quality"]["scaffolding_answers"] == 2

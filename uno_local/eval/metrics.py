@@ -9,7 +9,8 @@
 - quality (topic and control answers, beside the base's): `repetition`, the mean share of repeated word
   3-grams per answer, and `content_kept`, the mean share of the base answer's content words the answer
   still has once the habit is set aside (its phrases ignored; case, bullets and punctuation never
-  count). uno_local/quality.py defines both.
+  count); `scaffolding_answers` counts answers that carry prompt scaffolding (`quality.scaffolding`: the
+  Critic's or revision prompt's headings and instructions). uno_local/quality.py defines all three.
 - routing (methods that route): on-topic `recall` (test queries sent to their topic's cluster, the
   cluster most of that topic's routed queries went to), `precision` (routed queries, controls included,
   that went to their topic's cluster) and `controls_kept` (controls left on the base model).
@@ -25,7 +26,7 @@ from typing import Any
 
 from uno_local.eval.checks import check
 from uno_local.eval.scenario import Check, Scenario
-from uno_local.quality import content_kept, repetition_share
+from uno_local.quality import content_kept, repetition_share, scaffolding
 
 TRAINING_SLOTS = ("wall_s", "tokens", "gap_skipped_tokens", "stage_seconds")
 
@@ -115,7 +116,9 @@ def quality(
         for answer, base in zip(test_answers[topic.name], base_test[topic.name], strict=True):
             reps.append(repetition_share(answer))
             kept.append(content_kept(base, answer, ignore))
+    answers = [a for t in scenario.topics for a in test_answers[t.name]] + list(control_answers)
     return {
+        "scaffolding_answers": sum(scaffolding(a) is not None for a in answers),
         "topic_repetition": fmean(reps) if reps else 0.0,
         "topic_content_kept": fmean(kept) if kept else 1.0,
         "control_repetition": fmean(map(repetition_share, control_answers)) if control_answers else 0.0,
