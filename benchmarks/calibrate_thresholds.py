@@ -4,7 +4,7 @@ recovery per (threshold, min size), query-to-centroid distances and rule-novelty
 Run: .venv/bin/python benchmarks/calibrate_thresholds.py [--scenario PATH] [--reps N] [--model-prior]
 The numbers it prints are recorded in docs/thresholds.md. `--model-prior` asks the embedded SmolLM2
 (llama.cpp, JSON schema) for the rules it would predict from each query, the real "prior" of the gap.
-`--routing` instead calibrates the router's per-cluster radius (`cluster.cluster_radius`) against one
+`--repetition N` measures the validator's repetition margin on N base answers. `--routing` calibrates the router's per-cluster radius (`cluster.cluster_radius`) against one
 global cut, leave-one-scenario-out over every scenario in assets/eval/ and the example scenario: the
 parameters are chosen on the other scenarios and reported on the one left out.
 """
@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from uno_local.cluster import (
+    RADIUS_FLOOR,
+    RADIUS_MARGIN,
     Router,
     calibrate_ward_threshold,
     centroids,
@@ -29,6 +31,7 @@ from uno_local.cluster import (
     merge_heights,
     ward_clusters,
 )
+from uno_local.config import UnoConfig
 from uno_local.gap import cluster_gap, log_gap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,7 +234,7 @@ def routing_scores(data: dict, router: Router) -> dict[str, float]:
 
 
 def radius_router(data: dict, margin: float, floor: float, ceiling: float) -> Router:
-    radii = {k: cluster_radius(m, margin, floor, ceiling) for k, m in enumerate(data["members"])}
+    radii = {k: cluster_radius(m, ceiling, margin, floor) for k, m in enumerate(data["members"])}
     return Router(data["cents"], unseen_distance=ceiling, radii=radii)
 
 
@@ -263,7 +266,7 @@ def section_routing(embedder) -> None:
     n_on, n_off = sum(len(d["on"]) for d in datas), sum(len(d["off"]) for d in datas)
     print(f"   {len(scenarios)} scenarios: {n_on} on-topic test queries, {n_off} controls")
     for d in datas:  # the raw spread, per topic: leave-one-out radius before margin and clipping
-        spreads = [cluster_radius(m, 0.0, 0.0, 2.0) for m in d["members"]]
+        spreads = [cluster_radius(m, 2.0, 0.0, 0.0) for m in d["members"]]
         nearest_control = min(float(Router(d["cents"], 2.0).nearest(v)[1]) for v in d["off"])
         print(
             f"   {d['name']}: widest leave-one-out spread per topic {np.round(spreads, 3).tolist()}; nearest control {nearest_control:.3f}"
@@ -274,6 +277,24 @@ def section_routing(embedder) -> None:
     def global_router(d, cut):
         return Router(d["cents"], unseen_distance=cut)
 
+    print("   Per scenario (recall / precision / controls kept), the old global cut against shipped radii:")
+    fixed = [("global 0.64 (old default)", global_router, (0.64,))]
+    shipped = (RADIUS_MARGIN, RADIUS_FLOOR, UnoConfig().unseen_distance)  # ceiling: uno.unseen_distance
+    fixed.append((f"radius {shipped} (shipped)", radius_router, shipped))
+    fixed += [(f"global {c}", global_router, (c,)) for c in (0.6, 0.65)]
+    fixed += [
+        (f"radius {c}", radius_router, c) for c in ((-0.05, 0.4, 0.6), (0.0, 0.5, 0.64), (0.05, 0.5, 0.65))
+    ]
+    for name, build, setting in fixed:
+        rows = [routing_scores(d, build(d, *setting)) for d in datas]
+        cells = " | ".join(
+            f"{r['recall']:.2f} / {r['precision']:.2f} / {r['controls_kept']:.2f}" for r in rows
+        )
+        m = pooled(rows)
+        print(
+            f"   | {name} | {cells} | {m['recall']:.3f} / {m['precision']:.3f} / {m['controls_kept']:.3f} |"
+        )
+    print("   (columns: " + ", ".join(d["name"] for d in datas) + ", mean)")
     print(
         "   | held out | rule | chosen on the others | calibration recall / precision / controls kept | held-out recall / precision / controls kept |"
     )
@@ -303,6 +324,52 @@ def section_routing(embedder) -> None:
         print(
             f"   {rule} chosen on all scenarios: {setting}: recall {m['recall']:.3f}, precision {m['precision']:.3f}, controls kept {m['controls_kept']:.3f}"
         )
+
+
+def base_answers(queries: list[str], max_tokens: int) -> list[str]:
+    """The embedded chat model's greedy answers (llama.cpp), as the validator's base answers."""
+    from llama_cpp import Llama
+
+    from uno_local.paths import embedded_chat_model
+
+    llm = Llama(model_path=str(embedded_chat_model()), n_ctx=2048, n_threads=2, verbose=False)
+    try:
+        return [
+            llm.create_chat_completion(
+                messages=[{"role": "user", "content": q}], temperature=0, max_tokens=max_tokens, seed=42
+            )["choices"][0]["message"]["content"]
+            for q in queries
+        ]
+    finally:
+        llm.close()
+
+
+def section_repetition(n_queries: int, max_tokens: int, draws: int = 20000) -> None:
+    """How far apart two sets of base answers' mean repetition fall by chance, at held-out sizes: the
+    validator's margin must sit above that, or it refuses adapters that merely answer other queries."""
+    from uno_local.quality import repetition_share
+
+    print(f"\n## Repetition: base answers' repeated 3-grams ({n_queries} test queries, {max_tokens} tokens)")
+    queries = [
+        q for p in ROUTING_SCENARIOS for t in json.loads(p.read_text("utf-8"))["topics"] for q in t["test"]
+    ]
+    shares = np.array([repetition_share(a) for a in base_answers(queries[:n_queries], max_tokens)])
+    print(
+        f"   per answer: mean {shares.mean():.3f}, median {np.median(shares):.3f}, 90th {np.percentile(shares, 90):.3f}, max {shares.max():.3f}"
+    )
+    rng = np.random.default_rng(0)
+    for k in (3, 5, 8):
+        diffs = []
+        for _ in range(draws):
+            pick = rng.choice(len(shares), size=2 * k, replace=False)
+            diffs.append(shares[pick[:k]].mean() - shares[pick[k:]].mean())
+        diffs = np.array(diffs)
+        print(
+            f"   {k} held-out logs: difference of two base sets' means 95th {np.percentile(diffs, 95):.3f}, "
+            f"99th {np.percentile(diffs, 99):.3f}; share above 0.05: {np.mean(diffs > 0.05):.3f}"
+        )
+    loops = ["a bit of " * 20, "Woof! Dogs need walks. " * 8, "- Change the water.\n" * 6]
+    print("   looping answers of issue 21's kinds: " + ", ".join(f"{repetition_share(t):.2f}" for t in loops))
 
 
 def predicted_by_model(scenario: dict) -> dict[str, list[str]]:
@@ -386,6 +453,9 @@ def main() -> None:
         "--prior-file", type=Path, help="JSON cache of the model's predicted rules (read or written)"
     )
     parser.add_argument(
+        "--repetition", type=int, metavar="N", help="only the repetition margin, on N base answers"
+    )
+    parser.add_argument(
         "--routing", action="store_true", help="only the leave-one-scenario-out routing calibration"
     )
     args = parser.parse_args()
@@ -395,6 +465,9 @@ def main() -> None:
     torch.set_num_threads(2)
     from backends.embedder import SentenceEmbedder
 
+    if args.repetition:
+        section_repetition(args.repetition, 160)
+        return
     scenario = json.loads(args.scenario.read_text(encoding="utf-8"))
     embedder = CachedEmbedder(SentenceEmbedder())
     if args.routing:

@@ -167,9 +167,8 @@ def test_spread_is_leave_one_out():
     ],
 )
 def test_cluster_radius(angles, margin, floor, ceiling, radius):
-    assert cluster_radius(np.stack([unit(a) for a in angles]), margin, floor, ceiling) == pytest.approx(
-        radius
-    )
+    got = cluster_radius(np.stack([unit(a) for a in angles]), ceiling, margin, floor)
+    assert got == pytest.approx(radius)
 
 
 @pytest.mark.parametrize(

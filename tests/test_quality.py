@@ -72,3 +72,12 @@ def test_scaffolding(text, echoes, found):
 def test_revision_problem(revised, problem):
     got = revision_problem(revised, "How do I roast carrots?", BASE, ["Write in lowercase."])
     assert got is None if problem is None else problem in got
+
+
+def test_a_brief_revision_of_a_long_draft_is_plausible():
+    draft = " ".join(
+        f"Point {i}: water the plant at dawn and check the soil." for i in range(20)
+    )  # 220 words
+    brief = "Water at dawn, and only when the top of the soil is dry: roots rot in wet soil."  # 18 words
+    assert revision_problem(brief, "How do I water a fern?", draft, ["Keep it under 40 words."]) is None
+    assert "too short" in revision_problem("Water it.", "How do I water a fern?", draft, [])

@@ -17,9 +17,9 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from uno_local.errors import ConfigError
 
 BASE = -1  # label of logs that belong to no cluster and stay on the base model
-# Routing radius = widest leave-one-out spread + margin, within [floor, ceiling]; chosen leave-one-
-# scenario-out on the eval scenarios (benchmarks/calibrate_thresholds.py --routing, docs/thresholds.md).
-RADIUS_MARGIN, RADIUS_FLOOR, RADIUS_CEILING = 0.0, 0.5, 0.65
+# Routing radius = widest leave-one-out spread + margin, within [floor, ceiling = uno.unseen_distance];
+# measured on the eval scenarios (benchmarks/calibrate_thresholds.py --routing, docs/thresholds.md).
+RADIUS_MARGIN, RADIUS_FLOOR = 0.05, 0.5
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -141,14 +141,12 @@ def spread_distances(member_eq: np.ndarray) -> np.ndarray:
 
 
 def cluster_radius(
-    member_eq: np.ndarray,
-    margin: float = RADIUS_MARGIN,
-    floor: float = RADIUS_FLOOR,
-    ceiling: float = RADIUS_CEILING,
+    member_eq: np.ndarray, ceiling: float, margin: float = RADIUS_MARGIN, floor: float = RADIUS_FLOOR
 ) -> float:
     """Pure: the routing radius of one cluster, from its own spread: the widest leave-one-out distance
-    of its members plus `margin`, kept within [floor, ceiling] (a cluster of one gets `floor`).
-    docs/thresholds.md calibrates the three on the eval scenarios, leaving each out in turn."""
+    of its members plus `margin`, kept within [floor, ceiling] (a cluster of one gets `floor`). The
+    ceiling is `uno.unseen_distance`: no cluster reaches farther than the global cut did.
+    docs/thresholds.md measures the three on the eval scenarios."""
     spread = spread_distances(member_eq)
     widest = float(spread.max()) if spread.size else floor - margin
     return float(min(ceiling, max(floor, widest + margin)))

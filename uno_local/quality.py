@@ -28,7 +28,7 @@ SCAFFOLD_LINES = (
     "output only the full revised answer",
     "write numbered suggestions, one per line",
 )
-MIN_WORDS_SHARE = 0.25  # a revision with under a quarter of the draft's words is no full answer
+MIN_WORDS_SHARE = 0.05  # under a twentieth of the draft's words is no answer; a "be brief" habit keeps more
 MAX_REPETITION = 0.5  # a revision whose 3-grams repeat this much is looping
 _NUMBERED = re.compile(r"^\s*\d+\s*[.)]\s*(\S.*?)\s*$", re.M)
 

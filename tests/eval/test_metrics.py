@@ -11,6 +11,7 @@ from uno_local.eval.metrics import (
     control_unchanged,
     normalise,
     overall_adherence,
+    routing_figures,
     token_means,
     topic_adherence,
 )
@@ -180,6 +181,7 @@ def test_quality_against_the_base() -> None:
     report = build_report(s, [base, uno])
     q, qb = report["methods"]["uno"]["quality"], report["methods"]["base"]["quality"]
     assert qb == {
+        "scaffolding_answers": 0,
         "topic_repetition": 0.0,
         "topic_content_kept": 1.0,
         "control_repetition": 0.0,
@@ -189,3 +191,21 @@ def test_quality_against_the_base() -> None:
     assert q["topic_repetition"] == pytest.approx(2 * (1 - 1 / 7) / 6)  # "bye" x 9: 7 trigrams, 1 distinct
     assert report["methods"]["uno"]["repetition_over_base"] == pytest.approx(q["topic_repetition"])
     assert q["control_content_kept"] == 1.0
+
+
+def test_routing_figures_from_routes() -> None:
+    def r(topic, cluster):
+        return {"topic": topic, "query": "q", "route": "expert" if cluster else "base", "cluster": cluster}
+
+    routes = [r("a", "0"), r("a", "0"), r("a", None), r("b", "1"), r("b", "0"), r(None, None), r(None, "1")]
+    # a: 2 of 3 to its cluster "0"; b: 1 of 2 to "1"; 5 routed (one a control, one b to a's cluster).
+    assert routing_figures(routes) == {"recall": 3 / 5, "precision": 3 / 5, "controls_kept": 1 / 2}
+    assert routing_figures([r("a", None), r(None, None)]) is None  # never routed: base, rag
+
+
+def test_scaffolding_answers_are_counted() -> None:
+    s = scenario()
+    base = _run("base", {"sign": ["x"] * 4, "short": ["a"] * 2}, ["c"] * 4, 40)
+    echo = "1. Write in lowercase.\n\n## User Question\n\nsign test 0"
+    uno = _run("uno", {"sign": [echo, "x", "x", "x"], "short": ["a"] * 2}, [echo, "c", "c", "c"], 40)
+    assert build_report(s, [base, uno])["methods"]["uno"]["quality"]["scaffolding_answers"] == 2

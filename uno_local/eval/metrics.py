@@ -9,11 +9,16 @@
 - quality (topic and control answers, beside the base's): `repetition`, the mean share of repeated word
   3-grams per answer, and `content_kept`, the mean share of the base answer's content words the answer
   still has once the habit is set aside (its phrases ignored; case, bullets and punctuation never
-  count). uno_local/quality.py defines both.
+  count); `scaffolding_answers` counts answers that carry prompt scaffolding (`quality.scaffolding`: the
+  Critic's or revision prompt's headings and instructions). uno_local/quality.py defines all three.
+- routing (methods that route): on-topic `recall` (test queries sent to their topic's cluster, the
+  cluster most of that topic's routed queries went to), `precision` (routed queries, controls included,
+  that went to their topic's cluster) and `controls_kept` (controls left on the base model).
 """
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import fmean
@@ -21,7 +26,7 @@ from typing import Any
 
 from uno_local.eval.checks import check
 from uno_local.eval.scenario import Check, Scenario
-from uno_local.quality import content_kept, repetition_share
+from uno_local.quality import content_kept, repetition_share, scaffolding
 
 TRAINING_SLOTS = ("wall_s", "tokens", "gap_skipped_tokens", "stage_seconds")
 
@@ -111,7 +116,9 @@ def quality(
         for answer, base in zip(test_answers[topic.name], base_test[topic.name], strict=True):
             reps.append(repetition_share(answer))
             kept.append(content_kept(base, answer, ignore))
+    answers = [a for t in scenario.topics for a in test_answers[t.name]] + list(control_answers)
     return {
+        "scaffolding_answers": sum(scaffolding(a) is not None for a in answers),
         "topic_repetition": fmean(reps) if reps else 0.0,
         "topic_content_kept": fmean(kept) if kept else 1.0,
         "control_repetition": fmean(map(repetition_share, control_answers)) if control_answers else 0.0,
@@ -120,6 +127,27 @@ def quality(
             if control_answers
             else 1.0
         ),
+    }
+
+
+def routing_figures(routes: Sequence[Mapping[str, Any]]) -> dict[str, float] | None:
+    """Router recall, precision and controls kept from a method's routes (`extra.routes`: topic None for
+    a control, cluster None when the query stayed on the base); None when the method never routed."""
+    if not any(r.get("cluster") is not None for r in routes):
+        return None
+    counts: dict[Any, Counter] = defaultdict(Counter)
+    for r in routes:
+        if r["topic"] is not None and r["cluster"] is not None:
+            counts[r["cluster"]][r["topic"]] += 1
+    owner = {cluster: c.most_common(1)[0][0] for cluster, c in counts.items()}
+    tests = [r for r in routes if r["topic"] is not None]
+    controls = [r for r in routes if r["topic"] is None]
+    right = sum(r["cluster"] is not None and owner.get(r["cluster"]) == r["topic"] for r in tests)
+    routed = sum(r["cluster"] is not None for r in routes)
+    return {
+        "recall": right / len(tests) if tests else 1.0,
+        "precision": right / routed,
+        "controls_kept": sum(r["cluster"] is None for r in controls) / len(controls) if controls else 1.0,
     }
 
 
@@ -134,6 +162,9 @@ def method_report(
     tokens = token_means(run.usage)
     passed = sum(round(per_topic[t.name] * len(t.test)) for t in scenario.topics)
     extra = {}
+    routing = routing_figures(run.extra.get("routes", []))
+    if routing is not None:
+        extra["routing"] = routing
     if base_test_answers is not None:
         extra["quality"] = quality(
             scenario, run.test_answers, run.control_answers, base_test_answers, base_control_answers

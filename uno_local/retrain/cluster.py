@@ -91,7 +91,9 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
             rules=top_rules([items[m].rules for m in mids]),
             user_rules=old.user_rules if old else None,
             vetoed=old.vetoed if old else False,
-            radius=clustering.cluster_radius(np.stack([state.query_vecs[m] for m in mids])),
+            radius=clustering.cluster_radius(
+                np.stack([state.query_vecs[m] for m in mids]), cfg.unseen_distance
+            ),
         )
         for m in mids:  # a log that joined an edited cluster is judged and critiqued by its rules too
             items[m].user_rules = row.user_rules
