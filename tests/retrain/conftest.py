@@ -24,5 +24,6 @@ def app(tmp_path, fakes):
     app = App(home=tmp_path / "home", config=config)
     app.home.mkdir(mode=0o700)
     app.runtime, app.embedder = fakes.runtime, fakes.embedder
+    app.base_id = "fake-base"  # the fake model file has no GGUF identity to read
     yield app
     app.close()
