@@ -55,6 +55,22 @@ def history_for_model(store: Store, conversation_id: int) -> list[dict]:
 
 
 @dataclass
+def start_planned_answer(
+    store: Store, conversation_id: int, model: str, settings, plan: RoutePlan, source: str
+) -> int:
+    """The answer row (incomplete until finished) for a turn routed by `plan`."""
+    return store.start_answer(
+        conversation_id,
+        model=model,
+        settings=settings.as_dict(),
+        route=plan.route,
+        cluster=plan.cluster,
+        adapter=plan.adapter,
+        route_reason=plan.reason,
+        source=source,
+    )
+
+
 class Turn:
     """A streaming answer. Iterate it for text deltas; `stats` is set when it ends."""
 
@@ -135,14 +151,7 @@ class ChatService:
         if fit is not None:
             messages = fit(messages)
         plan, events = self.responder.respond(messages, settings)
-        answer_id = self.store.start_answer(
-            conversation_id,
-            model=self.runtime.model_name,
-            settings=settings.as_dict(),
-            route=plan.route,
-            cluster=plan.cluster,
-            adapter=plan.adapter,
-            route_reason=plan.reason,
-            source=source,
+        answer_id = start_planned_answer(
+            self.store, conversation_id, self.runtime.model_name, settings, plan, source
         )
         return Turn(user_id, answer_id, plan, events, self.store)

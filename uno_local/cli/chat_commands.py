@@ -92,7 +92,7 @@ def answer_batch(app: App, items: list[tuple[object, list[dict]]], settings, on_
     """Log and route every item, then answer them together: base and Expert answers in one batched
     call (`generate_many`, grouped by adapter), Reflective ones one at a time. Each answer is stored
     as it finishes; a failed one is stored incomplete and its line carries the error."""
-    from uno_local.chat import RoutePlan, history_for_model
+    from uno_local.chat import RoutePlan, history_for_model, start_planned_answer
     from uno_local.runtime import GenerationRequest
 
     store, responder = app.store, app.chat.responder
@@ -104,16 +104,7 @@ def answer_batch(app: App, items: list[tuple[object, list[dict]]], settings, on_
         store.add_message(conversation, "user", messages[-1]["content"], source="ask")
         context = history_for_model(store, conversation)
         plan = responder.plan(context) if hasattr(responder, "plan") else RoutePlan()
-        answer_id = store.start_answer(
-            conversation,
-            model=app.runtime.model_name,
-            settings=settings.as_dict(),
-            route=plan.route,
-            cluster=plan.cluster,
-            adapter=plan.adapter,
-            route_reason=plan.reason,
-            source="ask",
-        )
+        answer_id = start_planned_answer(store, conversation, app.runtime.model_name, settings, plan, "ask")
         turns.append((item_id, answer_id, plan, context))
     rows: list[dict] = [{}] * len(turns)
 
