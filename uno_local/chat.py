@@ -54,7 +54,6 @@ def history_for_model(store: Store, conversation_id: int) -> list[dict]:
     ]
 
 
-@dataclass
 def start_planned_answer(
     store: Store, conversation_id: int, model: str, settings, plan: RoutePlan, source: str
 ) -> int:
@@ -71,6 +70,7 @@ def start_planned_answer(
     )
 
 
+@dataclass
 class Turn:
     """A streaming answer. Iterate it for text deltas; `stats` is set when it ends."""
 
