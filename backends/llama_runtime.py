@@ -230,6 +230,8 @@ class LlamaRuntime:
                 index, prompt, request.settings, request.json_schema, tuple(request.stop), request.adapter
             )
             groups.setdefault(request.adapter, []).append(job)
+        if not groups:
+            return results  # type: ignore[return-value]  # nothing to decode: every result is an error
         with self._lock:
             if self._batcher is None or self._batcher.n_parallel != n_parallel:
                 if self._batcher is not None:
