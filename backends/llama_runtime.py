@@ -309,6 +309,8 @@ class LlamaRuntime:
             stop = (*request.stop, *template_stop)
             job = Job(index, prompt, request.settings, request.json_schema, stop, request.adapter)
             groups.setdefault(request.adapter, []).append(job)
+        if not groups:
+            return results  # type: ignore[return-value]  # nothing to decode: every result is an error
         with self._lock:
             if self._batcher is None or self._batcher.n_parallel != n_parallel:
                 if self._batcher is not None:

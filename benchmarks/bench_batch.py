@@ -9,7 +9,11 @@ cores for the embedded model), and the share of greedy answers identical to sing
 Tokens per CPU-second (this process's CPU time) are printed beside: on a machine shared with other
 jobs, wall time mostly measures the scheduler.
 
-Usage: python benchmarks/bench_batch.py [--threads 2] [--prompts 32] [--max-tokens 64] [--json]
+`--steps` prints instead the CPU time of one bare `llama_decode` step per batch size (no sampling,
+no Python per token): how a step's cost grows with the number of sequences. `--model` takes another
+GGUF (say, a requantized copy) for either measure.
+
+Usage: python benchmarks/bench_batch.py [--threads 2] [--prompts 32] [--max-tokens 64] [--steps] [--json]
 """
 
 from __future__ import annotations
@@ -72,12 +76,47 @@ def batched(runtime, messages: list[list[dict]], settings, size: int) -> tuple[f
     return elapsed, sum(len(r.tokens) for r in results), [r.text for r in results], cpu
 
 
+def decode_steps(runtime, sizes: list[int], steps: int = 20) -> dict[int, float]:
+    """CPU milliseconds per bare decode step with `size` sequences, after their prompts are read."""
+    import llama_cpp as lc
+
+    from backends.batch_generator import BatchGenerator
+
+    gen = BatchGenerator(runtime.llm, n_parallel=max(sizes))
+    gen.set_threads(runtime._threads, runtime._threads)
+    prompt = runtime._chat_prompt([{"role": "user", "content": "Tell me about tea."}])
+    batch, out = gen._batch, {}
+
+    def put(i: int, token: int, pos: int, seq: int, logits: bool) -> None:
+        batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, pos, 1, logits
+        batch.seq_id[i][0] = seq
+
+    for size in sizes:
+        lc.llama_memory_clear(gen._memory, True)
+        for seq in range(size):
+            for i, token in enumerate(prompt):
+                put(i, token, i, seq, i == len(prompt) - 1)
+            batch.n_tokens = len(prompt)
+            assert lc.llama_decode(gen.ctx, batch) == 0
+        cpu = time.process_time()
+        for k in range(steps):
+            for seq in range(size):
+                put(seq, prompt[k % len(prompt)], len(prompt) + k, seq, True)
+            batch.n_tokens = size
+            assert lc.llama_decode(gen.ctx, batch) == 0
+        out[size] = (time.process_time() - cpu) / steps * 1000
+    gen.close()
+    return out
+
+
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--sizes", default="1,4,8,16")
+    parser.add_argument("--model", type=Path, help="Another GGUF instead of the embedded model.")
+    parser.add_argument("--steps", action="store_true", help="Bare decode-step CPU time per batch size.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -85,13 +124,21 @@ def main() -> dict:
     from uno_local.paths import embedded_chat_model
     from uno_local.runtime import GenerationSettings
 
-    runtime = open_runtime(embedded_chat_model(), n_ctx=2048, n_threads=args.threads)
+    runtime = open_runtime(args.model or embedded_chat_model(), n_ctx=2048, n_threads=args.threads)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.steps:
+        ms = decode_steps(runtime, sizes)
+        runtime.close()
+        for size, step in ms.items():
+            print(f"batch {size:>2}: {step:6.1f} CPU ms per step, {step / size:5.1f} per token")
+        print(f"gain per token at batch {sizes[-1]}: {ms[sizes[0]] / (ms[sizes[-1]] / sizes[-1]):.2f}x")
+        return {"benchmark": "batch-steps", "cpu_ms_per_step": ms}
     settings = GenerationSettings.greedy(max_tokens=args.max_tokens)
     messages = prompts(args.prompts)
     single_stream(runtime, messages[:2], settings), batched(runtime, messages[:2], settings, 2)  # warm-up
     first = single_stream(runtime, messages, settings)
     rows = []
-    for size in [int(s) for s in args.sizes.split(",")]:
+    for size in sizes:
         seconds, tokens, texts, cpu = batched(runtime, messages, settings, size)
         same = sum(a == b for a, b in zip(texts, first[2], strict=True))
         rows.append({"batch": size, "seconds": seconds, "cpu_s": cpu, "tokens": tokens, "identical": same})
