@@ -47,7 +47,7 @@ def test_values_apply(data, check):
         ({"generation": {"top_p": "0.5"}}, "generation.top_p must be a finite number"),
         (
             {"model": {"size": 1}},
-            r"unknown key model.size; \[model\] has path, folders, chat_format, n_ctx, n_threads, n_batch\.$",
+            r"unknown key model.size; \[model\] has path, folders, chat_format, n_ctx, n_threads, n_batch, n_parallel\.$",
         ),
         (
             {"wat": {}},

@@ -57,6 +57,11 @@ class ModelConfig:
     n_ctx: Annotated[int, Ge(256)] = _f(4096, "Context window in tokens given to llama.cpp.")
     n_threads: Count = _f(0, "CPU threads for generation; 0 means every CPU core.")
     n_batch: AtLeastOne = _f(512, "Prompt-processing batch size for llama.cpp.")
+    n_parallel: Annotated[int, Ge(1), Le(16)] = _f(
+        1,
+        "Answers decoded together by batched generation (retrain, eval, ask --batch); 1 = one at a time. "
+        "On a 2-core CPU batching measured no faster (docs/benchmarks.md); raise it on a GPU.",
+    )
 
 
 @dataclass

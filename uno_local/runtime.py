@@ -101,6 +101,7 @@ class Runtime(Protocol):
         requests: list[GenerationRequest],
         *,
         on_result: Callable[[GenerationResult], None] | None = None,
+        n_parallel: int = 8,
     ) -> list[GenerationResult]: ...
 
     def load_adapter(self, name: str, path: Path) -> None: ...

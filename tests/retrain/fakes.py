@@ -84,7 +84,7 @@ class FakeRuntime:
         learned = self.loaded.get(adapter, "") if adapter else ""
         return follow(base_answer(content), learned.splitlines())
 
-    def generate_many(self, requests, *, on_result=None):
+    def generate_many(self, requests, *, on_result=None, n_parallel=8):
         """One request after another through `stream` (the real runtime batches them); `batches` keeps
         each call's request kinds."""
         self.batches.append([])

@@ -132,6 +132,7 @@ def answer_batch(app: App, items: list[tuple[object, list[dict]]], settings, on_
     app.runtime.generate_many(
         requests,
         on_result=lambda r: done(direct[r.index], r.text, r.prompt_tokens, len(r.tokens), r.error),
+        n_parallel=app.config.model.n_parallel,
     )
     for i, (_, _, plan, context) in enumerate(turns):
         if plan.route == "reflective":

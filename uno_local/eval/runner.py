@@ -134,7 +134,9 @@ def run_eval(
                     GenerationRequest(m, gen_settings, adapter=a)
                     for m, a in zip(contexts, adapters, strict=True)
                 ]
-                results = app.runtime.generate_many(requests, on_result=lambda _: tick())
+                results = app.runtime.generate_many(
+                    requests, on_result=lambda _: tick(), n_parallel=app.config.model.n_parallel
+                )
                 return [_answered(r) for r in results]
 
             def base_answers(contexts, tick):

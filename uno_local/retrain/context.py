@@ -169,7 +169,9 @@ class Context:
             if on_done is not None:
                 on_done(done)
 
-        results = self.app.runtime.generate_many(requests, on_result=count)
+        results = self.app.runtime.generate_many(
+            requests, on_result=count, n_parallel=self.app.config.model.n_parallel
+        )
         for result in results:
             if result.error:
                 raise TrainingError(f"Generation failed: {result.error}")
