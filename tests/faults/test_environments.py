@@ -214,6 +214,7 @@ def test_two_imports_at_once_both_succeed(tmp_path, uno_home):
 
 
 def test_damaged_adapters_are_not_shown_serving(tmp_path, uno_home):
+    from uno_local.paths import embedded_chat_model
     from uno_local.registry import Registry
 
     src = tmp_path / "a.gguf"
@@ -226,7 +227,7 @@ def test_damaged_adapters_are_not_shown_serving(tmp_path, uno_home):
                 kind="expert",
                 gguf_file=src,
                 peft_dir=None,
-                base_model="b",
+                base_model=embedded_chat_model().name,  # adapters are listed for the model they serve
                 sources=[1],
                 metrics={"win_rate": 0.7},
                 config={},
@@ -250,10 +251,10 @@ def test_damaged_adapters_are_not_shown_serving(tmp_path, uno_home):
 def test_an_unforeseen_error_is_one_sentence_and_a_crash_log(uno_home, tmp_path, monkeypatch):
     from uno_local.cli import data_commands
 
-    def broken(store, path):
+    def broken(file, fmt):
         raise RuntimeError("something nobody planned for")
 
-    monkeypatch.setattr(data_commands, "import_file", broken)
+    monkeypatch.setattr(data_commands, "read_records", broken)
     code, _, stderr = uno("import", str(tmp_path / "x.jsonl"))
     assert code == 1 and one_sentence_error(stderr)
     assert "Unexpected RuntimeError: something nobody planned for" in stderr and "crash.log" in stderr

@@ -39,7 +39,7 @@ def import_command(app: App, file: Path, fmt: str, dry_run: bool) -> None:
     """
     fmt, records = read_records(file, fmt)
     if dry_run:
-        known = sum(app.store.has_uid(r.uid) for r in records)
+        known = sum(app.store.uid_kind(r.uid) == "answer" for r in records)
         rated = sum(r.rating is not None or bool(r.comment or r.correction) for r in records)
         click.echo(
             f"Would import {len(records) - known} logs from {file} ({fmt}; {rated} with feedback, "
