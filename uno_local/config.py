@@ -144,6 +144,18 @@ class UnoConfig:
     unseen_distance: Annotated[float, Ge(0), Le(2)] = _f(
         0.64, "Cosine distance to the nearest centroid beyond which a query is unseen (base model)."
     )
+    cluster_radius: bool = _f(
+        False,
+        "Route by a radius per cluster, learned from its own spread (within unseen_distance), instead of "
+        "the one unseen_distance: measured, it raised precision but not recall (docs/thresholds.md); opt-in "
+        "until the UNO-loop eval is measured with it.",
+    )
+    repetition_margin: Share = _f(
+        1.0,
+        "An Expert epoch whose held-out answers repeat more than this share of 3-grams above the base's never "
+        "ships; 1 = off. The issue's bar is 0.05, not yet calibrated on real answers (docs/thresholds.md); "
+        "opt-in until the UNO-loop eval is measured with it.",
+    )
     gap_threshold: Share = _f(0.95, "Mean minimum rule novelty at or above which a cluster is high-gap.")
     win_rate: Share = _f(0.6, "Held-out win rate an adapter needs to ship.")
     judged_epochs: Count = _f(
@@ -256,7 +268,7 @@ def _shown(value: Any) -> str:
 
 
 _BOUNDS = {Ge: ("ge", "at least"), Gt: ("gt", "above"), Le: ("le", "at most"), Lt: ("lt", "below")}
-_TYPES = {int: "int", float: "a finite number", str: "str", list[str]: "a list of str"}
+_TYPES = {int: "int", float: "a finite number", str: "str", bool: "true or false", list[str]: "a list of str"}
 
 
 def allowed(cls: type, name: str) -> str:

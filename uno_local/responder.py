@@ -43,7 +43,7 @@ class UnoResponder:
             Router(
                 {r.label: np.asarray(r.centroid) for r in rows},
                 self.app.config.uno.unseen_distance,
-                {r.label: r.radius for r in rows},
+                {r.label: r.radius for r in rows} if self.app.config.uno.cluster_radius else None,
             )
             if rows
             else None

@@ -29,17 +29,18 @@ def join_new_logs(
     ids: list[int],
     query_vecs: Mapping[int, np.ndarray],
     unseen_distance: float,
+    use_radius: bool = False,
 ) -> tuple[dict[int, list[int]], list[int]]:
     """Pure: (label -> members, pending). Known logs stay in their cluster (logs no longer collected
-    leave it); a new log joins the nearest cluster whose radius holds it (`unseen_distance` for a cluster
-    stored without one), else it is pending."""
+    leave it); a new log joins the nearest cluster within `unseen_distance` (with `use_radius`, the
+    nearest whose own radius holds it), else it is pending."""
     current = set(ids)
     members = {label: [m for m in row.members if m in current] for label, row in previous.items()}
     known = {m for mids in members.values() for m in mids}
     router = clustering.Router(
         {k: np.asarray(r.centroid) for k, r in previous.items()},
         unseen_distance,
-        {k: r.radius for k, r in previous.items()},
+        {k: r.radius for k, r in previous.items()} if use_radius else None,
     )
     pending = []
     for mid in ids:
@@ -70,7 +71,9 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
     members: dict[int, list[int]] = {}
     pending = ids
     if previous:
-        members, pending = join_new_logs(previous, ids, state.query_vecs, cfg.unseen_distance)
+        members, pending = join_new_logs(
+            previous, ids, state.query_vecs, cfg.unseen_distance, cfg.cluster_radius
+        )
     if len(pending) >= cfg.min_cluster_size:
         x = clustering.features(
             np.stack([state.query_vecs[i] for i in pending]), np.stack([er[ids.index(i)] for i in pending])

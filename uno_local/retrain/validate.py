@@ -44,7 +44,9 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
                 "validate", n, len(todo), f"c{plan.row.label} epoch {epoch}: {len(heldout)} held-out answers"
             )
             per_epoch[epoch] = ctx.answer([log.prompt for log in heldout], gguf(ctx, ckpt)) if heldout else []
-        plan.validation = validate_expert(heldout, base, per_epoch, ctx.cfg.win_rate, ctx.cfg.min_heldout)
+        plan.validation = validate_expert(
+            heldout, base, per_epoch, ctx.cfg.win_rate, ctx.cfg.min_heldout, ctx.cfg.repetition_margin
+        )
         plan.row.win_rate = shipped_win_rate(plan.validation)
         plan.row.decision = plan.validation.reason
         if needs_critic(plan.validation):
