@@ -128,3 +128,37 @@ def test_retrain_refuses_a_model_it_cannot_learn_on_before_any_work(user_home, u
         assert result.exit_code == 1 and says in result.stderr, result.output
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
     assert sorted(p.name for p in uno_home.iterdir()) == ["uno.toml"]  # no store, cache or adapters made
+
+
+def test_a_model_identity_is_read_once_per_file_version(tmp_path, monkeypatch):
+    """`uno status`, the chat and the registry need the weights' identity; parsing it takes seconds, so
+    it is remembered per file version, and a rewritten file or a damaged cache is read again."""
+    import os
+
+    import backends.gguf_export as gguf_export
+    from uno_local.models import IDENTITY_CACHE, identity
+
+    model = small_gguf(tmp_path / "m.gguf", "llama")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    parsed = []
+    real = gguf_export.read_identity
+    monkeypatch.setattr(gguf_export, "read_identity", lambda p: parsed.append(p) or real(p))
+
+    first = identity(model, cache)
+    assert identity(model, cache) == first == real(model) and len(parsed) == 1
+
+    small_gguf(model, "qwen2")  # rewritten: another architecture, another identity
+    os.utime(model, ns=(1, 1))
+    assert identity(model, cache) != first and len(parsed) == 2
+
+    (cache / IDENTITY_CACHE).write_text("{not json")
+    assert identity(model, cache) == real(model) and len(parsed) == 3
+
+    cache.chmod(0o500)  # a cache that cannot be written only costs the parse again
+    try:
+        (cache / IDENTITY_CACHE).chmod(0o400)
+        small_gguf(model, "llama")
+        assert identity(model, cache) == first and len(parsed) == 4
+    finally:
+        cache.chmod(0o700)

@@ -166,13 +166,14 @@ def seed_learning(core: App, scratch: Path) -> None:
     for row in rows:
         row.updated_at = "2026-11-20T03:00:00.000000+00:00"
     replace_clusters(store, rows)
-    store.db.execute(
-        "UPDATE messages SET cluster = '1', route_reason = ? WHERE id = ?",
-        [
-            "Closest to cluster 1 (distance 0.21, within 0.45): its Expert adapter answered.",
-            python_answers[0],
-        ],
-    )
+    with store.write() as db:
+        db.execute(
+            "UPDATE messages SET cluster = '1', route_reason = ? WHERE id = ?",
+            [
+                "Closest to cluster 1 (distance 0.21, within 0.45): its Expert adapter answered.",
+                python_answers[0],
+            ],
+        )
     report = RetrainReport(
         logs=5,
         pairs=4,
@@ -204,17 +205,17 @@ def seed_learning(core: App, scratch: Path) -> None:
             },
         ],
     )
-    store.db.execute(
-        "INSERT INTO retrain_runs (started_at, finished_at, status, stage, summary) VALUES (?, ?, ?, ?, ?)",
-        [
-            "2026-11-20T02:39:00+00:00",
-            "2026-11-20T03:00:00+00:00",
-            "finished",
-            "deploy",
-            json.dumps(report.as_dict()),
-        ],
-    )
-    store.db.conn.commit()
+    with store.write() as db:
+        db.execute(
+            "INSERT INTO retrain_runs (started_at, finished_at, status, stage, summary) VALUES (?, ?, ?, ?, ?)",
+            [
+                "2026-11-20T02:39:00+00:00",
+                "2026-11-20T03:00:00+00:00",
+                "finished",
+                "deploy",
+                json.dumps(report.as_dict()),
+            ],
+        )
 
 
 async def save_screenshots(outdir: Path) -> list[Path]:

@@ -81,10 +81,11 @@ class App:
     @cached_property
     def base_id(self) -> str:
         """Identity of the chat model's weights: adapters trained on it are served only on it."""
-        from backends.gguf_export import read_identity
         from backends.llama_runtime import check_model_file
 
-        return read_identity(check_model_file(self.model_path))
+        from uno_local.models import identity
+
+        return identity(check_model_file(self.model_path), self.cache_dir)
 
     @property
     def cache_dir(self) -> Path:

@@ -177,3 +177,42 @@ def resolve_model(name_or_path: str, folders: list[str] = ()) -> Path:
         f"No model file or known model called {name_or_path}; looked in {places} "
         "(`uno models` lists what is found)."
     )
+
+
+IDENTITY_CACHE = "model-identity.json"
+
+
+def identity(path: Path, cache_dir: Path) -> str:
+    """The weights' identity (`gguf_export.base_identity`) of the GGUF at `path`, remembered in
+    `cache_dir` per file version (resolved path, size, modification time).
+
+    Reading it parses every metadata field, the vocabulary included: seconds on a 2-core machine, paid
+    once per model file instead of on every `uno status`, chat start and retrain. A cache that cannot
+    be read or written only costs that time again.
+    """
+    from backends.gguf_export import read_identity
+
+    from uno_local.atomic import atomic_write
+    from uno_local.errors import OutputError
+
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    cache = cache_dir / IDENTITY_CACHE
+    try:
+        known = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    value = known.get(key)
+    if isinstance(value, str) and len(value) == 64:
+        return value
+    value = read_identity(path)
+    kept = {k: v for k, v in known.items() if isinstance(v, str) and Path(k.split("|")[0]).exists()}
+    kept[key] = value
+    try:
+        with atomic_write(cache) as out:
+            json.dump(kept, out, indent=0)
+    except OutputError:
+        pass
+    return value

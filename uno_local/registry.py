@@ -100,7 +100,7 @@ class Registry:
     def _adopt(self) -> None:
         """Rows from before base ids adopt the model whose file name they recorded."""
         if self._model_name:
-            with self.store.transaction():
+            with self.store.write():
                 self.store.db.execute(
                     "UPDATE adapters SET base_id = ? WHERE base_id IS NULL AND base_model = ?",
                     [self._base_id, self._model_name],
@@ -217,9 +217,7 @@ class Registry:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         self.store.backup_once("retrain")
-        db = self.store.db
-        db.execute("BEGIN")
-        try:
+        with self.store.write() as db:
             where, params = self._scope("name = ? AND status = 'previous'", [name])
             db.execute(f"UPDATE adapters SET status = 'retired' WHERE {where}", params)
             where, params = self._scope("name = ? AND status = 'deployed'", [name])
@@ -248,10 +246,6 @@ class Registry:
                     self.base_id,
                 ],
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return self.deployed(name)
 
     def rollback(self, name: str) -> AdapterRecord | None:
@@ -262,7 +256,7 @@ class Registry:
                 f"Adapter {name!r} has no deployed version to roll back; `uno adapters` lists them."
             )
         previous = self._rows("name = ? AND status = 'previous'", [name])
-        with self.store.transaction():
+        with self.store.write():
             self.store.db.execute("UPDATE adapters SET status = 'retired' WHERE id = ?", [current.id])
             if previous:
                 self.store.db.execute(
@@ -273,14 +267,14 @@ class Registry:
     def set_enabled(self, name: str, enabled: bool) -> None:
         self.versions(name)
         where, params = self._scope("name = ?", [name])
-        with self.store.transaction():
+        with self.store.write():
             self.store.db.execute(f"UPDATE adapters SET enabled = ? WHERE {where}", [int(enabled), *params])
 
     def delete(self, name: str) -> int:
         """Remove every version of `name`, files included; returns how many versions went."""
         rows = self.versions(name)
         where, params = self._scope("name = ?", [name])
-        with self.store.transaction():
+        with self.store.write():
             self.store.db.execute(f"DELETE FROM adapters WHERE {where}", params)
         for row in rows:  # only this base's versions: another base may keep the same name
             shutil.rmtree(row.path, ignore_errors=True)

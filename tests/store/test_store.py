@@ -179,3 +179,34 @@ def test_logs_have_context_and_implicit_feedback(store):
     assert logs[0].next_user == "shorter please"
     assert logs[0].feedback.rating == -1
     assert store.counts()["incomplete"] == 1
+
+
+def test_every_write_is_one_immediate_transaction_and_nested_writes_join_it(tmp_path):
+    """`Store.write()` is the one transaction idiom: BEGIN IMMEDIATE up front, all or nothing, and a
+    store method that writes inside another write (a deploy adopting old rows) joins the outer one."""
+    import threading
+
+    store = Store(tmp_path / "uno.db")
+    seen = []
+    store.db.conn.set_trace_callback(seen.append)
+    with pytest.raises(RuntimeError):
+        with store.write():
+            store.new_conversation("kept only if everything commits")
+            with store.write():  # nested: no second BEGIN, no early COMMIT
+                store.new_conversation("inner")
+            raise RuntimeError("boom")
+    store.db.conn.set_trace_callback(None)
+    assert store.list_conversations() == []
+    assert [s for s in seen if s.split()[0] in {"BEGIN", "COMMIT", "ROLLBACK"}] == ["BEGIN IMMEDIATE", "ROLLBACK"]
+    assert not store.db.conn.in_transaction
+
+    # Another thread's write waits for this one instead of interleaving with it.
+    order = []
+    with store.write():
+        other = threading.Thread(target=lambda: (store.new_conversation("b"), order.append("b")))
+        other.start()
+        other.join(0.2)
+        order.append("a")
+    other.join()
+    assert order == ["a", "b"] and [c.title for c in store.list_conversations()] == ["b"]
+    store.close()

@@ -115,6 +115,7 @@ class Store:
         """Open (creating owner-only) and migrate; `check=False` skips the integrity check (doctor)."""
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._writing = False  # inside write(): nested writes join the transaction
         self._backed_up = False  # backup_once: one automatic backup per process
         try:
             if not self.path.exists():
@@ -163,16 +164,18 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def transaction(self):
-        """Context manager: everything inside commits together or not at all."""
-        return self.db.conn
-
     @contextlib.contextmanager
     def write(self):
-        """One write transaction taken up front (BEGIN IMMEDIATE), so a read-then-write never fails
-        with `database is locked` while another process writes: it waits its turn instead."""
+        """The one way to write: everything inside commits together or not at all, in a transaction
+        taken up front (BEGIN IMMEDIATE), so a read-then-write never fails with `database is locked`
+        while another process writes: it waits its turn instead. Holds the store's lock (the TUI's
+        threads share one connection); a `write()` inside another joins the outer transaction."""
         with self._lock:
             conn = self.db.conn
+            if self._writing:
+                yield self.db
+                return
+            self._writing = True
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 yield self.db
@@ -184,6 +187,8 @@ class Store:
                 if isinstance(exc, sqlite3.Error):
                     raise store_error(exc, self.path) from exc
                 raise
+            finally:
+                self._writing = False
 
     # backups
     @_locked
@@ -231,7 +236,7 @@ class Store:
     @_locked
     def new_conversation(self, title: str = "New chat") -> int:
         stamp = now_iso()
-        with self.db.conn:
+        with self.write():
             cur = self.db.execute(
                 "INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)",
                 [title, stamp, stamp],
@@ -255,7 +260,7 @@ class Store:
     def rename_conversation(self, conversation_id: int, title: str) -> None:
         self.get_conversation(conversation_id)
         # The list is ordered by activity: a rename keeps the conversation where it is.
-        with self.db.conn:
+        with self.write():
             self.db.execute(
                 "UPDATE conversations SET title = ? WHERE id = ?",
                 [title.strip() or "Untitled", conversation_id],
@@ -264,7 +269,7 @@ class Store:
     @_locked
     def delete_conversation(self, conversation_id: int) -> None:
         self.get_conversation(conversation_id)
-        with self.db.conn:
+        with self.write():
             self.db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
 
     def get_conversation(self, conversation_id: int) -> Conversation:
@@ -321,7 +326,7 @@ class Store:
             row["settings"] = json.dumps(row["settings"], sort_keys=True)
         row["complete"] = int(bool(row.get("complete", True)))
         columns = ", ".join(row)
-        with contextlib.nullcontext() if self.db.conn.in_transaction else self.db.conn:
+        with self.write():
             cur = self.db.execute(
                 f"INSERT INTO messages ({columns}) VALUES ({', '.join('?' * len(row))})", list(row.values())
             )
@@ -338,7 +343,7 @@ class Store:
     @_locked
     def update_answer(self, message_id: int, content: str) -> None:
         """Checkpoint the partial text of a streaming answer."""
-        with self.db.conn:
+        with self.write():
             self.db.execute("UPDATE messages SET content = ? WHERE id = ?", [content, message_id])
 
     @_locked
@@ -346,7 +351,7 @@ class Store:
         """Write the final text and statistics (tokens, timing, route, adapter)."""
         fields = {"content": content, "complete": int(complete), **meta}
         sets = ", ".join(f"{key} = ?" for key in fields)
-        with self.db.conn:
+        with self.write():
             self.db.execute(f"UPDATE messages SET {sets} WHERE id = ?", [*fields.values(), message_id])
 
     def get_message(self, message_id: int) -> Message:
@@ -406,7 +411,7 @@ class Store:
             "correction": (old.correction if old else None) if correction is UNSET else (correction or None),
         }
         stamp = now_iso()
-        with self.db.conn:
+        with self.write():
             if all(value is None for value in new.values()):
                 self.db.execute("DELETE FROM feedback WHERE message_id = ?", [message_id])
                 return None
@@ -420,7 +425,7 @@ class Store:
 
     @_locked
     def delete_feedback(self, message_id: int) -> None:
-        with self.db.conn:
+        with self.write():
             self.db.execute("DELETE FROM feedback WHERE message_id = ?", [message_id])
 
     # logs: answered turns with their context

@@ -32,7 +32,7 @@ def get_artifact(store: Store, stage: str, key: str, expected_hash: str) -> Any 
 
 
 def put_artifact(store: Store, stage: str, key: str, in_hash: str, data: Any, provenance: dict) -> None:
-    with store.transaction():
+    with store.write():
         store.db.execute(
             "INSERT OR REPLACE INTO artifacts (stage, key, input_hash, data, provenance, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -95,9 +95,7 @@ def load_clusters(store: Store) -> list[ClusterRow]:
 
 def replace_clusters(store: Store, rows: list[ClusterRow]) -> None:
     """Swap in a whole new cluster table at once (routing never sees half of it)."""
-    db = store.db
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with store.write() as db:
         db.execute("DELETE FROM clusters")
         for row in rows:
             data = asdict(row)
@@ -107,10 +105,6 @@ def replace_clusters(store: Store, rows: list[ClusterRow]) -> None:
                 f"INSERT INTO clusters ({', '.join(data)}) VALUES ({', '.join('?' * len(data))})",
                 list(data.values()),
             )
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
 
 
 def serving_key(store: Store) -> tuple:
@@ -128,7 +122,7 @@ def update_cluster(store: Store, label: int, **fields: Any) -> None:
         if key in fields and fields[key] is not None:
             fields[key] = json.dumps(fields[key])
     sets = ", ".join(f"{k} = ?" for k in fields)
-    with store.transaction():
+    with store.write():
         store.db.execute(
             f"UPDATE clusters SET {sets}, updated_at = ? WHERE label = ?",
             [*fields.values(), now_iso(), label],
@@ -150,7 +144,7 @@ class RetrainRun:
 def start_run(store: Store) -> int:
     """Record a new run as running; earlier rows still "running" were killed (the caller holds the
     retrain lock, so no other run is alive) and become "interrupted"."""
-    with store.transaction():
+    with store.write():
         store.db.execute("UPDATE retrain_runs SET status = 'interrupted' WHERE status = 'running'")
         return store.db.execute(
             "INSERT INTO retrain_runs (started_at, status) VALUES (?, 'running')", [now_iso()]
@@ -167,7 +161,7 @@ def update_run(
     if summary is not None:
         fields["summary"] = json.dumps(summary, default=str)
         fields["finished_at"] = now_iso()
-    with store.transaction():
+    with store.write():
         store.db.execute(
             f"UPDATE retrain_runs SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
             [*fields.values(), run_id],

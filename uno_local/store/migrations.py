@@ -73,7 +73,7 @@ def migrate(db: sqlite_utils.Database, migrations: list[Callable] | None = None)
     for fn in migrations:
         if fn.__name__ in done:
             continue
-        db.execute("BEGIN")
+        db.execute("BEGIN IMMEDIATE")
         try:
             fn(db)
             db.execute(
