@@ -10,6 +10,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+from tests.gguf_files import gguf_file
 from uno_local.cli import cli
 
 
@@ -22,18 +23,13 @@ def small_gguf(path, arch: str, *, template: bool = False, pooling: bool = False
     import gguf
     import numpy as np
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(path, arch)
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-    if template:
-        writer.add_chat_template("{% for m in messages %}{{ m.content }}{% endfor %}")
-    if pooling:
-        writer.add_pooling_type(gguf.PoolingType.MEAN)
-    writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float16))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    with gguf_file(path, arch) as writer:
+        writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+        if template:
+            writer.add_chat_template("{% for m in messages %}{{ m.content }}{% endfor %}")
+        if pooling:
+            writer.add_pooling_type(gguf.PoolingType.MEAN)
+        writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float16))
     return path
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.gguf_files import gguf_file
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
@@ -28,29 +30,25 @@ def write_fake_base(
     path: Path, arch: str = "llama", n_layer: int = 2, n_head: int = 2, n_head_kv: int = 1
 ) -> Path:
     """A metadata-only GGUF (no weights) that looks like a base model of `arch`, head dim 4."""
-    import gguf
     import numpy as np
 
     n_embd, head_dim, n_ff = n_head * 4, 4, 16
-    writer = gguf.GGUFWriter(path, arch)
-    writer.add_uint32(f"{arch}.block_count", n_layer)
-    writer.add_uint32(f"{arch}.attention.head_count", n_head)
-    writer.add_uint32(f"{arch}.attention.head_count_kv", n_head_kv)
-    writer.add_uint32(f"{arch}.embedding_length", n_embd)
     outs = {"attn_q": n_embd, "attn_k": n_head_kv * head_dim, "attn_v": n_head_kv * head_dim}
-    for layer in range(n_layer):
-        for module, (out_dim, in_dim) in {
-            **{m: (o, n_embd) for m, o in outs.items()},
-            "attn_output": (n_embd, n_embd),
-            "ffn_gate": (n_ff, n_embd),
-            "ffn_up": (n_ff, n_embd),
-            "ffn_down": (n_embd, n_ff),
-        }.items():
-            writer.add_tensor(f"blk.{layer}.{module}.weight", np.zeros((out_dim, in_dim), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    with gguf_file(path, arch) as writer:
+        writer.add_uint32(f"{arch}.block_count", n_layer)
+        writer.add_uint32(f"{arch}.attention.head_count", n_head)
+        writer.add_uint32(f"{arch}.attention.head_count_kv", n_head_kv)
+        writer.add_uint32(f"{arch}.embedding_length", n_embd)
+        for layer in range(n_layer):
+            for module, (out_dim, in_dim) in {
+                **{m: (o, n_embd) for m, o in outs.items()},
+                "attn_output": (n_embd, n_embd),
+                "ffn_gate": (n_ff, n_embd),
+                "ffn_up": (n_ff, n_embd),
+                "ffn_down": (n_embd, n_ff),
+            }.items():
+                name = f"blk.{layer}.{module}.weight"
+                writer.add_tensor(name, np.zeros((out_dim, in_dim), dtype=np.float32))
     return path
 
 
