@@ -65,11 +65,6 @@ def empty_llm_db(tmp_path_factory) -> Path:
     return path
 
 
-def _tree_db(empty: Path, path: Path) -> sqlite3.Connection:
-    shutil.copy(empty, path)
-    return sqlite3.connect(path)
-
-
 def _add_turn(db, turn: str, chain: list[tuple[str, str, str]]) -> None:
     parent = None
     for hash_, role, text in chain:
@@ -88,16 +83,25 @@ def _add_turn(db, turn: str, chain: list[tuple[str, str, str]]) -> None:
     db.commit()
 
 
+GREETING = [("h1", "user", "hi"), ("h2", "assistant", "hello")]
+
+
+def _greeting_and_its_follow_up(empty: Path, path: Path, follow_up: list[tuple[str, str, str]]) -> Path:
+    """A logs.db of llm's schema at `path`: turn t1 (hi -> hello), and turn t2 going on from it with
+    `follow_up` (its messages h3, h4, ...)."""
+    shutil.copy(empty, path)
+    db = sqlite3.connect(path)
+    try:
+        _add_turn(db, "t1", GREETING)
+        _add_turn(db, "t2", GREETING + follow_up)
+    finally:
+        db.close()
+    return path
+
+
 def test_tool_turn_is_refused_whole(empty_llm_db, tmp_path, uno_home):
-    path = tmp_path / "logs.db"
-    db = _tree_db(empty_llm_db, path)
-    _add_turn(db, "t1", [("h1", "user", "hi"), ("h2", "assistant", "hello")])
-    _add_turn(
-        db,
-        "t2",
-        [("h1", "user", "hi"), ("h2", "assistant", "hello"), ("h3", "tool", "{}"), ("h4", "assistant", "x")],
-    )
-    db.close()
+    tool_call = [("h3", "tool", "{}"), ("h4", "assistant", "x")]
+    path = _greeting_and_its_follow_up(empty_llm_db, tmp_path / "logs.db", tool_call)
     result = CliRunner().invoke(cli, ["import", str(path)])
     assert result.exit_code == 1
     assert "turn t2 holds a 'tool' message" in result.output and "nothing was imported" in result.output
@@ -115,20 +119,8 @@ def test_a_database_that_is_not_llms_is_refused(tmp_path):
 
 
 def test_hand_made_tree_imports_with_follow_up(empty_llm_db, tmp_path, uno_home):
-    path = tmp_path / "logs.db"
-    db = _tree_db(empty_llm_db, path)
-    _add_turn(db, "t1", [("h1", "user", "hi"), ("h2", "assistant", "hello")])
-    _add_turn(
-        db,
-        "t2",
-        [
-            ("h1", "user", "hi"),
-            ("h2", "assistant", "hello"),
-            ("h3", "user", "louder"),
-            ("h4", "assistant", "HELLO"),
-        ],
-    )
-    db.close()
+    louder = [("h3", "user", "louder"), ("h4", "assistant", "HELLO")]
+    path = _greeting_and_its_follow_up(empty_llm_db, tmp_path / "logs.db", louder)
     assert "Imported 2 logs" in run("import", str(path), "--format", "llm").stdout
     with Store(uno_home / "uno.db") as store:
         first, second = store.logs()
