@@ -17,6 +17,14 @@ import pytest
 pytestmark = pytest.mark.slow  # the real model behind a real server (about 2 minutes on 2 busy cores)
 
 GREEDY = {"temperature": 0, "seed": 0}
+# A streamed request whose answer runs long enough to be cut off after its first few chunks.
+LONG_STORY = {
+    "model": "uno",
+    "messages": [{"role": "user", "content": "Write a long story about a dragon and a knight."}],
+    "stream": True,
+    "max_tokens": 400,
+    "temperature": 0,
+}
 
 
 def ask(served, text: str, **kwargs):
@@ -165,14 +173,7 @@ def test_api_key_required_when_set(served_with_key, capfd):
 
 
 def test_client_disconnecting_mid_stream_keeps_the_partial_answer(served, capfd):
-    body = {
-        "model": "uno",
-        "messages": [{"role": "user", "content": "Write a long story about a dragon and a knight."}],
-        "stream": True,
-        "max_tokens": 400,
-        "temperature": 0,
-    }
-    with httpx.stream("POST", f"{served.v1}/chat/completions", json=body, timeout=120) as response:
+    with httpx.stream("POST", f"{served.v1}/chat/completions", json=LONG_STORY, timeout=120) as response:
         message_id = int(response.headers["x-uno-message-id"])
         lines = response.iter_lines()
         seen = [next(lines) for _ in range(6)]
@@ -236,14 +237,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_partial_answer(tmp_path, port, wait_
     try:
         base = f"http://127.0.0.1:{port}"
         wait_up(base)
-        body = {
-            "model": "uno",
-            "messages": [{"role": "user", "content": "Write a long story about a dragon and a knight."}],
-            "stream": True,
-            "max_tokens": 400,
-            "temperature": 0,
-        }
-        with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=60) as response:
+        with httpx.stream("POST", f"{base}/v1/chat/completions", json=LONG_STORY, timeout=60) as response:
             message_id = int(response.headers["x-uno-message-id"])
             lines = response.iter_lines()
             for _ in range(6):
