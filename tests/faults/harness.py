@@ -3,6 +3,7 @@ the end (tried, failed, lost per kind of fault), recorded in docs/reliability.md
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import defaultdict
 from pathlib import Path
@@ -15,6 +16,24 @@ def record(kind: str, *, failed: bool = False, lost: int = 0) -> None:
     COUNTS[kind]["tried"] += 1
     COUNTS[kind]["failed"] += int(failed)
     COUNTS[kind]["lost"] += lost
+
+
+def chats_file(
+    path: Path, n: int, prefix: str, question: str, answer: str, feedback: dict | None = None
+) -> Path:
+    """A JSONL file of `n` one-turn chats with ids `{prefix}{i}`: `question` (its `{i}` filled in) and
+    `answer`, each with `feedback` where given."""
+    with path.open("w") as handle:
+        for i in range(n):
+            messages = [
+                {"role": "user", "content": question.format(i=i)},
+                {"role": "assistant", "content": answer},
+            ]
+            row = {"id": f"{prefix}{i}", "messages": messages}
+            if feedback is not None:
+                row["feedback"] = feedback
+            handle.write(json.dumps(row) + "\n")
+    return path
 
 
 def snapshot(db: Path) -> dict[str, list[tuple]]:

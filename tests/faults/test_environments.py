@@ -8,7 +8,6 @@ mount (root in a container or CI); elsewhere those cases skip, saying why.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.faults.harness import lost_rows, one_sentence_error, record, snapshot
+from tests.faults.harness import chats_file, lost_rows, one_sentence_error, record, snapshot
 from uno_local.cli import cli
 from uno_local.store import Store
 
@@ -33,15 +32,7 @@ def uno(*args: str) -> tuple[int, str, str]:
 
 
 def records_file(folder: Path, n: int = 50, prefix: str = "r", size: int = 200) -> Path:
-    path = folder / f"{prefix}-{n}.jsonl"
-    with path.open("w") as handle:
-        for i in range(n):
-            msgs = [
-                {"role": "user", "content": f"q{i} " + "u" * size},
-                {"role": "assistant", "content": "a" * size},
-            ]
-            handle.write(json.dumps({"id": f"{prefix}{i}", "messages": msgs}) + "\n")
-    return path
+    return chats_file(folder / f"{prefix}-{n}.jsonl", n, prefix, "q{i} " + "u" * size, "a" * size)
 
 
 def _can_mount() -> bool:
@@ -68,17 +59,17 @@ def tmpfs(tmp_path):
     subprocess.run(["umount", "-l", str(point)], check=False)
 
 
-def _seed(home: Path, tmp_path: Path) -> None:
-    os.environ["UNO_HOME"] = str(home)
+def _seeded_home(point: Path, tmp_path: Path, monkeypatch) -> tuple[Path, dict[str, list[tuple]]]:
+    """UNO_HOME at `point`/home, holding 20 imported records; returns it and the snapshot of its tables."""
+    home = point / "home"
+    monkeypatch.setenv("UNO_HOME", str(home))
     assert uno("import", str(records_file(tmp_path, 20, "seed")))[0] == 0
+    return home, snapshot(home / "uno.db")
 
 
 def test_read_only_data_dir(tmpfs, tmp_path, monkeypatch):
     point, remount = tmpfs
-    home = point / "home"
-    monkeypatch.setenv("UNO_HOME", str(home))
-    _seed(home, tmp_path)
-    before = snapshot(home / "uno.db")
+    home, before = _seeded_home(point, tmp_path, monkeypatch)
     remount("ro")
     try:
         for args in COMMANDS:
@@ -97,12 +88,17 @@ def test_read_only_data_dir(tmpfs, tmp_path, monkeypatch):
     assert uno("status")[0] == 0
 
 
+def _refused_as_disk_full(command: str, *args: str) -> None:
+    """`uno command *args` fails with one sentence saying the disk is full (counted as a fault tried)."""
+    code, _, stderr = uno(command, *args)
+    ok = code == 1 and one_sentence_error(stderr) and "is full" in stderr
+    record(f"env: disk full ({command})", failed=not ok)
+    assert ok, stderr
+
+
 def test_full_disk(tmpfs, tmp_path, monkeypatch):
     point, _ = tmpfs
-    home = point / "home"
-    monkeypatch.setenv("UNO_HOME", str(home))
-    _seed(home, tmp_path)
-    before = snapshot(home / "uno.db")
+    home, before = _seeded_home(point, tmp_path, monkeypatch)
     filler = point / "filler"
     fd = os.open(filler, os.O_CREAT | os.O_WRONLY, 0o600)
     try:
@@ -112,20 +108,10 @@ def test_full_disk(tmpfs, tmp_path, monkeypatch):
         pass  # the disk is full
     finally:
         os.close(fd)
-    big = records_file(tmp_path, 400, "full", size=2000)
-    code, _, stderr = uno("import", str(big))
-    ok = code == 1 and one_sentence_error(stderr) and "is full" in stderr
-    record("env: disk full (import)", failed=not ok)
-    assert ok, stderr
-    code, _, stderr = uno("export", str(point / "out.jsonl"))
-    ok = code == 1 and one_sentence_error(stderr) and "is full" in stderr
-    record("env: disk full (export)", failed=not ok)
-    assert ok, stderr
+    _refused_as_disk_full("import", str(records_file(tmp_path, 400, "full", size=2000)))
+    _refused_as_disk_full("export", str(point / "out.jsonl"))
     assert not list(point.glob(".*.uno-partial"))
-    code, _, stderr = uno("ask", "--max-tokens", "4", "hello?")
-    ok = code == 1 and one_sentence_error(stderr) and "is full" in stderr
-    record("env: disk full (ask)", failed=not ok)
-    assert ok, stderr
+    _refused_as_disk_full("ask", "--max-tokens", "4", "hello?")
     # A full disk is not a damaged database: status works or says the disk is full.
     code, _, stderr = uno("status")
     ok = (code == 0 or ("is full" in stderr and one_sentence_error(stderr))) and "damaged" not in stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import lost_rows, record, snapshot
+from tests.faults.harness import chats_file, lost_rows, record, snapshot
 
 IMPORT_RECORDS = 10_000
 
@@ -198,19 +198,13 @@ def test_kill_retrain_at_several_stages(uno_home, tmp_path):
     deployed stays valid, and the next command works."""
     uno_home.mkdir(parents=True, exist_ok=True)
     (uno_home / "uno.toml").write_text(RETRAIN_CONFIG)
-    path = tmp_path / "tiny.jsonl"
-    with path.open("w") as handle:
-        for i in range(4):
-            msgs = [
-                {"role": "user", "content": f"How do I sort list {i} in Python?"},
-                {"role": "assistant", "content": "Use sorted()."},
-            ]
-            fb = {
-                "rating": -1,
-                "comment": "Always end with 'Happy coding!'",
-                "correction": "Use sorted(). Happy coding!",
-            }
-            handle.write(json.dumps({"id": f"t{i}", "messages": msgs, "feedback": fb}) + "\n")
+    feedback = {
+        "rating": -1,
+        "comment": "Always end with 'Happy coding!'",
+        "correction": "Use sorted(). Happy coding!",
+    }
+    question = "How do I sort list {i} in Python?"
+    path = chats_file(tmp_path / "tiny.jsonl", 4, "t", question, "Use sorted().", feedback)
     assert finish(uno_home, "import", str(path)).returncode == 0
     db = uno_home / "uno.db"
     before = {t: rows for t, rows in snapshot(db).items() if t in ("conversations", "messages", "feedback")}

@@ -17,7 +17,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from tests.faults.harness import record
+from tests.faults.harness import chats_file, record
 from uno_local.cli import cli
 
 
@@ -86,15 +86,8 @@ def test_retrain_and_ask_inside_a_network_namespace(uno_home, tmp_path):
 
     uno_home.mkdir(parents=True, exist_ok=True)
     (uno_home / "uno.toml").write_text(RETRAIN_CONFIG)
-    path = tmp_path / "tiny.jsonl"
-    with path.open("w") as handle:
-        for i in range(6):
-            msgs = [
-                {"role": "user", "content": f"Name a fruit, number {i}."},
-                {"role": "assistant", "content": "Apple."},
-            ]
-            fb = {"rating": -1, "correction": "Apple. Enjoy!"}
-            handle.write(json.dumps({"id": f"o{i}", "messages": msgs, "feedback": fb}) + "\n")
+    feedback = {"rating": -1, "correction": "Apple. Enjoy!"}
+    path = chats_file(tmp_path / "tiny.jsonl", 6, "o", "Name a fruit, number {i}.", "Apple.", feedback)
     env = {**os.environ, "UNO_HOME": str(uno_home)}
 
     def offline(*args: str, **kwargs):
