@@ -15,6 +15,8 @@ The record id is `owui:<chat id>:<message id>` either way, so importing both add
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from uno_local.errors import ImportFormatError
@@ -25,6 +27,19 @@ ROLES = ("system", "user", "assistant")
 
 class _Bad(ValueError):
     """What is wrong with one record; the caller names the record."""
+
+
+@contextmanager
+def _naming_the_item(where: str, item: object) -> Iterator[None]:
+    """Checks that `item` (a chat or a feedback entry, at `where` in the file) is an object; a _Bad raised
+    about it, here or in the block, becomes an ImportFormatError naming `where` and the item's id."""
+    try:
+        if not isinstance(item, dict):
+            raise _Bad("is not an object")
+        where += f" ({item.get('id')})"
+        yield
+    except _Bad as exc:
+        raise ImportFormatError(f"{where} {exc}; nothing was imported.") from None
 
 
 def is_chat_export(data: object) -> bool:
@@ -40,14 +55,8 @@ def read_chat_export(data: object, source: str) -> list[LogRecord]:
     chats = data if isinstance(data, list) else [data]
     records: list[LogRecord] = []
     for index, chat in enumerate(chats):
-        where = f"{source}, chat {index + 1}"
-        try:
-            if not isinstance(chat, dict):
-                raise _Bad("is not an object")
-            where += f" ({chat.get('id')})"
+        with _naming_the_item(f"{source}, chat {index + 1}", chat):
             records += _chat_records(chat)
-        except _Bad as exc:
-            raise ImportFormatError(f"{where} {exc}; nothing was imported.") from None
     if not records:
         raise ImportFormatError(f"{source} holds no answered messages; nothing was imported.")
     return records
@@ -59,11 +68,7 @@ def read_feedback_export(data: object, source: str) -> list[LogRecord]:
         raise ImportFormatError(f"{source} must be a non-empty JSON list of feedback; nothing was imported.")
     records = []
     for index, item in enumerate(data):
-        where = f"{source}, feedback {index + 1}"
-        try:
-            if not isinstance(item, dict):
-                raise _Bad("is not an object")
-            where += f" ({item.get('id')})"
+        with _naming_the_item(f"{source}, feedback {index + 1}", item):
             meta, rating_data, snapshot = item.get("meta"), item.get("data"), item.get("snapshot")
             if not isinstance(meta, dict) or not isinstance(meta.get("message_id"), str):
                 raise _Bad('has no "meta.message_id"')
@@ -81,8 +86,6 @@ def read_feedback_export(data: object, source: str) -> list[LogRecord]:
             record = by_id[uid]
             record.rating, record.comment = _rating(rating_data), _comment(rating_data)
             records.append(record)
-        except _Bad as exc:
-            raise ImportFormatError(f"{where} {exc}; nothing was imported.") from None
     return records
 
 
