@@ -15,22 +15,12 @@ import numpy as np
 import pytest
 
 from tests.backends.llama_cpp_source import run_converter
+from tests.tiny_models import TINY_SIZES
 
 pytestmark = pytest.mark.slow
 
 VOCAB = 320
-SIZES = dict(
-    vocab_size=VOCAB,
-    hidden_size=64,
-    intermediate_size=96,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=128,
-    bos_token_id=1,
-    eos_token_id=2,
-    pad_token_id=0,
-)
+SIZES = dict(**TINY_SIZES, vocab_size=VOCAB, bos_token_id=1, eos_token_id=2, pad_token_id=0)
 ATTN_MLP = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # architecture -> (transformers config class, model class, extra config, PEFT target modules)
 ARCHS = {

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
+from tests.tiny_models import TINY_SIZES
 from uno_local.cli import cli
 from uno_local.store import Store
 
@@ -102,16 +103,7 @@ def test_one_trl_dpo_step_on_the_dpo_export(rated_store, tmp_path, tokenizer):
 
     export(tmp_path, "dpo")
     dataset = load_dataset("json", data_files=str(tmp_path / "dpo.jsonl"), split="train")
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=256,
-    )
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(LlamaConfig(**TINY_SIZES, vocab_size=len(tokenizer)))
     args = DPOConfig(
         output_dir=str(tmp_path / "dpo-out"),
         max_steps=1,
