@@ -1,4 +1,5 @@
-"""Fixtures for the trainer/export tests: the HF base folder derived once per session, tiny fake GGUFs."""
+"""Fixtures for the trainer/export tests: the HF base folder derived once per session and its tokenizer,
+tiny fake GGUFs."""
 
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ def hf_base(tmp_path_factory, model_path) -> Path:
     from backends.hf_base import ensure_hf_base
 
     return ensure_hf_base(model_path, tmp_path_factory.mktemp("hf-cache"))
+
+
+@pytest.fixture(scope="session")
+def tokenizer(hf_base):
+    """The embedded model's tokenizer, from its HF folder."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(hf_base)
 
 
 def write_fake_base(
