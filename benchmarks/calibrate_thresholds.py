@@ -6,7 +6,8 @@ The numbers it prints are recorded in docs/thresholds.md. `--model-prior` asks t
 (llama.cpp, JSON schema) for the rules it would predict from each query, the real "prior" of the gap.
 `--repetition N` measures the validator's repetition margin on N base answers. `--routing` calibrates the router's per-cluster radius (`cluster.cluster_radius`) against one
 global cut, leave-one-scenario-out over every scenario in assets/eval/ and the example scenario: the
-parameters are chosen on the other scenarios and reported on the one left out.
+parameters are chosen on the other scenarios and reported on the one left out. `--consistency` does
+the same for the rule-consistency cut that keeps noisy logs out of a topic's training.
 """
 
 from __future__ import annotations
@@ -440,6 +441,94 @@ def section_gap(embedder, scenario: dict, model_prior: dict[str, list[str]] | No
             )
 
 
+# A plain base answer of the kind SmolLM2 writes: the corrections below are the scenarios' rewrites of it.
+SAMPLE_ANSWER = (
+    "Start by checking the basics. Then look at the details carefully, and keep notes as you go. "
+    "Most problems have a simple cause, so try the easy fixes first. If it still fails, ask someone who knows."
+)
+CONSISTENCY_CUTS = [round(0.30 + 0.02 * i, 2) for i in range(31)]  # 0.30 .. 0.90
+GENUINE_LOSS_WEIGHT = 5  # losing a genuine log costs five times what keeping a noisy one does
+
+
+def consistency_data(embedder, path: Path, draws: int = 5) -> dict:
+    """Each topic's cluster as the retrain would see it, `draws` times with the scenario's noise rate:
+    a genuine log's rules are its comment's sentences and what its correction visibly changed (the
+    distiller's fallback path, `distill.sentences` + `distill.correction_rules`); a noisy log's are its
+    comment's sentences (a one-word "meh" has none, and does not vote). Returns the leave-one-out rule
+    distances of genuine and noisy logs."""
+    import random
+
+    from uno_local.cluster import spread_distances
+    from uno_local.distill import clean, correction_rules, sentences
+    from uno_local.embedding import rules_text
+    from uno_local.eval.checks import rewrite
+    from uno_local.eval.scenario import load_scenario
+
+    sc = load_scenario(path)
+    rng = random.Random(sc.seed)
+    genuine, noisy = [], []
+    for _ in range(draws):
+        for topic in sc.topics:
+            rules, is_noise = [], []
+            corrected = rewrite(SAMPLE_ANSWER, topic.rule.check)
+            for _query in topic.train:
+                if rng.random() < sc.noise.rate:
+                    r = clean(sentences(rng.choice(sc.noise.feedback)))
+                    noise = True
+                else:
+                    comment = rng.choice(topic.rule.feedback)
+                    r = clean(sentences(comment) + correction_rules(SAMPLE_ANSWER, corrected))
+                    noise = False
+                if r:
+                    rules.append(rules_text(r))
+                    is_noise.append(noise)
+            spread = spread_distances(embedder.encode(rules))
+            for d, noise in zip(spread, is_noise, strict=True):
+                (noisy if noise else genuine).append(float(d))
+    return {"name": sc.name, "genuine": np.array(genuine), "noisy": np.array(noisy)}
+
+
+def consistency_scores(d: dict, cut: float) -> dict[str, float]:
+    return {
+        "noise_out": float(np.mean(d["noisy"] > cut)) if d["noisy"].size else 1.0,
+        "genuine_lost": float(np.mean(d["genuine"] > cut)),
+    }
+
+
+def section_consistency(embedder) -> None:
+    """Leave-one-scenario-out: the rule-consistency cut (`uno.rule_consistency`) chosen on the other
+    scenarios (most noise kept out, a lost genuine log weighing GENUINE_LOSS_WEIGHT), reported on the
+    one left out."""
+    print("\n## Rule consistency: noisy logs kept out of a topic's training, leave-one-scenario-out")
+    datas = [consistency_data(embedder, p) for p in ROUTING_SCENARIOS]
+    for d in datas:
+        print(
+            f"   {d['name']}: genuine {d['genuine'].size} logs, distance p50 {np.median(d['genuine']):.3f} "
+            f"p95 {np.percentile(d['genuine'], 95):.3f} max {d['genuine'].max():.3f}; noisy "
+            f"{d['noisy'].size} logs, min {d['noisy'].min() if d['noisy'].size else float('nan'):.3f} "
+            f"p50 {np.median(d['noisy']) if d['noisy'].size else float('nan'):.3f}"
+        )
+
+    def pooled_score(ds: list[dict], cut: float) -> float:
+        noisy = np.concatenate([x["noisy"] for x in ds])
+        genuine = np.concatenate([x["genuine"] for x in ds])
+        return float(np.mean(noisy > cut)) - GENUINE_LOSS_WEIGHT * float(np.mean(genuine > cut))
+
+    print("   | held out | cut chosen on the others | noisy kept out | genuine lost |")
+    print("   |---|---|---|---|")
+    outs, losts = [], []
+    for i, d in enumerate(datas):
+        others = datas[:i] + datas[i + 1 :]
+        cut = max(CONSISTENCY_CUTS, key=lambda c: (pooled_score(others, c), c))
+        s = consistency_scores(d, cut)
+        outs.append(s["noise_out"])
+        losts.append(s["genuine_lost"])
+        print(f"   | {d['name']} | {cut:.2f} | {s['noise_out']:.2f} | {s['genuine_lost']:.3f} |")
+    print(f"   | **mean over held-out** | | {np.mean(outs):.2f} | {np.mean(losts):.3f} |")
+    cut = max(CONSISTENCY_CUTS, key=lambda c: (pooled_score(datas, c), c))
+    print(f"   all scenarios: cut {cut:.2f}, score {pooled_score(datas, cut):.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -458,6 +547,9 @@ def main() -> None:
     parser.add_argument(
         "--routing", action="store_true", help="only the leave-one-scenario-out routing calibration"
     )
+    parser.add_argument(
+        "--consistency", action="store_true", help="only the leave-one-scenario-out rule-consistency cut"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -472,6 +564,9 @@ def main() -> None:
     embedder = CachedEmbedder(SentenceEmbedder())
     if args.routing:
         section_routing(embedder)
+        return
+    if args.consistency:
+        section_consistency(embedder)
         return
     section_clusters(embedder, scenario, args.ward, args.min_size)
     section_router(embedder, scenario, args.ward, args.min_size, args.unseen)

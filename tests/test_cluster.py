@@ -277,3 +277,26 @@ def embedder():
     from backends.embedder import SentenceEmbedder
 
     return SentenceEmbedder(threads=1)
+
+
+@pytest.mark.parametrize(
+    ("rows", "has_rules", "cut", "expected"),
+    [
+        # four agreeing members and one far away: the far one disagrees
+        ([[1, 0], [1, 0.1], [1, -0.1], [1, 0.05], [0, 1]], [True] * 5, 0.5, [4]),
+        # a member without rules never disagrees, and does not vote
+        ([[1, 0], [1, 0.1], [1, -0.1], [1, 0.05], [0, 1]], [True, True, True, True, False], 0.5, []),
+        # fewer than four voters: no consensus to disagree with
+        ([[1, 0], [1, 0.1], [0, 1]], [True] * 3, 0.5, []),
+        # the check off
+        ([[1, 0], [1, 0.1], [1, -0.1], [1, 0.05], [0, 1]], [True] * 5, 0.0, []),
+        # all agree
+        ([[1, 0], [1, 0.1], [1, -0.1], [1, 0.05]], [True] * 4, 0.5, []),
+        # a loose cut keeps even the far one
+        ([[1, 0], [1, 0.1], [1, -0.1], [1, 0.05], [0.2, 1]], [True] * 5, 0.9, []),
+    ],
+)
+def test_disagreeing_members(rows, has_rules, cut, expected):
+    from uno_local.cluster import disagreeing_members
+
+    assert disagreeing_members(np.array(rows, dtype=float), has_rules, cut) == expected

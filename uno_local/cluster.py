@@ -152,6 +152,20 @@ def cluster_radius(
     return float(min(ceiling, max(floor, widest + margin)))
 
 
+def disagreeing_members(rule_vecs: np.ndarray, has_rules: list[bool], max_distance: float, voters: int = 4) -> list[int]:
+    """Pure: positions of the members whose rules disagree with their cluster's consensus: the cosine
+    distance of a member's rule embedding to the mean of the other rule-bearing members' is above
+    `max_distance` (`spread_distances` on the rules). Members without rules (a plain thumbs-up) never
+    disagree; with fewer than `voters` rule-bearing members there is no consensus to disagree with, and
+    `max_distance` <= 0 turns the check off. docs/thresholds.md measures the cut on the eval scenarios:
+    noisy feedback ("Use ALL CAPS from now on.") in a topic's cluster lands far from the topic's habit."""
+    voting = [i for i, has in enumerate(has_rules) if has]
+    if max_distance <= 0 or len(voting) < voters:
+        return []
+    spread = spread_distances(np.asarray(rule_vecs)[voting])
+    return [i for i, d in zip(voting, spread, strict=True) if d > max_distance]
+
+
 class Router:
     """Nearest-centroid routing of a query embedding, with an "unseen" cutoff.
 

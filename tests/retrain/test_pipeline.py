@@ -297,3 +297,32 @@ def test_a_runaway_rule_is_cut_where_a_stream_would_have_stopped(text, cut):
     from uno_local.retrain.context import cut_runaway_string
 
     assert cut_runaway_string(text) == cut
+
+
+def test_noisy_feedback_in_a_topic_is_kept_out_of_its_training_and_validation(app, fakes):
+    """Two cooking logs whose comments ask for something else entirely join the cooking cluster (their
+    questions are about cooking) but train nothing, are not held out, and are not the Expert's sources."""
+    cooking = add_cooking(app)
+    noisy = [
+        add_log(app, "braise leeks for cooking", comment="Write everything in German from now on."),
+        add_log(app, "fry an egg for cooking", comment="Use more emojis everywhere please."),
+    ]
+    add_garden(app)
+    events = []
+    report = retrain(app, fakes, events)
+    cluster = next(c for c in report.clusters if set(cooking) <= set(load_clusters(app.store)[c["label"]].members))
+    assert cluster["kept_out"] == sorted(noisy) and cluster["size"] == 12
+    assert f'End the answer with "{SIGN_OFF}".' in cluster["rules"]
+    assert not any("German" in r or "emojis" in r for r in cluster["rules"])
+    expert = next(a for a in app.registry.active() if a.name == cluster["expert"].split("@")[0])
+    assert not set(noisy) & set(expert.sources) and set(expert.sources) < set(cooking)
+    assert any("2 logs kept out" in e.message for e in events if e.stage == "cluster")
+
+
+def test_rule_consistency_zero_keeps_every_log(app, fakes):
+    app.config.uno.rule_consistency = 0.0
+    add_cooking(app)
+    add_log(app, "braise leeks for cooking", comment="Write everything in German from now on.")
+    add_garden(app)
+    report = retrain(app, fakes)
+    assert all(c["kept_out"] == [] for c in report.clusters)

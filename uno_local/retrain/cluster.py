@@ -3,7 +3,8 @@
 Online by default: logs already in a cluster stay there, new logs join the nearest cluster within the
 unseen distance (`join_new_logs`), and the rest are clustered afresh once there are enough of them,
 under new labels (`first_free_label`). `--recluster` clusters every log afresh. The user's edits and
-vetoes stay with their cluster's label.
+vetoes stay with their cluster's label. A member whose rules disagree with the rest of its cluster's
+(`cluster.disagreeing_members`: noisy feedback) is kept out of its training and validation.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
     ids = [log.message_id for log in state.logs]
     eq, er = embed_logs(ctx.app.embedder, [items[i].query for i in ids], [items[i].rules for i in ids])
     state.query_vecs = dict(zip(ids, eq, strict=True))
+    rule_vecs = dict(zip(ids, er, strict=True))
     previous = {} if ctx.options.recluster else state.previous
     members: dict[int, list[int]] = {}
     pending = ids
@@ -87,11 +89,18 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
     state.plans = []
     for label, mids in sorted(members.items()):
         old = previous.get(label)
+        mids = sorted(mids)
+        kept_out = [
+            mids[i]
+            for i in clustering.disagreeing_members(
+                np.stack([rule_vecs[m] for m in mids]), [bool(items[m].rules) for m in mids], cfg.rule_consistency
+            )
+        ]
         row = ClusterRow(
             label=label,
             centroid=np.mean([state.query_vecs[m] for m in mids], axis=0).astype(float).tolist(),
-            members=sorted(mids),
-            rules=top_rules([items[m].rules for m in mids]),
+            members=mids,
+            rules=top_rules([items[m].rules for m in mids if m not in kept_out]),
             user_rules=old.user_rules if old else None,
             vetoed=old.vetoed if old else False,
             radius=clustering.cluster_radius(
@@ -100,12 +109,14 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
         )
         for m in mids:  # a log that joined an edited cluster is judged and critiqued by its rules too
             items[m].user_rules = row.user_rules
-        state.plans.append(ClusterPlan(row))
+        state.plans.append(ClusterPlan(row, kept_out=kept_out))
     if not state.plans:
         raise NothingToLearnError(
             f"No topic has enough feedback yet: a cluster needs {cfg.min_cluster_size} similar logs "
             "(uno.min_cluster_size); give more feedback, then retrain."
         )
     sizes = ", ".join(str(len(p.row.members)) for p in state.plans)
-    ctx.emit("cluster", 1, 1, f"{len(state.plans)} clusters ({sizes} logs)")
+    kept_out = sum(len(p.kept_out) for p in state.plans)
+    note = f"; {kept_out} logs kept out: their rules disagree with their cluster's" if kept_out else ""
+    ctx.emit("cluster", 1, 1, f"{len(state.plans)} clusters ({sizes} logs){note}")
     return state

@@ -92,7 +92,7 @@ def _deploy_one(
             gguf_file=gguf(ctx, ckpt),
             peft_dir=ckpt,
             base_model=ctx.model_name,
-            sources=sorted(plan.train_ids if kind == "expert" else plan.row.members),
+            sources=sorted(plan.train_ids if kind == "expert" else plan.learning_members),
             metrics=metrics,
             config=asdict(ctx.app.config.train),
             cluster=str(plan.row.label),

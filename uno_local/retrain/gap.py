@@ -11,7 +11,7 @@ from uno_local.retrain.state import RetrainState
 
 def run(ctx: Context, state: RetrainState) -> RetrainState:
     for plan in state.plans:
-        items = [state.items[m] for m in plan.row.members]
+        items = [state.items[m] for m in plan.learning_members]
         vecs = embed_rule_lists(ctx.app.embedder, [i.rules for i in items] + [i.predicted for i in items])
         feedback, predicted = vecs[: len(items)], vecs[len(items) :]
         plan.row.gap = gaps.cluster_gap(gaps.log_gap(f, p) for f, p in zip(feedback, predicted, strict=True))

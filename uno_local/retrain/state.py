@@ -40,6 +40,7 @@ class ClusterPlan:
     """A cluster as it moves through gap, train, convert, validate and deploy."""
 
     row: ClusterRow
+    kept_out: list[int] = field(default_factory=list)  # cluster: members whose rules disagree (`uno.rule_consistency`)
     train_ids: list[int] = field(default_factory=list)
     heldout_ids: list[int] = field(default_factory=list)
     reused: bool = False
@@ -47,6 +48,11 @@ class ClusterPlan:
     critic_ckpts: list[Path] = field(default_factory=list)
     validation: Validation | None = None
     train_tokens: int = 0
+
+    @property
+    def learning_members(self) -> list[int]:
+        """The members that train and validate its adapters: all but those kept out."""
+        return [m for m in self.row.members if m not in set(self.kept_out)]
 
     @property
     def critic_ckpt(self) -> Path | None:

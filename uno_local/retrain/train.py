@@ -58,7 +58,7 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
     for plan in state.plans:
         row = plan.row
         row.data_hash = data_hash(ctx, state, row)
-        plan.train_ids, plan.heldout_ids = split(row.members, ctx.cfg.heldout_share, ctx.cfg.min_heldout)
+        plan.train_ids, plan.heldout_ids = split(plan.learning_members, ctx.cfg.heldout_share, ctx.cfg.min_heldout)
         decision, old = plan_cluster(row, state.previous)
         if decision is Plan.VETOED:
             row.route, row.decision = "base", "vetoed by you: not trained"
@@ -95,7 +95,7 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
 
 def train_critic(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> None:
     """The Critic for the Reflective path, on every member (a high gap, or a failed Expert)."""
-    examples = critic_examples([state.items[m] for m in plan.row.members])
+    examples = critic_examples([state.items[m] for m in plan.learning_members])
     if len(examples) < 2:
         plan.row.route, plan.row.decision = "base", plan.row.decision or "too few rules to train a Critic"
         return
