@@ -86,6 +86,8 @@ def report_text(run: RetrainRun | None) -> str:
     lines = [
         f"Last retrain, {when} UTC: {summary.get('logs', 0)} logs, {summary.get('seconds', 0):.0f} s; deployed {deployed}."
     ]
+    if summary.get("retired"):
+        lines.append(f"Retired (trained on feedback you removed): {', '.join(summary['retired'])}.")
     for c in summary.get("clusters", []):
         win = "" if c.get("win_rate") is None else f", win rate {c['win_rate']:.2f}"
         gap = "-" if c.get("gap") is None else f"{c['gap']:.2f}"

@@ -65,6 +65,7 @@ class RetrainState:
     plans: list[ClusterPlan] = field(default_factory=list)  # cluster; gap, train, validate, deploy fill them
     gap_skipped_tokens: int = 0  # train: Expert tokens a high gap sent to the Critic instead
     deployed: list[str] = field(default_factory=list)  # deploy: adapter keys that went live
+    retired: list[str] = field(default_factory=list)  # deploy: keys trained on feedback deleted since
 
 
 @dataclass
@@ -79,6 +80,7 @@ class RetrainReport:
     trained_tokens: int
     gap_skipped_tokens: int
     backend: str
+    retired: list[str] = field(default_factory=list)  # trained on feedback deleted since: no longer serve
 
     def as_dict(self) -> dict:
         return asdict(self)
