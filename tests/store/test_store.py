@@ -13,7 +13,7 @@ from uno_local.store import Store
 from uno_local.store.migrations import MIGRATIONS, migrate
 
 EXPECTED_COLUMNS = {
-    "conversations": ["id", "title", "created_at", "updated_at"],
+    "conversations": ["id", "title", "created_at", "updated_at", "settings"],
     "messages": [
         "id",
         "uid",
