@@ -297,3 +297,16 @@ def test_a_runaway_rule_is_cut_where_a_stream_would_have_stopped(text, cut):
     from uno_local.retrain.context import cut_runaway_string
 
     assert cut_runaway_string(text) == cut
+
+
+def test_the_report_keeps_a_few_heldout_questions_answered_before_and_after(app, fakes):
+    add_cooking(app)
+    report = retrain(app, fakes)
+    (cluster,) = report.clusters
+    examples = cluster["examples"]
+    assert 1 <= len(examples) <= 3
+    for example in examples:
+        assert example["query"].startswith("How do I ")
+        assert not example["before"].endswith(SIGN_OFF)  # the base model
+        assert example["after"].endswith(SIGN_OFF)  # the Expert learned the sign-off
+    assert last_run(app.store).summary["clusters"][0]["examples"] == examples

@@ -90,6 +90,7 @@ def make_report(
             "decision": p.row.decision,
             "reused": p.reused,
             "rules": p.row.effective_rules,
+            "examples": p.examples,
         }
         for p in state.plans
     ]

@@ -46,6 +46,7 @@ class ClusterPlan:
     expert_ckpts: list[Path] = field(default_factory=list)
     critic_ckpts: list[Path] = field(default_factory=list)
     validation: Validation | None = None
+    examples: list[dict] = field(default_factory=list)  # validate: held-out {query, before, after}
     train_tokens: int = 0
 
     @property
