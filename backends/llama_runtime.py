@@ -233,11 +233,8 @@ class LlamaRuntime:
             chunks = self.llm.create_chat_completion(
                 messages=messages,
                 stream=True,
-                temperature=settings.temperature,
-                top_p=settings.top_p,
-                max_tokens=settings.max_tokens,
-                seed=None if settings.seed < 0 else settings.seed,
                 response_format={"type": "json_object", "schema": json_schema} if json_schema else None,
+                **sampling(settings),
             )
             yield from self._timed(chunks, start, lambda choice: choice["delta"].get("content") or "")
 
@@ -252,13 +249,7 @@ class LlamaRuntime:
             self._select(adapter)
             start = time.perf_counter()
             chunks = self.llm.create_completion(
-                prompt=prompt,
-                stream=True,
-                temperature=settings.temperature,
-                top_p=settings.top_p,
-                max_tokens=settings.max_tokens,
-                stop=list(stop) or None,
-                seed=None if settings.seed < 0 else settings.seed,
+                prompt=prompt, stream=True, stop=list(stop) or None, **sampling(settings)
             )
             # Nothing more to say is no error here: the answer had simply reached its end.
             yield from self._timed(chunks, start, lambda choice: choice.get("text") or "", empty_ok=True)
@@ -412,6 +403,16 @@ class LlamaRuntime:
                     self._llama_cpp.llama_adapter_lora_free(handle)
             self._adapters.clear()
             self.llm.close()
+
+
+def sampling(settings: GenerationSettings) -> dict:
+    """llama-cpp-python's sampling arguments for `settings` (a negative seed: a random one)."""
+    return {
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "max_tokens": settings.max_tokens,
+        "seed": None if settings.seed < 0 else settings.seed,
+    }
 
 
 def _context_errors(chunks, n_ctx: int):

@@ -141,20 +141,20 @@ class ConversationActions(Base):
         many = f"{len(blocks)} code blocks" if len(blocks) > 1 else "The code block"
         self.notify(f"{many} of answer #{message.id} copied.", title="uno")
 
-    def action_copy_code(self) -> None:
+    def on_target_answer(self, act: Callable[[Message], None]) -> None:
+        """`act` on the selected answer, else the newest shown; a sentence when there is none."""
         answer = self.chat_view.target_answer
         if answer is None:
             self.notify("There is no answer here yet.", severity="warning")
         else:
-            self.copy_code(answer)
+            act(answer)
+
+    def action_copy_code(self) -> None:
+        self.on_target_answer(self.copy_code)
 
     # new answers in place of old ones
     def action_regenerate(self) -> None:
-        answer = self.chat_view.target_answer
-        if answer is None:
-            self.notify("There is no answer here to regenerate yet.", severity="warning")
-        else:
-            self.regenerate(answer)
+        self.on_target_answer(self.regenerate)
 
     def regenerate(self, answer: Message) -> None:
         messages = self.guard(self.core.store.messages, answer.conversation_id) or []
@@ -219,11 +219,7 @@ class ConversationActions(Base):
         )
 
     def action_continue(self) -> None:
-        answer = self.chat_view.target_answer
-        if answer is None:
-            self.notify("There is no answer here to continue yet.", severity="warning")
-        else:
-            self.continue_answer(answer)
+        self.on_target_answer(self.continue_answer)
 
     def continue_answer(self, answer: Message) -> None:
         if self.busy():
