@@ -483,7 +483,10 @@ class UnoApp(ConversationActions, TextualApp[None]):
         if event.conversation_id != self.conversation_id:
             return
         if event.rebuilt:  # messages were edited, replaced or continued: show the stored conversation
+            had_focus = self.chat_view.has_focus
             await self.open_conversation(event.conversation_id)
+            if had_focus:  # its selection is gone with the old messages: back to typing
+                self.query_one(PromptInput).focus()
             return
         store = self.core.store
         user, answer = (

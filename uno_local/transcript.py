@@ -50,5 +50,9 @@ def export_folder() -> Path:
 
 def export_name(conversation: Conversation) -> str:
     """'uno-12-how-do-i-boil-an-egg.md': the id keeps two conversations with one title apart."""
-    slug = "-".join(re.findall(r"[a-z0-9]+", conversation.title.lower()))[:40].strip("-") or "chat"
-    return f"uno-{conversation.id}-{slug}.md"
+    words: list[str] = []
+    for word in re.findall(r"[a-z0-9]+", conversation.title.lower()):
+        if len("-".join([*words, word])) > 40:  # whole words only
+            break
+        words.append(word)
+    return f"uno-{conversation.id}-{'-'.join(words) or 'chat'}.md"

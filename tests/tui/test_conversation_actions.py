@@ -11,6 +11,7 @@ from tests.tui.test_chat import SIZE, answer_done, answer_of, wait_for
 from tui.chat_view import MessageWidget
 from tui.conversation_dialogs import QuestionActions, ResendEditor, SettingsDialog
 from tui.dialogs import ConfirmDialog
+from tui.prompt import PromptInput
 from uno_local.chat import conversation_settings, history_for_model
 from uno_local.store import ConversationSettings
 
@@ -105,6 +106,7 @@ async def test_edit_and_resend_your_message(core, make_app):
         assert new.id > old.id and new.complete
         assert shown_ids(app) == [user.id, new.id]
         assert history_for_model(store, conversation_id)[0]["content"] == "What is the capital of Italy?"
+        assert app.focused is app.query_one(PromptInput)  # the old selection went: back to typing
 
 
 @pytest.mark.asyncio
