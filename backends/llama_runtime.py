@@ -230,47 +230,66 @@ class LlamaRuntime:
         with self._lock:
             self._select(adapter)
             start = time.perf_counter()
-            first = None
-            count = 0
-            finish = None
             chunks = self.llm.create_chat_completion(
                 messages=messages,
                 stream=True,
-                temperature=settings.temperature,
-                top_p=settings.top_p,
-                max_tokens=settings.max_tokens,
-                seed=None if settings.seed < 0 else settings.seed,
                 response_format={"type": "json_object", "schema": json_schema} if json_schema else None,
+                **sampling(settings),
             )
-            try:
-                for chunk in _context_errors(chunks, self.llm.n_ctx()):
-                    choice = chunk["choices"][0]
-                    delta = choice["delta"].get("content") or ""
-                    finish = choice.get("finish_reason") or finish
-                    if delta:
-                        count += 1
-                        if first is None:
-                            first = time.perf_counter()
-                        yield StreamEvent(delta=delta)
-            finally:
-                with suppress(Exception):
-                    chunks.close()
-            end = time.perf_counter()
-            if count == 0 and finish == "stop":
-                raise ModelError(
-                    f"{self.model_name} gave an empty answer"
-                    + (f": {self.template_note}" if self.template_note else "; try rephrasing the question.")
-                )
-            prompt_tokens = max(0, self.llm.n_tokens - count)
-            yield StreamEvent(
-                stats=ChatStats(
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=count,
-                    ttft_ms=((first or end) - start) * 1000,
-                    duration_ms=(end - start) * 1000,
-                    finish_reason=finish,
-                )
+            yield from self._timed(chunks, start, lambda choice: choice["delta"].get("content") or "")
+
+    def continue_stream(
+        self, messages: list[dict], partial: str, settings: GenerationSettings, *, adapter: str | None = None
+    ) -> Iterator[StreamEvent]:
+        """Stream more of the answer `partial`: the chat template's prompt with the answer turn left open
+        and `partial` already in it, decoded on from there (the template's stop strings end it)."""
+        prompt, stop = self._chat_prompt(messages)
+        prompt += self.llm.tokenize(partial.encode("utf-8", "replace"), add_bos=False, special=False)
+        with self._lock:
+            self._select(adapter)
+            start = time.perf_counter()
+            chunks = self.llm.create_completion(
+                prompt=prompt, stream=True, stop=list(stop) or None, **sampling(settings)
             )
+            # Nothing more to say is no error here: the answer had simply reached its end.
+            yield from self._timed(chunks, start, lambda choice: choice.get("text") or "", empty_ok=True)
+
+    def _timed(
+        self, chunks, start: float, text_of: Callable[[dict], str], *, empty_ok: bool = False
+    ) -> Iterator[StreamEvent]:
+        """A llama-cpp-python stream as text events, then one event with the timing statistics."""
+        first = None
+        count = 0
+        finish = None
+        try:
+            for chunk in _context_errors(chunks, self.llm.n_ctx()):
+                choice = chunk["choices"][0]
+                delta = text_of(choice)
+                finish = choice.get("finish_reason") or finish
+                if delta:
+                    count += 1
+                    if first is None:
+                        first = time.perf_counter()
+                    yield StreamEvent(delta=delta)
+        finally:
+            with suppress(Exception):
+                chunks.close()
+        end = time.perf_counter()
+        if count == 0 and finish == "stop" and not empty_ok:
+            raise ModelError(
+                f"{self.model_name} gave an empty answer"
+                + (f": {self.template_note}" if self.template_note else "; try rephrasing the question.")
+            )
+        prompt_tokens = max(0, self.llm.n_tokens - count)
+        yield StreamEvent(
+            stats=ChatStats(
+                prompt_tokens=prompt_tokens,
+                completion_tokens=count,
+                ttft_ms=((first or end) - start) * 1000,
+                duration_ms=(end - start) * 1000,
+                finish_reason=finish,
+            )
+        )
 
     # many answers at once
     def generate_many(
@@ -384,6 +403,16 @@ class LlamaRuntime:
                     self._llama_cpp.llama_adapter_lora_free(handle)
             self._adapters.clear()
             self.llm.close()
+
+
+def sampling(settings: GenerationSettings) -> dict:
+    """llama-cpp-python's sampling arguments for `settings` (a negative seed: a random one)."""
+    return {
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "max_tokens": settings.max_tokens,
+        "seed": None if settings.seed < 0 else settings.seed,
+    }
 
 
 def _context_errors(chunks, n_ctx: int):

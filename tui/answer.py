@@ -1,6 +1,6 @@
 """One streamed answer, run in a worker thread: (conversation, text) -> Textual messages for the UI.
 
-`stream_answer` drives the core `ChatService` and posts `AnswerStarted`, one `AnswerDelta` per piece
+`stream_answer` starts a core `Turn` (a new message, a resent one, or more of a stopped answer) and posts `AnswerStarted`, one `AnswerDelta` per piece
 of text, then `AnswerFinished` (or `AnswerFailed`). Stopping closes the `Turn`, whose finally-block
 stores the partial answer marked incomplete.
 """
@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from textual.message import Message
 
 from tui.messages import AnswerDelta, AnswerFailed, AnswerFinished, AnswerStarted
-from uno_local.chat import ChatService
+from uno_local.chat import Turn
 from uno_local.errors import UnoError
-from uno_local.runtime import GenerationSettings
 
 
 @dataclass
@@ -44,20 +43,22 @@ class LiveAnswer:
 
 
 def stream_answer(
-    chat: ChatService,
+    start: Callable[[], Turn],
     conversation_id: int,
-    text: str,
-    settings: GenerationSettings,
     post: Callable[[Message], object],
     should_stop: Callable[[], bool],
+    *,
+    rebuilt: bool = False,
 ) -> None:
-    """Send `text`, stream the answer to `post`, and stop early once `should_stop()` is true."""
+    """Start the turn (`start()`: send, resend or continue), stream the answer to `post`, and stop
+    early once `should_stop()` is true. `rebuilt`: the conversation changed beyond the new answer
+    (an edit, a regenerated or continued answer), so the view reloads it."""
     try:
-        turn = chat.send(conversation_id, text, settings)
+        turn = start()
     except UnoError as exc:
         post(AnswerFailed(conversation_id, str(exc)))
         return
-    post(AnswerStarted(conversation_id, turn.user_id, turn.answer_id))
+    post(AnswerStarted(conversation_id, turn.user_id, turn.answer_id, rebuilt))
     deltas = iter(turn)
     stopped, error = False, None
     try:

@@ -24,15 +24,8 @@ from textual.worker import get_current_worker
 from tui.adapters_view import AdaptersScreen
 from tui.answer import LiveAnswer, stream_answer
 from tui.chat_view import ChatView
+from tui.conversation_actions import ConversationActions, StartTurn
 from tui.dialogs import ConfirmDialog, RenameDialog
-from tui.feedback import (
-    AnswerActions,
-    CommentDialog,
-    CorrectionEditor,
-    correction_result,
-    feedback_line,
-    toggled_rating,
-)
 from tui.feedback_view import FeedbackScreen
 from tui.help import HelpScreen
 from tui.learning import WhyScreen, explain_answer
@@ -43,7 +36,6 @@ from tui.messages import (
     AnswerStarted,
     ConversationAction,
     ConversationChosen,
-    FeedbackRequested,
     PromptSubmitted,
     RetrainFinished,
     RetrainProgress,
@@ -65,12 +57,21 @@ from uno_local.store.learning import retrain_runs
 T = TypeVar("T")
 TITLE_LENGTH = 40
 # Actions that stay available while a dialog is open; the rest would act on the screen beneath it.
-MODAL_SAFE_ACTIONS = {"quit", "help", "command_palette"}
+MODAL_SAFE_ACTIONS = {"quit", "help", "command_palette", "focus_next", "focus_previous"}  # Tab: in the dialog
 SCHEDULE_COMMANDS = {
     "on": "Retrain every night at 03:00 when there is new feedback (uno schedule enable)",
     "off": "Stop the nightly retrain (uno schedule disable)",
     "status": "Whether and when the nightly retrain runs (uno schedule status)",
 }
+# Palette entries without a key of their own (each is also in a message's Enter menu).
+EXTRA_COMMANDS = [
+    (
+        "Edit and resend your message",
+        "The selected one, else your last (Enter e on a message)",
+        "edit_resend",
+    ),
+    ("Copy the code", "The code blocks of the selected, else the last answer (Enter b)", "copy_code"),
+]
 STATUS_EVERY_S = 0.5  # how often the live tokens/s is redrawn while an answer streams
 
 
@@ -88,7 +89,7 @@ def model_label(core: App) -> str:
         return "no model"
 
 
-class UnoApp(TextualApp[None]):
+class UnoApp(ConversationActions, TextualApp[None]):
     """uno-local's chat window."""
 
     CSS_PATH = Path(__file__).with_name("uno.tcss")  # absolute: subclasses live elsewhere
@@ -111,6 +112,10 @@ class UnoApp(TextualApp[None]):
         Binding("f5", "view('adapters')", "Adapters: what serves; roll back, disable, delete"),
         Binding("f6", "view('retrain')", "Retrain: live progress and the last run's report", priority=True),
         Binding("f7", "why", "Why this answer (the selected, else the last answer)", priority=True),
+        Binding("ctrl+g", "regenerate", "Regenerate the answer (the selected, else the last)"),
+        Binding("ctrl+t", "continue", "Continue the stopped answer (the selected, else the last)"),
+        Binding("f8", "conversation_settings", "This conversation's settings: system prompt, temperature"),
+        Binding("f9", "export", "Export this conversation to a Markdown file"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -137,6 +142,8 @@ class UnoApp(TextualApp[None]):
             if binding.action not in ("command_palette", "help"):
                 yield SystemCommand(binding.description, f"Key: {binding.key}", self._runner(binding.action))
         yield SystemCommand("Keys", "Show every key (F1)", self.action_help)
+        for title, help_text, action in EXTRA_COMMANDS:
+            yield SystemCommand(title, help_text, self._runner(action))
         for kind, help_text in SCHEDULE_COMMANDS.items():
             yield SystemCommand(f"Overnight learning: {kind}", help_text, self._runner(f"schedule('{kind}')"))
         yield from super().get_system_commands(screen)
@@ -160,11 +167,7 @@ class UnoApp(TextualApp[None]):
         self.push_screen(views[name](self.core), closed)
 
     def action_why(self) -> None:
-        view = self.chat_view
-        message = view.selected_message
-        if message is None or message.role != "assistant":
-            answers = [w.message for w in view.message_widgets if w.is_answer and w.message.id]
-            message = answers[-1] if answers else None
+        message = self.chat_view.target_answer
         if message is None:
             self.notify("There is no answer here to explain yet.", severity="warning")
             return
@@ -401,11 +404,7 @@ class UnoApp(TextualApp[None]):
         self.refresh_status()
 
     def refresh_status(self, activity: str = "") -> None:
-        view = self.chat_view
-        answer = view.selected_message
-        if answer is None or answer.role != "assistant":
-            answers = [w.message for w in view.message_widgets if w.is_answer and w.message.id]
-            answer = answers[-1] if answers else None
+        answer = self.chat_view.target_answer
         live = self.live
         streaming = bool(live and answer and live.answer_id == answer.id)
         if activity == "" and live is not None:
@@ -415,67 +414,6 @@ class UnoApp(TextualApp[None]):
         speed = live.tokens_per_s() if streaming and live else None
         self._status_at = time.monotonic()
         self.query_one(StatusBar).show(Status(self.model_label, answer, activity, streaming, speed))
-
-    async def on_feedback_requested(self, event: FeedbackRequested) -> None:
-        if self.live and self.live.answer_id == event.message_id:
-            self.notify("Wait for the answer to finish (or stop it with Esc).", severity="warning")
-            return
-        message = self.guard(self.core.store.get_message, event.message_id)
-        if message is None:
-            return
-        feedback = message.feedback
-        if event.kind == "menu":
-
-            def chosen(kind: str | None) -> None:
-                if kind is not None:
-                    self.post_message(FeedbackRequested(message.id, kind))
-
-            self.push_screen(AnswerActions(message.id), chosen)
-        elif event.kind == "why":
-            self.push_screen(WhyScreen(explain_answer(self.core, message.id)))
-        elif event.kind == "copy":
-            self.copy_to_clipboard(
-                feedback.correction if feedback and feedback.correction else message.content
-            )
-            self.notify(f"Answer #{message.id} copied.", title="uno")
-        elif event.kind in ("up", "down"):
-            rating = toggled_rating(feedback.rating if feedback else None, 1 if event.kind == "up" else -1)
-            await self.save_feedback(message.id, rating=rating)
-        elif event.kind == "clear" and feedback is not None:
-
-            async def cleared(yes: bool | None) -> None:
-                if yes:
-                    await self.save_feedback(message.id, rating=None, comment=None, correction=None)
-
-            what = feedback_line(feedback)
-            self.push_screen(ConfirmDialog(f"Remove all feedback on answer #{message.id} ({what})?"), cleared)
-        elif event.kind == "comment":
-
-            async def commented(text: str | None) -> None:
-                if text is not None:
-                    await self.save_feedback(message.id, comment=text)
-
-            initial = (feedback.comment or "") if feedback else ""
-            self.push_screen(CommentDialog(initial, cursor_blink=self.cursor_blink), commented)
-        elif event.kind == "correct":
-            start = feedback.correction if feedback and feedback.correction else message.content
-
-            async def done(text: str | None) -> None:
-                if text is not None:
-                    await self.save_feedback(message.id, correction=correction_result(text, message.content))
-
-            self.push_screen(CorrectionEditor(start, cursor_blink=self.cursor_blink), done)
-
-    async def save_feedback(self, message_id: int, **changes: Any) -> None:
-        """Write the change, then show the stored result under the message."""
-        try:
-            self.core.store.set_feedback(message_id, **changes)
-            message = self.core.store.get_message(message_id)
-        except UnoError as exc:
-            self.notify(str(exc), severity="error", title="uno")
-            return
-        await self.chat_view.update_message(message)
-        self.refresh_status()
 
     # answering
     async def on_prompt_submitted(self, event: PromptSubmitted) -> None:
@@ -497,29 +435,37 @@ class UnoApp(TextualApp[None]):
         self.history.add(text)
         self.query_one(PromptInput).clear()
         await self.chat_view.add_pending(text)
-        self.live = LiveAnswer(self.conversation_id)
+        conversation_id = self.conversation_id
+        self.start_answer(conversation_id, lambda chat, settings: chat.send(conversation_id, text, settings))
+
+    def start_answer(
+        self, conversation_id: int, start: StartTurn, *, rebuilt: bool = False, prefix: str = ""
+    ) -> None:
+        """Write an answer in the background: `start(chat, settings)` begins the turn (a new message, a
+        resent one, more of a stopped answer, whose text so far is `prefix`)."""
+        self.live = LiveAnswer(conversation_id, parts=[prefix] if prefix else [])
         self._stop.clear()
         self._idle.clear()
         # The model loads on the first answer (App.runtime is a cached property): say so while it does.
         self.refresh_status("loading the model…" if "runtime" not in vars(self.core) else "")
-        self.generate(self.conversation_id, text)
+        self.generate(conversation_id, start, rebuilt)
 
     @work(thread=True, exclusive=True, group="answer")
-    def generate(self, conversation_id: int, text: str) -> None:
+    def generate(self, conversation_id: int, start: StartTurn, rebuilt: bool) -> None:
         """Stream one answer in a thread; every delta and the end go to the UI as messages."""
         worker = get_current_worker()
         try:
             chat = self.core.chat  # loads the model on the first answer
+            settings = self.core.settings()
             # While a retrain child trains, leave it a core: llama.cpp's threads spin when they wait.
             self.core.runtime.set_threads(1 if self.retraining else None)
             with chat_generating(self.core.home):  # the nightly retrain waits while this is held
                 stream_answer(
-                    chat,
+                    lambda: start(chat, settings),
                     conversation_id,
-                    text,
-                    self.core.settings(),
                     self.post_message,
                     lambda: self._stop.is_set() or worker.is_cancelled,
+                    rebuilt=rebuilt,
                 )
         except UnoError as exc:  # the model could not load; stream_answer reports its own errors
             self.post_message(AnswerFailed(conversation_id, str(exc)))
@@ -535,6 +481,12 @@ class UnoApp(TextualApp[None]):
             return
         self.live.answer_id = event.answer_id
         if event.conversation_id != self.conversation_id:
+            return
+        if event.rebuilt:  # messages were edited, replaced or continued: show the stored conversation
+            had_focus = self.chat_view.has_focus
+            await self.open_conversation(event.conversation_id)
+            if had_focus:  # its selection is gone with the old messages: back to typing
+                self.query_one(PromptInput).focus()
             return
         store = self.core.store
         user, answer = (

@@ -1,6 +1,6 @@
 """The chat view: a conversation's messages (answers rendered as markdown, streamed while they are
 written), each answer with its route and feedback on small muted lines, and a keyboard selection.
-Stored `Message` records in -> widgets out; Enter on a selected answer posts `FeedbackRequested("menu")`.
+Stored `Message` records in -> widgets out; Enter on a selected message posts `FeedbackRequested("menu")`.
 Only keys that type nothing act here: the app sends printable keys to the prompt.
 """
 
@@ -104,7 +104,9 @@ class ChatView(VerticalScroll, can_focus=True):
         Binding("down", "select(1)", "Select the next message"),
         Binding("home", "select_edge(0)", "Select the first message"),
         Binding("end", "select_edge(-1)", "Select the last message"),
-        Binding("enter", "feedback('menu')", "Actions on the selected answer: rate, comment, correct, why…"),
+        Binding(
+            "enter", "feedback('menu')", "Actions on the selected message: rate, correct, regenerate, edit…"
+        ),
     ]
 
     selected: reactive[int | None] = reactive(None)
@@ -128,6 +130,15 @@ class ChatView(VerticalScroll, can_focus=True):
         if self.selected is None or not 0 <= self.selected < len(widgets):
             return None
         return widgets[self.selected].message
+
+    @property
+    def target_answer(self) -> Message | None:
+        """What an answer action acts on: the selected answer, else the newest one shown."""
+        message = self.selected_message
+        if message is not None and message.role == "assistant":
+            return message
+        answers = [w.message for w in self.message_widgets if w.is_answer and w.message.id]
+        return answers[-1] if answers else None
 
     async def show(self, messages: list[Message], live: tuple[int, str] | None = None) -> None:
         """Replace the view with `messages`; `live` (answer id, text so far) resumes a streaming answer."""
@@ -259,7 +270,7 @@ class ChatView(VerticalScroll, can_focus=True):
 
     def action_feedback(self, kind: str) -> None:
         message = self.selected_message
-        if message is None or message.role != "assistant":
-            self.notify("Select an answer first (up/down here, or ctrl+up / ctrl+down).", severity="warning")
+        if message is None or not message.id:
+            self.notify("Select a message first (up/down here, or ctrl+up / ctrl+down).", severity="warning")
             return
         self.post_message(FeedbackRequested(message.id, kind))

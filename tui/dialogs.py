@@ -1,4 +1,5 @@
-"""Small modal dialogs for conversations: rename (returns the new title) and confirm (returns a bool)."""
+"""Small modal dialogs: rename (returns the new title), confirm (returns a bool), and the base of the
+one-key action menus on a message (returns the chosen action)."""
 
 from __future__ import annotations
 
@@ -60,3 +61,25 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+
+class ActionsMenu(ModalScreen[str | None]):
+    """A menu of one-key actions on message #`message_id`: its bindings (`choose('kind')`) listed
+    under `heading`, Esc last. Returns the chosen kind, or None."""
+
+    HEADING = "Message"
+
+    def __init__(self, message_id: int) -> None:
+        super().__init__()
+        self.message_id = message_id
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog actions-menu"):
+            yield Label(f"{self.HEADING} #{self.message_id}", classes="dialog-title")
+            for binding in self.BINDINGS[:-1]:
+                key = {"plus": "+", "minus": "-"}.get(binding.key, binding.key)
+                yield Label(f"{key}  {binding.description}", markup=False)
+            yield Label("Esc: back", classes="dialog-help")
+
+    def action_choose(self, kind: str | None) -> None:
+        self.dismiss(kind)

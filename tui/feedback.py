@@ -1,4 +1,4 @@
-"""Feedback on an answer: the inline summary line, the rating toggle, the actions menu, the comment
+"""Feedback on an answer: the inline summary line, the rating toggle, the answer's actions menu, the comment
 dialog and the correction editor (prefilled with the answer). Dialogs return the new text (the menu: the
 chosen action), or None when cancelled.
 """
@@ -11,6 +11,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, TextArea
 
+from tui.dialogs import ActionsMenu
 from uno_local.store import Feedback
 
 
@@ -41,9 +42,10 @@ def correction_result(edited: str, answer: str) -> str | None:
     return None if edited.strip() == answer.strip() or not edited.strip() else edited
 
 
-class AnswerActions(ModalScreen[str | None]):
+class AnswerActions(ActionsMenu):
     """What can be done with the selected answer, one key each; returns the chosen action."""
 
+    HEADING = "Answer"
     BINDINGS = [
         Binding("plus", "choose('up')", "Thumbs up (press again to take it back)"),
         Binding("minus", "choose('down')", "Thumbs down (press again to take it back)"),
@@ -52,23 +54,11 @@ class AnswerActions(ModalScreen[str | None]):
         Binding("x", "choose('clear')", "Remove all feedback from the answer (asks first)"),
         Binding("w", "choose('why')", "Why this answer: its route, cluster, adapter and rules"),
         Binding("y", "choose('copy')", "Copy the answer"),
+        Binding("b", "choose('code')", "Copy the answer's code blocks"),
+        Binding("r", "choose('regenerate')", "Regenerate: a new answer to the same question"),
+        Binding("m", "choose('continue')", "More: continue the answer where it was stopped"),
         Binding("escape", "choose(None)", "Back"),
     ]
-
-    def __init__(self, message_id: int) -> None:
-        super().__init__()
-        self.message_id = message_id
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog", id="answer-actions"):
-            yield Label(f"Answer #{self.message_id}", classes="dialog-title")
-            for binding in self.BINDINGS[:-1]:
-                key = {"plus": "+", "minus": "-"}.get(binding.key, binding.key)
-                yield Label(f"{key}  {binding.description}", markup=False)
-            yield Label("Esc: back", classes="dialog-help")
-
-    def action_choose(self, kind: str | None) -> None:
-        self.dismiss(kind)
 
 
 class CommentDialog(ModalScreen[str | None]):
@@ -127,6 +117,8 @@ class CorrectionEditor(ModalScreen[str | None]):
         Binding("ctrl+s", "save", "Save the correction"),
         Binding("escape", "cancel", "Cancel the correction"),
     ]
+    HEADING = "Correct the answer: write it as it should have been"
+    HELP = "ctrl+s saves · Esc cancels · ctrl+a selects all · saving it unchanged stores no correction"
 
     def __init__(self, text: str, *, cursor_blink: bool = True) -> None:
         super().__init__()
@@ -135,16 +127,13 @@ class CorrectionEditor(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="correction-dialog"):
-            yield Label("Correct the answer: write it as it should have been", classes="dialog-title")
+            yield Label(self.HEADING, classes="dialog-title", markup=False)
             editor = CorrectionArea(
                 self.text, id="correction-editor", soft_wrap=True, show_line_numbers=False
             )
             editor.cursor_blink = self.cursor_blink
             yield editor
-            yield Label(
-                "ctrl+s saves · Esc cancels · ctrl+a selects all · saving it unchanged stores no correction",
-                classes="dialog-help",
-            )
+            yield Label(self.HELP, classes="dialog-help", markup=False)
 
     def on_mount(self) -> None:
         self.query_one(TextArea).focus()

@@ -68,6 +68,7 @@ def binding_sections() -> list[tuple[str, list[KeyRow]]]:
     from tui.adapters_view import AdaptersScreen
     from tui.app import UnoApp
     from tui.chat_view import ChatView
+    from tui.conversation_dialogs import QuestionActions, ResendEditor, SettingsDialog
     from tui.dialogs import ConfirmDialog, RenameDialog
     from tui.feedback import AnswerActions, CommentDialog, CorrectionArea, CorrectionEditor
     from tui.feedback_view import FeedbackScreen
@@ -85,6 +86,9 @@ def binding_sections() -> list[tuple[str, list[KeyRow]]]:
             binding_rows(ChatView.BINDINGS),
         ),
         ("A selected answer (Enter on it)", binding_rows(AnswerActions.BINDINGS)),
+        ("A selected message of yours (Enter on it)", binding_rows(QuestionActions.BINDINGS)),
+        ("Edit and resend", binding_rows([*ResendEditor.BINDINGS, *CorrectionArea.BINDINGS])),
+        ("Conversation settings (F8)", binding_rows(SettingsDialog.BINDINGS)),
         ("Conversation list (ctrl+o)", binding_rows(ConversationList.BINDINGS)),
         ("Comment dialog", binding_rows(CommentDialog.BINDINGS)),
         ("Correction editor", binding_rows([*CorrectionEditor.BINDINGS, *CorrectionArea.BINDINGS])),

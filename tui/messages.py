@@ -26,6 +26,7 @@ class AnswerStarted(Message):
     conversation_id: int
     user_id: int
     answer_id: int
+    rebuilt: bool = False  # the conversation changed beyond the new answer: show it again from the store
 
 
 @dataclass
@@ -56,7 +57,8 @@ class AnswerFailed(Message):
 
 @dataclass
 class FeedbackRequested(Message):
-    """An action on an answer: menu, up, down, comment, correct, clear, why or copy."""
+    """An action on a message: menu or copy; on an answer also up, down, comment, correct, clear, why,
+    code, regenerate or continue; on your own message also resend."""
 
     message_id: int
     kind: str

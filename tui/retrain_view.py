@@ -1,5 +1,6 @@
 """The Retrain view (F6): the running retrain's progress per stage with an estimate of the time left,
-and the last run's report (what each cluster became, what shipped or was refused and why).
+and the last run's report (what each cluster became, what shipped or was refused and why, and a few
+held-out questions answered before and after).
 The app's `RetrainState` (fed by the child's progress lines) and the recorded runs in -> text.
 """
 
@@ -16,6 +17,8 @@ from textual.widgets import Label, Static
 
 from uno_local.retrain.pipeline import STAGES
 from uno_local.store.learning import RetrainRun, retrain_runs
+
+EXAMPLES_SHOWN = 3  # held-out questions shown before and after, over all clusters
 
 
 @dataclass
@@ -86,6 +89,8 @@ def report_text(run: RetrainRun | None) -> str:
     lines = [
         f"Last retrain, {when} UTC: {summary.get('logs', 0)} logs, {summary.get('seconds', 0):.0f} s; deployed {deployed}."
     ]
+    if summary.get("retired"):
+        lines.append(f"Retired (trained on feedback you removed): {', '.join(summary['retired'])}.")
     for c in summary.get("clusters", []):
         win = "" if c.get("win_rate") is None else f", win rate {c['win_rate']:.2f}"
         gap = "-" if c.get("gap") is None else f"{c['gap']:.2f}"
@@ -93,7 +98,22 @@ def report_text(run: RetrainRun | None) -> str:
         lines.append(
             f"  c{c['label']}: {c.get('size', 0)} logs, gap {gap} -> {state}{win}. {c.get('decision', '')}"
         )
+    examples = [(c["label"], e) for c in summary.get("clusters", []) for e in c.get("examples") or []]
+    if examples:
+        lines += ["", "Held-out questions, answered before (base model) and after (the new adapter):"]
+    for label, example in examples[:EXAMPLES_SHOWN]:
+        lines += [
+            f"  c{label} · {one_line(example['query'])}",
+            f"    before: {one_line(example['before'])}",
+            f"    after:  {one_line(example['after'])}",
+        ]
     return "\n".join(lines)
+
+
+def one_line(text: str, width: int = 160) -> str:
+    """`text` on one line, shortened to `width` characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def last_stage_seconds(run: RetrainRun | None) -> dict[str, float]:

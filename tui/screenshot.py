@@ -193,6 +193,19 @@ def seed_learning(core: App, scratch: Path) -> None:
                 "win_rate": 0.75,
                 "decision": "shipped: epoch 2 won 3 of 4",
                 "reused": False,
+                "examples": [
+                    {
+                        "query": "Is a dict ordered in Python?",
+                        "before": "No, dictionaries are unordered collections of keys and values.",
+                        "after": "Yes: since Python 3.7 a dict keeps insertion order.\n\n"
+                        "```python\nd = {'b': 1, 'a': 2}\nlist(d)  # ['b', 'a']\n```",
+                    },
+                    {
+                        "query": "How do I reverse a list?",
+                        "before": "You can reverse a list in many ways depending on your needs.",
+                        "after": "`items.reverse()` in place, or `items[::-1]` for a reversed copy.",
+                    },
+                ],
             },
             {
                 "label": 2,

@@ -82,7 +82,6 @@ class App:
     def base_id(self) -> str:
         """Identity of the chat model's weights: adapters trained on it are served only on it."""
         from backends.llama_runtime import check_model_file
-
         from uno_local.models import identity
 
         return identity(check_model_file(self.model_path), self.cache_dir)

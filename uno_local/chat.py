@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from uno_local.errors import UnoError
 from uno_local.runtime import ChatStats, GenerationSettings, Runtime, StreamEvent
 from uno_local.store import Store
 
@@ -45,13 +46,23 @@ class BaseResponder:
         return RoutePlan(), self.runtime.stream(messages, settings)
 
 
-def history_for_model(store: Store, conversation_id: int) -> list[dict]:
-    """The conversation as chat messages; interrupted partial answers are left out."""
-    return [
+def history_for_model(store: Store, conversation_id: int, *, until: int | None = None) -> list[dict]:
+    """The conversation as chat messages (up to message `until`, included), after its own system
+    prompt if it has one; interrupted partial answers are left out."""
+    system_prompt = store.conversation_settings(conversation_id).system_prompt
+    return [{"role": "system", "content": system_prompt}] * bool(system_prompt) + [
         {"role": m.role, "content": m.content}
         for m in store.messages(conversation_id)
-        if m.complete and m.content
+        if m.complete and m.content and (until is None or m.id <= until)
     ]
+
+
+def conversation_settings(
+    store: Store, conversation_id: int, settings: GenerationSettings
+) -> GenerationSettings:
+    """`settings` with the conversation's own temperature, when it has one."""
+    temperature = store.conversation_settings(conversation_id).temperature
+    return settings if temperature is None else replace(settings, temperature=temperature)
 
 
 def start_planned_answer(
@@ -79,9 +90,13 @@ class Turn:
     plan: RoutePlan
     events: Iterator[StreamEvent]
     store: Store
-    text: str = ""
+    text: str = ""  # the whole answer, a continued answer's earlier text included
     stats: ChatStats | None = None
     _parts: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.text:  # continuing a stopped answer: the new text goes after what it has
+            self._parts.append(self.text)
 
     def __iter__(self) -> Iterator[str]:
         last_save = time.monotonic()
@@ -146,12 +161,47 @@ class ChatService:
         """Start the answer to the stored user message `user_id`. The oldest turns are left out when
         the history outgrows the context window; a message too long alone is refused before the
         answer row exists (ContextOverflowError), the message itself stays stored."""
-        messages = history_for_model(self.store, conversation_id)
-        fit = getattr(self.runtime, "fit", None)
-        if fit is not None:
-            messages = fit(messages)
+        messages = self._fitted(history_for_model(self.store, conversation_id, until=user_id))
+        settings = conversation_settings(self.store, conversation_id, settings)
         plan, events = self.responder.respond(messages, settings)
         answer_id = start_planned_answer(
             self.store, conversation_id, self.runtime.model_name, settings, plan, source
         )
         return Turn(user_id, answer_id, plan, events, self.store)
+
+    def _fitted(self, messages: list[dict]) -> list[dict]:
+        fit = getattr(self.runtime, "fit", None)
+        return messages if fit is None else fit(messages)
+
+    def resend(self, user_id: int, settings: GenerationSettings, text: str | None = None) -> Turn:
+        """Answer the user's message `user_id` again, as `text` if given (edit and resend; without
+        `text`: regenerate its answer). What followed it goes once the new answer row exists, so a
+        message id is never handed out twice (the learning loop's records name logs by id)."""
+        user = self.store.get_message(user_id)
+        if user.role != "user":
+            raise UnoError(f"Message {user_id} is an answer; only your own messages can be resent.")
+        later = [m.id for m in self.store.messages(user.conversation_id) if m.id > user_id]
+        if text is not None:
+            self.store.edit_message(user_id, text)
+        turn = self.reply(user.conversation_id, user_id, settings)
+        self.store.delete_messages(later)
+        return turn
+
+    def continue_answer(self, answer_id: int, settings: GenerationSettings) -> Turn:
+        """Write more of a stopped answer (the last in its conversation) with the adapter that began it."""
+        answer = self.store.get_message(answer_id)
+        history = self.store.messages(answer.conversation_id)
+        if answer.role != "assistant" or answer.complete or history[-1].id != answer_id:
+            raise UnoError(
+                f"Answer {answer_id} is not a stopped answer at the end of its conversation; "
+                "only that one can be continued."
+            )
+        messages = self._fitted(history_for_model(self.store, answer.conversation_id, until=answer_id))
+        settings = conversation_settings(self.store, answer.conversation_id, settings)
+        adapter = (
+            answer.adapter if answer.route == "expert" and answer.adapter in self.runtime.adapters() else None
+        )
+        events = self.runtime.continue_stream(messages, answer.content, settings, adapter=adapter)
+        plan = RoutePlan(answer.route or "base", answer.adapter, answer.cluster, answer.route_reason or "")
+        user_id = next((m.id for m in reversed(history) if m.role == "user"), 0)
+        return Turn(user_id, answer_id, plan, events, self.store, text=answer.content)

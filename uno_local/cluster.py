@@ -152,7 +152,9 @@ def cluster_radius(
     return float(min(ceiling, max(floor, widest + margin)))
 
 
-def disagreeing_members(rule_vecs: np.ndarray, has_rules: list[bool], max_distance: float, voters: int = 4) -> list[int]:
+def disagreeing_members(
+    rule_vecs: np.ndarray, has_rules: list[bool], max_distance: float, voters: int = 4
+) -> list[int]:
     """Pure: positions of the members whose rules disagree with their cluster's consensus: the cosine
     distance of a member's rule embedding to the mean of the other rule-bearing members' is above
     `max_distance` (`spread_distances` on the rules). Members without rules (a plain thumbs-up) never

@@ -191,7 +191,6 @@ def identity(path: Path, cache_dir: Path) -> str:
     be read or written only costs that time again.
     """
     from backends.gguf_export import read_identity
-
     from uno_local.atomic import atomic_write
     from uno_local.errors import OutputError
 

@@ -264,6 +264,20 @@ class Registry:
                 )
         return self.deployed(name)
 
+    def retire_forgotten(self, current: set[int]) -> list[str]:
+        """Retire every deployed or previous version, of any base, trained on a log outside `current`
+        (its feedback or its conversation was deleted since): forgetting reaches what serves and what a
+        rollback could bring back. Returns the retired keys."""
+        rows = self.store.db.execute(
+            "SELECT id, name, version, sources FROM adapters WHERE status IN ('deployed', 'previous')"
+        ).fetchall()
+        stale = [(row[0], f"{row[1]}@v{row[2]}") for row in rows if set(_json(row[3], [])) - current]
+        if stale:
+            with self.store.write() as db:
+                for adapter_id, _ in stale:
+                    db.execute("UPDATE adapters SET status = 'retired' WHERE id = ?", [adapter_id])
+        return [key for _, key in stale]
+
     def set_enabled(self, name: str, enabled: bool) -> None:
         self.versions(name)
         where, params = self._scope("name = ?", [name])

@@ -96,6 +96,12 @@ class Runtime(Protocol):
         json_schema: dict | None = None,
     ) -> Iterator[StreamEvent]: ...
 
+    def continue_stream(
+        self, messages: list[dict], partial: str, settings: GenerationSettings, *, adapter: str | None = None
+    ) -> Iterator[StreamEvent]:
+        """Stream more of the answer `partial` to `messages`, as if it had not stopped."""
+        ...
+
     def generate_many(
         self,
         requests: list[GenerationRequest],

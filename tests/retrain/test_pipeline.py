@@ -310,7 +310,9 @@ def test_noisy_feedback_in_a_topic_is_kept_out_of_its_training_and_validation(ap
     add_garden(app)
     events = []
     report = retrain(app, fakes, events)
-    cluster = next(c for c in report.clusters if set(cooking) <= set(load_clusters(app.store)[c["label"]].members))
+    cluster = next(
+        c for c in report.clusters if set(cooking) <= set(load_clusters(app.store)[c["label"]].members)
+    )
     assert cluster["kept_out"] == sorted(noisy) and cluster["size"] == 12
     assert f'End the answer with "{SIGN_OFF}".' in cluster["rules"]
     assert not any("German" in r or "emojis" in r for r in cluster["rules"])
@@ -326,3 +328,16 @@ def test_rule_consistency_zero_keeps_every_log(app, fakes):
     add_garden(app)
     report = retrain(app, fakes)
     assert all(c["kept_out"] == [] for c in report.clusters)
+
+
+def test_the_report_keeps_a_few_heldout_questions_answered_before_and_after(app, fakes):
+    add_cooking(app)
+    report = retrain(app, fakes)
+    (cluster,) = report.clusters
+    examples = cluster["examples"]
+    assert 1 <= len(examples) <= 3
+    for example in examples:
+        assert example["query"].startswith("How do I ")
+        assert not example["before"].endswith(SIGN_OFF)  # the base model
+        assert example["after"].endswith(SIGN_OFF)  # the Expert learned the sign-off
+    assert last_run(app.store).summary["clusters"][0]["examples"] == examples

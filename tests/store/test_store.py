@@ -9,11 +9,11 @@ import pytest
 import sqlite_utils
 
 from uno_local.errors import NotFoundError, StoreError
-from uno_local.store import Store
+from uno_local.store import ConversationSettings, Store
 from uno_local.store.migrations import MIGRATIONS, migrate
 
 EXPECTED_COLUMNS = {
-    "conversations": ["id", "title", "created_at", "updated_at"],
+    "conversations": ["id", "title", "created_at", "updated_at", "settings"],
     "messages": [
         "id",
         "uid",
@@ -189,15 +189,17 @@ def test_every_write_is_one_immediate_transaction_and_nested_writes_join_it(tmp_
     store = Store(tmp_path / "uno.db")
     seen = []
     store.db.conn.set_trace_callback(seen.append)
-    with pytest.raises(RuntimeError):
-        with store.write():
-            store.new_conversation("kept only if everything commits")
-            with store.write():  # nested: no second BEGIN, no early COMMIT
-                store.new_conversation("inner")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), store.write():
+        store.new_conversation("kept only if everything commits")
+        with store.write():  # nested: no second BEGIN, no early COMMIT
+            store.new_conversation("inner")
+        raise RuntimeError("boom")
     store.db.conn.set_trace_callback(None)
     assert store.list_conversations() == []
-    assert [s for s in seen if s.split()[0] in {"BEGIN", "COMMIT", "ROLLBACK"}] == ["BEGIN IMMEDIATE", "ROLLBACK"]
+    assert [s for s in seen if s.split()[0] in {"BEGIN", "COMMIT", "ROLLBACK"}] == [
+        "BEGIN IMMEDIATE",
+        "ROLLBACK",
+    ]
     assert not store.db.conn.in_transaction
 
     # Another thread's write waits for this one instead of interleaving with it.
@@ -210,3 +212,32 @@ def test_every_write_is_one_immediate_transaction_and_nested_writes_join_it(tmp_
     other.join()
     assert order == ["a", "b"] and [c.title for c in store.list_conversations()] == ["b"]
     store.close()
+
+
+def test_conversation_settings_round_trip_and_a_damaged_value_reads_as_none(store):
+    cid = store.new_conversation("Eggs")
+    assert store.conversation_settings(cid) == ConversationSettings()
+    store.set_conversation_settings(cid, ConversationSettings("Be brief.", 0.0))
+    assert store.conversation_settings(cid) == ConversationSettings("Be brief.", 0.0)
+    assert store.db.execute("SELECT settings FROM conversations").fetchone() == (
+        '{"system_prompt": "Be brief.", "temperature": 0.0}',
+    )
+    store.set_conversation_settings(cid, ConversationSettings("", None))
+    assert store.db.execute("SELECT settings FROM conversations").fetchone() == (None,)
+    with store.write() as db:
+        db.execute("UPDATE conversations SET settings = '{not json'")
+    assert store.conversation_settings(cid) == ConversationSettings()
+
+
+def test_edit_a_question_and_delete_messages_with_their_feedback(store):
+    cid = store.new_conversation()
+    question = store.add_message(cid, "user", "Boil an egg?")
+    answer = store.add_message(cid, "assistant", "Boil it.")
+    store.set_feedback(answer, rating=-1)
+    store.edit_message(question, "Poach an egg?")
+    assert store.get_message(question).content == "Poach an egg?"
+    with pytest.raises(StoreError, match="only your own messages can be edited"):
+        store.edit_message(answer, "Poach it.")
+    store.delete_messages([answer])
+    assert [m.id for m in store.messages(cid)] == [question]
+    assert store.db.execute("SELECT COUNT(*) FROM feedback").fetchone() == (0,)

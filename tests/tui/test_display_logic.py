@@ -137,3 +137,24 @@ def test_binding_rows_join_keys_and_skip_system_bindings():
 )
 def test_title_from_first_message(text, title):
     assert title_from(text) == title
+
+
+def test_the_report_shows_at_most_three_heldout_questions_and_what_was_retired():
+    from tui.retrain_view import report_text
+    from uno_local.store.learning import RetrainRun
+
+    example = {"query": "q?", "before": "old\nanswer", "after": "new " * 60}
+    clusters = [
+        {"label": k, "size": 4, "gap": 0.1, "route": "expert", "examples": [example] * 2} for k in (0, 1)
+    ]
+    summary = {
+        "logs": 8,
+        "seconds": 3,
+        "deployed": ["expert-c0@v2"],
+        "retired": ["expert-c0@v1"],
+        "clusters": clusters,
+    }
+    text = report_text(RetrainRun(1, "2026-01-01T03:00", "2026-01-01T03:01", "finished", "deploy", summary))
+    assert "Retired (trained on feedback you removed): expert-c0@v1." in text
+    assert text.count("    before: old answer") == 3 and text.count("  c1 · q?") == 1
+    assert max(len(line) for line in text.splitlines()) < 175  # one line each, shortened

@@ -113,3 +113,32 @@ def test_delete_adapter_asks_first(snap_compare, learned):
 def test_retrain_view(snap_compare, learned):
     app = UnoApp(learned, cursor_blink=False)
     assert snap_compare(app, terminal_size=SIZE, run_before=settle, press=["f6"])
+
+
+def test_your_message_actions_menu(snap_compare, seeded):
+    # ctrl+up selects the last answer; up moves to the question it answers.
+    app = UnoApp(seeded, cursor_blink=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle, press=["ctrl+up", "up", "enter"])
+
+
+def test_edit_and_resend_editor(snap_compare, seeded):
+    app = UnoApp(seeded, cursor_blink=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle, press=["ctrl+up", "up", "enter", "e"])
+
+
+def test_conversation_settings_dialog(snap_compare, seeded):
+    from tui.conversation_dialogs import SettingsDialog
+    from uno_local.store import ConversationSettings
+
+    async def open_settings(pilot: Pilot) -> None:
+        await settle(pilot)
+        # A fixed model path: the real one depends on where the package is installed.
+        settings = ConversationSettings("Answer briefly, in plain words.", 0.7)
+        dialog = SettingsDialog(
+            settings, "/models/SmolLM2-135M-Instruct.Q4_1.gguf", 0.2, lambda t: None, cursor_blink=False
+        )
+        await pilot.app.push_screen(dialog)
+        await pilot.pause()
+
+    app = UnoApp(seeded, cursor_blink=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_settings)

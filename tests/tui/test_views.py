@@ -149,6 +149,10 @@ async def test_retrain_view_shows_live_progress_and_the_last_report(learned, mak
         report = str(screen.query_one("#retrain-report", Static).content)
         assert "deployed expert-c1@v2, critic-c2@v1" in report
         assert "c1: 2 logs, gap 0.31 -> expert, win rate 0.75. shipped: epoch 2 won 3 of 4" in report
+        # A few held-out questions, answered by the base model and by the new adapter.
+        assert "Held-out questions, answered before (base model) and after (the new adapter):" in report
+        assert "  c1 · Is a dict ordered in Python?\n    before: No, dictionaries are unordered" in report
+        assert "    after:  Yes: since Python 3.7 a dict keeps insertion order. ```python d = {" in report
         assert "No retrain is running" in str(screen.query_one("#retrain-progress", Static).content)
 
         # The progress lines of a running retrain (as the child process reports them) show per stage.

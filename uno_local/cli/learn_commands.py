@@ -41,8 +41,8 @@ def retrain(
 ) -> None:
     """Learn from your feedback: distill, cluster, train, validate and deploy adapters.
 
-    What is deployed keeps serving until new adapters pass validation; an interrupted run
-    resumes from its finished stages next time.
+    What is deployed keeps serving until new adapters pass validation, except adapters trained on
+    feedback you deleted, which retire; an interrupted run resumes from its finished stages next time.
     """
     from uno_local.models import learn_refusal
     from uno_local.retrain import STAGES, Retrain, RetrainOptions
@@ -80,6 +80,8 @@ def retrain(
             f"  cluster {c['label']}: {c['size']} logs, gap {c['gap']:.2f} -> {c['route']}{win}. {c['decision']}"
         )
     click.echo("Deployed: " + (", ".join(report.deployed) if report.deployed else "nothing new"))
+    if report.retired:
+        click.echo("Retired (trained on feedback you removed): " + ", ".join(report.retired))
 
 
 class StageBars:

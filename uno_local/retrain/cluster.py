@@ -93,7 +93,9 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
         kept_out = [
             mids[i]
             for i in clustering.disagreeing_members(
-                np.stack([rule_vecs[m] for m in mids]), [bool(items[m].rules) for m in mids], cfg.rule_consistency
+                np.stack([rule_vecs[m] for m in mids]),
+                [bool(items[m].rules) for m in mids],
+                cfg.rule_consistency,
             )
         ]
         row = ClusterRow(

@@ -127,9 +127,18 @@ def _deploy_all(ctx: Context, state: RetrainState, gate: ParityGate) -> None:
         row.route = choose_route(row.expert, row.critic)
         row.decision = row.decision or default_decision(row.high_gap)
         ctx.emit("deploy", n, len(state.plans), f"c{row.label}: {row.route}")
+    state.retired = retire_forgotten(ctx, state)
     for plan in state.plans:
         plan.row.updated_at = now_iso()
     replace_clusters(ctx.store, [p.row for p in state.plans])
     ctx.app.registry.clean_staging()
     if not state.deployed and not any(p.reused or p.row.expert or p.row.critic for p in state.plans):
         ctx.emit("deploy", 1, 1, "no adapter passed validation; answers stay on the base model")
+
+
+def retire_forgotten(ctx: Context, state: RetrainState) -> list[str]:
+    """Adapters trained on feedback deleted since stop serving (and cannot be rolled back to)."""
+    retired = ctx.app.registry.retire_forgotten({log.message_id for log in state.logs})
+    if retired:
+        ctx.emit("deploy", 1, 1, f"retired {', '.join(retired)}: trained on feedback you removed")
+    return retired

@@ -3,7 +3,8 @@ records the run in the store and reports progress through a callback.
 
 Each stage is a module named for its verb with a `run(ctx, state) -> state` function; a rerun after a
 crash continues from what finished (per-log results are cached artifacts, training folders are named
-by their inputs' hash), and nothing that serves changes before the deploy stage.
+by their inputs' hash), and nothing that serves changes before the deploy stage (or a run's end with
+nothing to learn, which still retires the adapters trained on feedback deleted since).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from uno_local.errors import NothingToLearnError
 from uno_local.retrain import cluster, collect, convert, deploy, distill, gap, pair, predict, train, validate
 from uno_local.retrain.context import Context
 from uno_local.retrain.runs import retrain_lock
@@ -53,6 +55,15 @@ class Retrain:
                     t0 = time.perf_counter()
                     self.state = stage(ctx, self.state)
                     timings[name] = round(time.perf_counter() - t0, 2)
+            except NothingToLearnError as exc:
+                # Even with nothing to train, what was trained on deleted feedback stops serving.
+                if retired := deploy.retire_forgotten(ctx, self.state):
+                    exc = NothingToLearnError(
+                        f"{exc} The adapters trained on feedback you removed no longer serve: "
+                        f"{', '.join(retired)}."
+                    )
+                update_run(ctx.store, run_id, "failed", summary={"error": str(exc)})
+                raise exc from None
             except BaseException as exc:
                 update_run(ctx.store, run_id, "failed", summary={"error": str(exc)})
                 raise
@@ -80,6 +91,7 @@ def make_report(
             "decision": p.row.decision,
             "reused": p.reused,
             "rules": p.row.effective_rules,
+            "examples": p.examples,
         }
         for p in state.plans
     ]
@@ -94,4 +106,5 @@ def make_report(
         trained_tokens=sum(p.train_tokens for p in state.plans),
         gap_skipped_tokens=state.gap_skipped_tokens,
         backend=ctx.backend,
+        retired=state.retired,
     )

@@ -40,13 +40,16 @@ class ClusterPlan:
     """A cluster as it moves through gap, train, convert, validate and deploy."""
 
     row: ClusterRow
-    kept_out: list[int] = field(default_factory=list)  # cluster: members whose rules disagree (`uno.rule_consistency`)
+    kept_out: list[int] = field(
+        default_factory=list
+    )  # cluster: members whose rules disagree (`uno.rule_consistency`)
     train_ids: list[int] = field(default_factory=list)
     heldout_ids: list[int] = field(default_factory=list)
     reused: bool = False
     expert_ckpts: list[Path] = field(default_factory=list)
     critic_ckpts: list[Path] = field(default_factory=list)
     validation: Validation | None = None
+    examples: list[dict] = field(default_factory=list)  # validate: held-out {query, before, after}
     train_tokens: int = 0
 
     @property
@@ -71,6 +74,7 @@ class RetrainState:
     plans: list[ClusterPlan] = field(default_factory=list)  # cluster; gap, train, validate, deploy fill them
     gap_skipped_tokens: int = 0  # train: Expert tokens a high gap sent to the Critic instead
     deployed: list[str] = field(default_factory=list)  # deploy: adapter keys that went live
+    retired: list[str] = field(default_factory=list)  # deploy: keys trained on feedback deleted since
 
 
 @dataclass
@@ -85,6 +89,7 @@ class RetrainReport:
     trained_tokens: int
     gap_skipped_tokens: int
     backend: str
+    retired: list[str] = field(default_factory=list)  # trained on feedback deleted since: no longer serve
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -58,7 +58,9 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
     for plan in state.plans:
         row = plan.row
         row.data_hash = data_hash(ctx, state, row)
-        plan.train_ids, plan.heldout_ids = split(plan.learning_members, ctx.cfg.heldout_share, ctx.cfg.min_heldout)
+        plan.train_ids, plan.heldout_ids = split(
+            plan.learning_members, ctx.cfg.heldout_share, ctx.cfg.min_heldout
+        )
         decision, old = plan_cluster(row, state.previous)
         if decision is Plan.VETOED:
             row.route, row.decision = "base", "vetoed by you: not trained"

@@ -21,6 +21,13 @@ def shipped_win_rate(validation: Validation) -> float | None:
     return validation.win_rates.get(validation.epoch) if validation.epoch else None
 
 
+def heldout_examples(queries: list[str], before: list[str], after: list[str], n: int = 3) -> list[dict]:
+    """Pure: up to `n` held-out queries with the base's answer and the Expert's, for the report."""
+    return [{"query": q, "before": b, "after": a} for q, b, a in zip(queries, before, after, strict=False)][
+        :n
+    ]
+
+
 def run(ctx: Context, state: RetrainState) -> RetrainState:
     todo = [p for p in state.plans if p.expert_ckpts]
     for n, plan in enumerate(todo, 1):
@@ -47,6 +54,9 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
         plan.validation = validate_expert(
             heldout, base, per_epoch, ctx.cfg.win_rate, ctx.cfg.min_heldout, ctx.cfg.repetition_margin
         )
+        if per_epoch:  # the epoch that ships, else the last judged one: what was refused
+            after = per_epoch[plan.validation.epoch or max(per_epoch)]
+            plan.examples = heldout_examples([log.query for log in heldout], base, after)
         plan.row.win_rate = shipped_win_rate(plan.validation)
         plan.row.decision = plan.validation.reason
         if needs_critic(plan.validation):

@@ -31,14 +31,24 @@ from uno_local.errors import (
 )
 from uno_local.store._sqlite import sqlite_utils  # before migrations: keeps pandas out
 from uno_local.store.migrations import MIGRATIONS, migrate
-from uno_local.store.records import Conversation, Feedback, Log, Message, now_iso
+from uno_local.store.records import Conversation, ConversationSettings, Feedback, Log, Message, now_iso
 
 UNSET: Any = object()
 BUSY_TIMEOUT_S = 30
 BACKUPS_KEPT = 3
 LOW_SPACE_BYTES = 1 << 20
 
-__all__ = ["Store", "Conversation", "Feedback", "Log", "Message", "UNSET", "now_iso", "store_error"]
+__all__ = [
+    "Store",
+    "Conversation",
+    "ConversationSettings",
+    "Feedback",
+    "Log",
+    "Message",
+    "UNSET",
+    "now_iso",
+    "store_error",
+]
 
 
 def store_error(exc: BaseException, path: Path | str) -> StoreError:
@@ -272,6 +282,29 @@ class Store:
         with self.write():
             self.db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
 
+    @_locked
+    def conversation_settings(self, conversation_id: int) -> ConversationSettings:
+        """The conversation's own system prompt and temperature (None where it keeps uno.toml's)."""
+        self.get_conversation(conversation_id)
+        row = self.db.execute("SELECT settings FROM conversations WHERE id = ?", [conversation_id]).fetchone()
+        try:
+            stored = json.loads(row[0]) if row[0] else {}
+        except ValueError:
+            stored = {}  # a damaged value reads as "no settings" rather than failing every answer
+        return ConversationSettings(
+            system_prompt=stored.get("system_prompt") or None, temperature=stored.get("temperature")
+        )
+
+    @_locked
+    def set_conversation_settings(self, conversation_id: int, settings: ConversationSettings) -> None:
+        self.get_conversation(conversation_id)
+        stored = {k: v for k, v in vars(settings).items() if v not in (None, "")}
+        with self.write():
+            self.db.execute(
+                "UPDATE conversations SET settings = ? WHERE id = ?",
+                [json.dumps(stored) if stored else None, conversation_id],
+            )
+
     def get_conversation(self, conversation_id: int) -> Conversation:
         rows = self.list_conversations(ids=[conversation_id])
         if not rows:
@@ -353,6 +386,21 @@ class Store:
         sets = ", ".join(f"{key} = ?" for key in fields)
         with self.write():
             self.db.execute(f"UPDATE messages SET {sets} WHERE id = ?", [*fields.values(), message_id])
+
+    @_locked
+    def edit_message(self, message_id: int, content: str) -> None:
+        """Replace the text of one of the user's messages (edit and resend)."""
+        if self.get_message(message_id).role != "user":
+            raise StoreError(f"Message {message_id} is an answer; only your own messages can be edited.")
+        with self.write():
+            self.db.execute("UPDATE messages SET content = ? WHERE id = ?", [content, message_id])
+
+    @_locked
+    def delete_messages(self, message_ids: list[int]) -> None:
+        """Remove these messages with their feedback (a regenerated answer, what followed an edit)."""
+        with self.write():
+            for message_id in message_ids:
+                self.db.execute("DELETE FROM messages WHERE id = ?", [message_id])
 
     def get_message(self, message_id: int) -> Message:
         rows = self._messages("m.id = ?", [message_id])

@@ -191,3 +191,11 @@ def m007_adapter_base(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS.append(m007_adapter_base)
+
+
+def m008_conversation_settings(db: sqlite_utils.Database) -> None:
+    """A conversation's own system prompt and temperature (JSON; NULL: uno.toml's)."""
+    db.execute("ALTER TABLE conversations ADD COLUMN settings TEXT")
+
+
+MIGRATIONS.append(m008_conversation_settings)

@@ -21,6 +21,14 @@ class Conversation:
 
 
 @dataclass
+class ConversationSettings:
+    """What one conversation sets for itself; None keeps uno.toml's value."""
+
+    system_prompt: str | None = None
+    temperature: float | None = None
+
+
+@dataclass
 class Feedback:
     message_id: int
     rating: int | None
