@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from uno_local.train import LogData, critic_examples, expert_examples, split
-from uno_local.validate import REPETITION_MARGIN, epochs_to_judge, looping_epochs, validate_expert
+from uno_local.validate import (
+    REPETITION_MARGIN,
+    epochs_to_judge,
+    looping_epochs,
+    validate_expert,
+    validate_reflective,
+)
 
 
 @pytest.mark.parametrize(
@@ -127,3 +133,19 @@ def test_small_clusters_get_more_epochs(n, epochs, min_steps, expected):
 )
 def test_judged_epochs_are_evenly_spaced_and_end_on_the_last(n_epochs, most, expected):
     assert epochs_to_judge(n_epochs, most) == expected
+
+
+@pytest.mark.parametrize(
+    ("answers", "n_heldout", "chosen", "says"),
+    [
+        ([SIGN + "\nHappy cooking!"] * 4, 4, True, "the Reflective path won 1.00 of 4"),
+        ([SIGN] * 4, 4, False, "not chosen (won only 0.50 of 4"),  # the draft stood: ties
+        ([SIGN + "\nHappy cooking!"] * 2, 2, False, "not chosen (only 2 held-out logs"),
+    ],
+)
+def test_validate_reflective(answers, n_heldout, chosen, says):
+    result = validate_reflective(
+        heldout(n_heldout), [SIGN] * n_heldout, answers, threshold=0.6, min_heldout=3
+    )
+    assert result.ship is chosen and says in result.reason
+    assert chosen or "the base model could not revise these answers well enough" in result.reason

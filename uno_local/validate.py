@@ -100,3 +100,24 @@ def validate_expert(
             f"epoch {e} {r:.2f}" + (" (loops)" if e in looping else "") for e, r in sorted(rates.items())
         )
     return Validation(ship, epoch, rates, len(heldout), f"epoch {epoch} {reason}", trials, repetition)
+
+
+def validate_reflective(
+    heldout: list[LogData], base_answers: list[str], answers: list[str], threshold: float, min_heldout: int
+) -> Validation:
+    """Pure: the Reflective path's final answers (draft, the Critic's suggestions, the base model's
+    revision) on the held-out logs, judged against the base answers as an Expert's are. It is chosen only
+    with the win rate an Expert needs: otherwise the base model cannot revise these answers well enough
+    (a revision refused as scaffolding or implausible leaves the draft: a tie), and they stay on the base."""
+    cases = [judge_case(log) for log in heldout]
+    trials = [tuple(judge_trial(c, a, b)) for c, a, b in zip(cases, answers, base_answers, strict=True)]
+    rate = win_rate(trials)
+    ship, why = ship_decision(rate, len(heldout), threshold, min_heldout)
+    if ship:
+        reason = f"the Reflective path {why}"
+    else:
+        reason = (
+            f"the Reflective path was not chosen ({why}): the base model could not revise these answers "
+            "well enough, so they stay on the base model"
+        )
+    return Validation(ship, None, {0: rate}, len(heldout), reason, {0: trials})

@@ -23,6 +23,11 @@ lora_r = 4
 lora_alpha = 8.0
 max_prompt_tokens = 48
 max_answer_tokens = 32
+
+[uno]
+# Learning the habit is test_habit.py's; here any trained adapter ships, so that the MLX export, the
+# llama.cpp parity gate and the deploy always run, whatever two training steps learned.
+win_rate = 0.0
 """
 
 

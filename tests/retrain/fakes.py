@@ -20,11 +20,16 @@ import numpy as np
 
 from uno_local.distill import PREDICT_SYSTEM
 from uno_local.retrain.context import Tools
+from uno_local.route import critic_prompt
 from uno_local.runtime import ChatStats, GenerationResult, StreamEvent
 from uno_local.text import content_words
 from uno_local.training import TrainProgress, TrainResult
 
 PREDICTED = ["Give the steps as a list.", "End with a short cooking tip."]  # the model's prior, any query
+
+
+CRITIQUE = "critique:\n"  # what a fake Critic's checkpoint starts with
+CRITIC_INSTRUCTION = critic_prompt("", "").split("\n", 1)[0]
 
 
 class Failure(RuntimeError):
@@ -65,7 +70,7 @@ class FakeRuntime:
         if json_schema is not None:
             kind = "predict" if system == PREDICT_SYSTEM else "distill"
         else:
-            kind = "answer" if settings.temperature == 0 else "revise"
+            kind = "revise" if "\n## Suggestion\n" in messages[-1]["content"] else "answer"
         self.calls[kind] += 1
         self.last_kind = kind
         if self.fail == kind:
@@ -82,6 +87,10 @@ class FakeRuntime:
             block = content.split("## Suggestion\n\n", 1)[1].split("\n\n## User Question", 1)[0]
             return follow(answer, [re.sub(r"^\d+\.\s*", "", line) for line in block.splitlines()])
         learned = self.loaded.get(adapter, "") if adapter else ""
+        if learned.startswith(CRITIQUE):  # a Critic: its critique for a critic prompt, else a plain answer
+            return (
+                learned[len(CRITIQUE) :] if content.startswith(CRITIC_INSTRUCTION) else base_answer(content)
+            )
         return follow(base_answer(content), learned.splitlines())
 
     def generate_many(self, requests, *, on_result=None, n_parallel=8):
@@ -179,6 +188,8 @@ class FakeTrainer:
             if not re.match(r"\d+\. ", ending) and 2 * count > len(taught):
                 habits.append(f'End the answer with "{ending}".')
         learned = "\n".join(habits)
+        if objective == "sft" and taught and self.learns and all(c.startswith("1. ") for c in taught):
+            learned = CRITIQUE + Counter(taught).most_common(1)[0][0]  # a Critic learns its critique
         ckpts = []
         for epoch in range(1, config.epochs + 1):
             ckpt = Path(out_dir) / f"epoch-{epoch}"

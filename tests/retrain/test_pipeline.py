@@ -205,20 +205,46 @@ def test_high_gap_trains_a_critic_on_the_edited_rules(app, fakes):
     assert [objective for objective, _ in fakes.trainer.runs] == ["sft", "sft"]
     assert {e.chosen for e in fakes.trainer.runs[-1][1]} == {"1. Answer as a numbered list."}
     assert report.gap_skipped_tokens > 0
-    update_cluster(app.store, 1, user_rules=["Name the season.", "Say when to water."])
+    assert all("the Reflective path won 1.00" in c["decision"] for c in report.clusters)
+    update_cluster(app.store, 1, user_rules=['End the answer with "Happy gardening!"', "Say when to water."])
     report = retrain(app, fakes)
     assert len(fakes.trainer.runs) == 3 and report.deployed == ["critic-c1@v2"]
-    assert {e.chosen for e in fakes.trainer.runs[-1][1]} == {"1. Name the season.\n2. Say when to water."}
+    assert {e.chosen for e in fakes.trainer.runs[-1][1]} == {
+        '1. End the answer with "Happy gardening!"\n2. Say when to water.'
+    }
 
 
-def test_an_expert_that_fails_validation_falls_back_to_a_critic(app, fakes):
-    fakes.trainer.learns = False  # its answers equal the base model's: ties, win rate 0.5
+def test_an_expert_that_fails_validation_falls_back_to_a_critic(app, fakes, monkeypatch):
+    """The Expert learns nothing (ties with the base: win rate 0.5), so a Critic is trained, and its
+    Reflective path, which does learn the sign-off, beats the base on the held-out logs."""
+    real_train = fakes.trainer.train
+
+    def expert_learns_nothing(examples, config, out_dir, *, objective="preference", **kw):
+        fakes.trainer.learns = objective == "sft"
+        return real_train(examples, config, out_dir, objective=objective, **kw)
+
+    monkeypatch.setattr(fakes.trainer, "train", expert_learns_nothing)
     add_cooking(app)
     report = retrain(app, fakes)
     (c0,) = report.clusters
     assert (c0["route"], c0["expert"], c0["critic"], c0["win_rate"]) == ("reflective", None, "critic-c0", 0.5)
     assert [objective for objective, _ in fakes.trainer.runs] == ["preference", "sft"]
     assert report.deployed == ["critic-c0@v1"]
+    assert "the Reflective path won 1.00" in c0["decision"]
+
+
+def test_a_reflective_path_that_does_not_beat_the_base_is_not_chosen(app, fakes):
+    """Neither the Expert nor the Critic learns anything: the Reflective path's revisions add nothing
+    (its draft stands, a tie with the base), so the cluster stays on the base and `uno rules` says why."""
+    fakes.trainer.learns = False
+    add_cooking(app)
+    report = retrain(app, fakes)
+    (c0,) = report.clusters
+    assert (c0["route"], c0["expert"], c0["critic"]) == ("base", None, None)
+    assert report.deployed == [] and [o for o, _ in fakes.trainer.runs] == ["preference", "sft"]
+    assert "the Reflective path was not chosen (won only 0.50 of" in c0["decision"]
+    assert "the base model could not revise these answers well enough" in c0["decision"]
+    assert load_clusters(app.store)[0].decision == c0["decision"]
 
 
 def test_one_retrain_at_a_time(app, fakes):

@@ -122,8 +122,13 @@ def _deploy_all(ctx: Context, state: RetrainState, gate: ParityGate) -> None:
             row.expert = _deploy_one(
                 ctx, state, gate, plan, "expert", plan.expert_ckpts[val.epoch - 1], metrics
             )
-        if plan.critic_ckpt:
-            row.critic = _deploy_one(ctx, state, gate, plan, "critic", plan.critic_ckpt, {"gap": row.gap})
+        if plan.critic_ckpt and plan.reflective and plan.reflective.ship:
+            metrics = {
+                "gap": row.gap,
+                "win_rate": plan.reflective.win_rates[0],
+                "heldout": plan.reflective.n_heldout,
+            }
+            row.critic = _deploy_one(ctx, state, gate, plan, "critic", plan.critic_ckpt, metrics)
         row.route = choose_route(row.expert, row.critic)
         row.decision = row.decision or default_decision(row.high_gap)
         ctx.emit("deploy", n, len(state.plans), f"c{row.label}: {row.route}")

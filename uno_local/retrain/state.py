@@ -48,7 +48,8 @@ class ClusterPlan:
     reused: bool = False
     expert_ckpts: list[Path] = field(default_factory=list)
     critic_ckpts: list[Path] = field(default_factory=list)
-    validation: Validation | None = None
+    validation: Validation | None = None  # validate: the Expert's
+    reflective: Validation | None = None  # validate: the Reflective path's, when a Critic was trained
     examples: list[dict] = field(default_factory=list)  # validate: held-out {query, before, after}
     train_tokens: int = 0
 

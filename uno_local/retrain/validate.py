@@ -1,6 +1,9 @@
 """Validate: each new Expert's judged epochs answer the held-out logs in llama.cpp -> ship it or not
 (`uno_local/validate.py` decides). An Expert that does not ship sends its cluster to the Reflective
-path: a Critic is trained for it here (`needs_critic`)."""
+path: a Critic is trained for it here (`needs_critic`). Every new Critic's Reflective path (draft,
+critique, revision, as `route.reflect` serves it) then answers the same held-out logs, and is chosen only
+when it beats the base as an Expert must (`validate_reflective`); otherwise the cluster stays on the base
+model and `uno rules` says why."""
 
 from __future__ import annotations
 
@@ -8,7 +11,9 @@ from uno_local.retrain.context import ArtifactJob, Context
 from uno_local.retrain.convert import gguf, judged_checkpoints
 from uno_local.retrain.state import ClusterPlan, RetrainState
 from uno_local.retrain.train import train_critic
-from uno_local.validate import Validation, validate_expert
+from uno_local.route import reflect
+from uno_local.train import LogData
+from uno_local.validate import Validation, validate_expert, validate_reflective
 
 
 def needs_critic(validation: Validation) -> bool:
@@ -28,23 +33,28 @@ def heldout_examples(queries: list[str], before: list[str], after: list[str], n:
     ]
 
 
+def base_answers(ctx: Context, heldout: list[LogData]) -> list[str]:
+    """The base model's greedy answers to the held-out logs (cached per log)."""
+    return ctx.cached_batch(
+        "base_answer",
+        [
+            ArtifactJob(
+                str(log.message_id),
+                (log.prompt, ctx.answer_tokens),
+                lambda log=log: ctx.answer([log.prompt], None)[0],
+                {"decoding": "greedy"},
+            )
+            for log in heldout
+        ],
+        report=False,
+    )
+
+
 def run(ctx: Context, state: RetrainState) -> RetrainState:
     todo = [p for p in state.plans if p.expert_ckpts]
     for n, plan in enumerate(todo, 1):
         heldout = [state.items[m] for m in plan.heldout_ids]
-        base = ctx.cached_batch(
-            "base_answer",
-            [
-                ArtifactJob(
-                    str(log.message_id),
-                    (log.prompt, ctx.answer_tokens),
-                    lambda log=log: ctx.answer([log.prompt], None)[0],
-                    {"decoding": "greedy"},
-                )
-                for log in heldout
-            ],
-            report=False,
-        )
+        base = base_answers(ctx, heldout)
         per_epoch = {}
         for epoch, ckpt in judged_checkpoints(plan, ctx.cfg.judged_epochs).items():
             ctx.emit(
@@ -60,12 +70,27 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
         plan.row.win_rate = shipped_win_rate(plan.validation)
         plan.row.decision = plan.validation.reason
         if needs_critic(plan.validation):
-            _fall_back(ctx, state, plan, n, len(todo))
+            train_critic(ctx, state, plan, n, len(todo))
         ctx.emit("validate", n, len(todo), f"c{plan.row.label}: {plan.row.decision}")
+    critics = [p for p in state.plans if p.critic_ckpt and not p.reused]
+    for n, plan in enumerate(critics, 1):
+        ctx.emit("validate", n, len(critics), f"c{plan.row.label}: the Reflective path on the held-out logs")
+        check_reflective(ctx, state, plan)
+        ctx.emit("validate", n, len(critics), f"c{plan.row.label}: {plan.row.decision}")
     return state
 
 
-def _fall_back(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> None:
-    train_critic(ctx, state, plan, n, total)
-    if plan.critic_ckpt:
-        gguf(ctx, plan.critic_ckpt)
+def check_reflective(ctx: Context, state: RetrainState, plan: ClusterPlan) -> None:
+    """Answer the held-out logs through the Reflective path with the new Critic, and judge it."""
+    heldout = [state.items[m] for m in plan.heldout_ids]
+    critic_file = gguf(ctx, plan.critic_ckpt)
+
+    def generate(messages: list[dict], adapter: str | None) -> str:
+        return ctx.answer([messages], critic_file if adapter else None)[0]
+
+    answers = [reflect(log.prompt, generate, "critic", ctx.cfg.critic_max_rounds)[0] for log in heldout]
+    plan.reflective = validate_reflective(
+        heldout, base_answers(ctx, heldout), answers, ctx.cfg.win_rate, ctx.cfg.min_heldout
+    )
+    lead = plan.row.decision or ("high gap" if plan.row.high_gap else "")
+    plan.row.decision = f"{lead}; {plan.reflective.reason}" if lead else plan.reflective.reason
