@@ -27,7 +27,7 @@ from uno_local.store import Store
 pytestmark = pytest.mark.slow  # real model, real server, one real retrain
 
 LOGS = 20  # corrected answers: the habit test's recipe on half its store (the fewest that ship here)
-ASKED = UNSEEN[:3]  # unseen questions of the same topic, answered after the retrain
+ASKED = UNSEEN[:5]  # unseen questions of the same topic, answered after the retrain (4 of 5 measured)
 GREEDY = {"temperature": 0, "seed": 0}
 
 
@@ -121,4 +121,4 @@ def test_a_retrain_beside_the_running_server_serves_the_next_request(server, uno
             assert (stored.route, stored.adapter, stored.source) == ("expert", deployed, "serve")
             assert stored.content == completion.choices[0].message.content
     answers = [completion.choices[0].message.content for _, completion in after]
-    assert sum(follows(answer) for answer in answers) >= 2, [a[-80:] for a in answers]
+    assert sum(follows(answer) for answer in answers) >= 3, [a[-80:] for a in answers]
