@@ -157,10 +157,11 @@ class UnoConfig:
         "opt-in until the UNO-loop eval is measured with it.",
     )
     rule_consistency: Annotated[float, Ge(0), Le(2)] = _f(
-        0.5,
+        0.0,
         "A log whose rules lie farther than this cosine distance from the rest of its cluster's rules (noisy "
         "feedback such as 'Use ALL CAPS from now on.' in a topic with another habit) trains nothing and is not "
-        "held out; 0 = off (docs/thresholds.md).",
+        "held out; 0 = off. 0.5 is the calibrated cut (docs/thresholds.md); opt-in until the UNO-loop eval "
+        "passes with it.",
     )
     gap_threshold: Share = _f(0.95, "Mean minimum rule novelty at or above which a cluster is high-gap.")
     win_rate: Share = _f(0.6, "Held-out win rate an adapter needs to ship.")

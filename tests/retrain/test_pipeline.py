@@ -328,6 +328,7 @@ def test_a_runaway_rule_is_cut_where_a_stream_would_have_stopped(text, cut):
 def test_noisy_feedback_in_a_topic_is_kept_out_of_its_training_and_validation(app, fakes):
     """Two cooking logs whose comments ask for something else entirely join the cooking cluster (their
     questions are about cooking) but train nothing, are not held out, and are not the Expert's sources."""
+    app.config.uno.rule_consistency = 0.5  # the calibrated cut (docs/thresholds.md); off by default
     cooking = add_cooking(app)
     noisy = [
         add_log(app, "braise leeks for cooking", comment="Write everything in German from now on."),
@@ -347,8 +348,8 @@ def test_noisy_feedback_in_a_topic_is_kept_out_of_its_training_and_validation(ap
     assert any("2 logs kept out" in e.message for e in events if e.stage == "cluster")
 
 
-def test_rule_consistency_zero_keeps_every_log(app, fakes):
-    app.config.uno.rule_consistency = 0.0
+def test_rule_consistency_off_by_default_keeps_every_log(app, fakes):
+    assert app.config.uno.rule_consistency == 0.0
     add_cooking(app)
     add_log(app, "braise leeks for cooking", comment="Write everything in German from now on.")
     add_garden(app)
