@@ -14,6 +14,7 @@ from uno_local.eval.metrics import (
     routing_figures,
     token_means,
     topic_adherence,
+    validator_vs_test,
 )
 from uno_local.eval.scenario import Scenario, parse_scenario
 
@@ -201,6 +202,38 @@ def test_routing_figures_from_routes() -> None:
     # a: 2 of 3 to its cluster "0"; b: 1 of 2 to "1"; 5 routed (one a control, one b to a's cluster).
     assert routing_figures(routes) == {"recall": 3 / 5, "precision": 3 / 5, "controls_kept": 1 / 2}
     assert routing_figures([r("a", None), r(None, None)]) is None  # never routed: base, rag
+
+
+def test_validator_vs_test_puts_the_prediction_beside_the_measurement() -> None:
+    def r(topic, cluster):
+        return {"topic": topic, "query": "q", "route": "expert" if cluster else "base", "cluster": cluster}
+
+    # sign: 3 of 4 test queries went to cluster 0, one to 1; short: none was routed.
+    routes = [r("sign", 0), r("sign", 0), r("sign", 1), r("sign", 0), r("short", None), r("short", None)]
+    validator = [
+        {"label": 0, "route": "expert", "win_rate": 1.0, "heldout": 3},
+        {"label": 1, "route": "base", "win_rate": 0.25, "heldout": 4},
+    ]
+    got = validator_vs_test(scenario(), routes, validator, {"sign": 0.25, "short": 0.5})
+    assert got == {
+        "sign": {
+            "cluster": 0,
+            "routed": 0.75,
+            "route": "expert",
+            "validator_win_rate": 1.0,
+            "heldout": 3,
+            "test_adherence": 0.25,
+        },
+        "short": {
+            "cluster": None,
+            "routed": 0.0,
+            "route": None,
+            "validator_win_rate": None,
+            "heldout": None,
+            "test_adherence": 0.5,
+        },
+    }
+    assert validator_vs_test(scenario(), [r("sign", None)], validator, {"sign": 0, "short": 0}) is None
 
 
 def test_scaffolding_answers_are_counted() -> None:

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from uno_local.errors import ConfigError
 from uno_local.eval.metrics import MethodRun, Usage, build_report
-from uno_local.eval.report import render_table, write_report
+from uno_local.eval.report import render_table, render_validator_table, write_report
 from uno_local.eval.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,13 +29,26 @@ def make_report() -> dict:
             ]
             answers[t.name] = [good] * passing + ["Plain answer."] * (len(t.test) - passing)
         ctl = ["changed"] * changed + controls[changed:]
+        routes = [
+            {"topic": t.name, "query": q, "cluster": i if name.startswith("uno") else None}
+            for i, t in enumerate(s.topics)
+            for q in t.test
+        ]
+        kw.setdefault("extra", {"routes": routes})
         return MethodRun(name, answers, ctl, [Usage(prompt, 60)] * 12, **kw)  # type: ignore[arg-type]
 
     runs = [
         run("base", 0, 30),
         run("rag", 1, 210),
         run("uno-single", 2, 30, training={"wall_s": 41.2, "tokens": 5200, "gap_skipped_tokens": 800}),
-        run("uno", 3, 30, changed=1, training={"wall_s": 55.0, "tokens": 6100, "gap_skipped_tokens": 900}),
+        run(
+            "uno",
+            3,
+            30,
+            changed=1,
+            training={"wall_s": 55.0, "tokens": 6100, "gap_skipped_tokens": 900},
+            validator=[{"label": 0, "route": "expert", "win_rate": 0.8, "heldout": 5}],
+        ),
     ]
     return build_report(s, runs, meta={"quick": True})
 
@@ -85,3 +98,14 @@ def test_render_table() -> None:
     assert "100%" in rows["uno"] and "67%" in rows["uno"] and "55" in rows["uno"]
     assert "270" in rows["rag"] and "—" in rows["rag"]
     assert "0%" in rows["base"]
+
+
+def test_render_validator_table() -> None:
+    console = Console(record=True, width=140, color_system=None)
+    report = make_report()
+    console.print(render_validator_table(report))
+    rows = {line.split("│")[1].strip(): line for line in console.export_text().splitlines() if "│" in line}
+    assert "expert" in rows["coffee"] and "0.80" in rows["coffee"] and "100%" in rows["coffee"]
+    assert "—" in rows["houseplants"]  # cluster 1 has no validator decision
+    del report["methods"]["uno"]
+    assert render_validator_table(report) is None

@@ -58,7 +58,7 @@ def eval_command(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from uno_local.eval.report import render_table, write_report
+    from uno_local.eval.report import render_table, render_validator_table, write_report
     from uno_local.eval.runner import METHODS, quick_scenario, run_eval
     from uno_local.eval.scenario import load_scenario
 
@@ -102,5 +102,8 @@ def eval_command(
     report["meta"]["scenario_file"] = str(scenario_path)
     report["meta"]["quick"] = quick
     files = write_report(report, out_dir)
-    Console().print(render_table(report))
+    console = Console()
+    console.print(render_table(report))
+    if (validator_table := render_validator_table(report)) is not None:
+        console.print(validator_table)
     click.echo(f"Wrote {files.report}, {files.adherence_plot} and {files.tokens_plot}.")

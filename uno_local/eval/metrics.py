@@ -14,6 +14,9 @@
 - routing (methods that route): on-topic `recall` (test queries sent to their topic's cluster, the
   cluster most of that topic's routed queries went to), `precision` (routed queries, controls included,
   that went to their topic's cluster) and `controls_kept` (controls left on the base model).
+- validator_vs_test (methods that route): per topic, the cluster most of its test queries went to, the
+  validator's held-out win rate for that cluster (its prediction that the adapter helps) and the
+  measured test adherence beside it, so a validator that ships adapters which fail the test shows.
 """
 
 from __future__ import annotations
@@ -151,6 +154,36 @@ def routing_figures(routes: Sequence[Mapping[str, Any]]) -> dict[str, float] | N
     }
 
 
+def validator_vs_test(
+    scenario: Scenario,
+    routes: Sequence[Mapping[str, Any]],
+    validator: Sequence[Mapping[str, Any]],
+    per_topic: Mapping[str, float],
+) -> dict[str, dict[str, Any]] | None:
+    """Per topic: its main cluster (the one most of its routed test queries went to; None when none was
+    routed), the share of its test queries routed there, that cluster's route and validator win rate
+    (None without a decision), and the measured test adherence. None when the method never routed."""
+    if not any(r.get("cluster") is not None for r in routes):
+        return None
+    decisions = {str(v.get("label")): v for v in validator}
+    out = {}
+    for topic in scenario.topics:
+        clusters = Counter(
+            r["cluster"] for r in routes if r["topic"] == topic.name and r["cluster"] is not None
+        )
+        cluster = clusters.most_common(1)[0][0] if clusters else None
+        decision = decisions.get(str(cluster), {}) if cluster is not None else {}
+        out[topic.name] = {
+            "cluster": cluster,
+            "routed": clusters[cluster] / len(topic.test) if cluster is not None else 0.0,
+            "route": decision.get("route"),
+            "validator_win_rate": decision.get("win_rate"),
+            "heldout": decision.get("heldout"),
+            "test_adherence": per_topic[topic.name],
+        }
+    return out
+
+
 def method_report(
     scenario: Scenario,
     run: MethodRun,
@@ -165,6 +198,9 @@ def method_report(
     routing = routing_figures(run.extra.get("routes", []))
     if routing is not None:
         extra["routing"] = routing
+        extra["validator_vs_test"] = validator_vs_test(
+            scenario, run.extra.get("routes", []), run.validator, per_topic
+        )
     if base_test_answers is not None:
         extra["quality"] = quality(
             scenario, run.test_answers, run.control_answers, base_test_answers, base_control_answers

@@ -147,3 +147,25 @@ def render_table(report: dict[str, Any]) -> Table:
             "—" if wall is None else f"{wall:.0f}",
         )
     return table
+
+
+def render_validator_table(report: dict[str, Any]) -> Table | None:
+    """Per topic of the `uno` method: the cluster it routed to, that cluster's route and held-out win rate
+    (the validator's prediction) beside the measured test adherence; None when `uno` did not run."""
+    figures = report["methods"].get("uno", {}).get("validator_vs_test")
+    if not figures:
+        return None
+    table = Table(title="uno: the validator's prediction against the test", title_justify="left")
+    for column in ("topic", "cluster", "routed", "route", "held-out", "validator win rate", "test adherence"):
+        table.add_column(column, justify="left" if column in ("topic", "route") else "right")
+    for topic, row in figures.items():
+        table.add_row(
+            topic,
+            "—" if row["cluster"] is None else str(row["cluster"]),
+            _share(row["routed"]),
+            row["route"] or "—",
+            "—" if row["heldout"] is None else str(row["heldout"]),
+            "—" if row["validator_win_rate"] is None else f"{row['validator_win_rate']:.2f}",
+            _share(row["test_adherence"]),
+        )
+    return table
