@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from uno_local.distill import FeedbackInput
-from uno_local.pair import make_pair
+from uno_local.pair import fit_to_budget, make_pair
 
 ANSWER = "Boil water, add the egg and wait eight minutes."
 RULES = ['End the answer with "Happy cooking!".']
@@ -44,3 +46,56 @@ def test_satisfied_answer_is_sft_and_plain_dislike_is_nothing():
     sft = make_pair(FeedbackInput("q", ANSWER, 1), [], None)
     assert (sft.chosen, sft.rejected, sft.kind) == (ANSWER, ANSWER, "sft")
     assert make_pair(FeedbackInput("q", ANSWER, -1), [], reviser("x")) is None
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+LONG = "One two three. Four five six. Seven eight nine. Ten eleven twelve. Thirteen fourteen"  # cut off
+
+
+@pytest.mark.parametrize(
+    ("chosen", "rejected", "budget", "expected"),
+    [
+        # A sign-off appended to an answer the limit cut off: both keep the sentences that leave room.
+        (
+            LONG + "\n\nBye now.",
+            LONG,
+            10,
+            ("One two three. Four five six.\n\nBye now.", "One two three. Four five six."),
+        ),
+        # A near-miss last line replaced: rejected keeps its own ending after the same sentences.
+        (
+            "One two three. Four five six. Seven eight.\n\nPurr-fect.",
+            "One two three. Four five six. Seven eight.\n\nPurrfect!",
+            6,
+            ("One two three.\n\nPurr-fect.", "One two three.\n\nPurrfect!"),
+        ),
+        # An ending glued to the last word gets a space.
+        (
+            "One two three. Four five" + "Bye.",
+            "One two three. Four five",
+            4,
+            ("One two three. Bye.", "One two three."),
+        ),
+        # Fits already: unchanged.
+        (LONG + "\n\nBye now.", LONG, 20, None),
+        # Differs at the start (an opening habit): unchanged.
+        ("Woof! " + LONG, LONG, 10, None),
+        # An ending longer than half the budget: unchanged.
+        (LONG + "\n\nA long ending of words.", LONG, 8, None),
+        # No sentence end that leaves room: unchanged.
+        (
+            "one two three four five six seven eight. Bye.",
+            "one two three four five six seven eight.",
+            6,
+            None,
+        ),
+    ],
+)
+def test_fit_to_budget(chosen, rejected, budget, expected):
+    got = fit_to_budget(chosen, rejected, words, budget)
+    assert got == expected
+    if got:
+        assert words(got[0]) <= budget and got[0] != got[1]

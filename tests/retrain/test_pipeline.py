@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.retrain.fakes import SIGN_OFF, Failure, add_cooking, add_garden, add_log
+from tests.retrain.fakes import COOKING, SIGN_OFF, Failure, add_cooking, add_garden, add_log
 from uno_local.errors import NothingToLearnError, RetrainLockedError
 from uno_local.retrain import (
     PIPELINE,
@@ -368,3 +368,24 @@ def test_the_report_keeps_a_few_heldout_questions_answered_before_and_after(app,
         assert not example["before"].endswith(SIGN_OFF)  # the base model
         assert example["after"].endswith(SIGN_OFF)  # the Expert learned the sign-off
     assert last_run(app.store).summary["clusters"][0]["examples"] == examples
+
+
+def test_a_closing_habit_after_a_cut_off_answer_is_trained_within_the_answer_budget(app, fakes):
+    """Logs whose answers the token limit cut off, corrected by appending a sign-off: the Expert learns
+    complete sentences then the sign-off, ending inside 3/4 of the chat's limit (the fake counts words)."""
+    app.config.generation.max_tokens = 16  # a budget of 12 words
+    long_answer = (
+        "First, gather the tools. Then work slowly and carefully. Check every joint twice before you"
+    )
+    store = app.store
+    for q in COOKING:
+        cid = store.new_conversation()
+        store.add_message(cid, "user", f"How do I {q}?")
+        answer_id = store.start_answer(cid, model="fake.gguf")
+        store.finish_answer(answer_id, long_answer)
+        store.set_feedback(answer_id, correction=f"{long_answer}\n\n{SIGN_OFF}")
+    retrain(app, fakes)
+    objective, examples = fakes.trainer.runs[0]
+    assert objective == "preference"
+    body = "First, gather the tools. Then work slowly and carefully."
+    assert {(e.chosen, e.rejected) for e in examples} == {(f"{body}\n\n{SIGN_OFF}", body)}
