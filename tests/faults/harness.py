@@ -37,12 +37,16 @@ def chats_file(
 
 
 def snapshot(db: Path) -> dict[str, list[tuple]]:
-    """Every row of every table, sorted: two snapshots compare equal when nothing changed."""
+    """Every row of every table, sorted: two snapshots compare equal when nothing changed (SQLite's
+    own sqlite_sequence, whose counters every insert moves on, is no data of the app's)."""
     conn = sqlite3.connect(db)
     try:
         tables = [
             row[0]
-            for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+                "ORDER BY name"
+            )
         ]
         return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from datetime import UTC, datetime
+from graphlib import TopologicalSorter
 from pathlib import Path
 
 import click
@@ -15,6 +16,7 @@ from uno_local.atomic import SUFFIX
 from uno_local.cli import cli
 from uno_local.errors import OutputError, StoreCorruptError
 from uno_local.store import Store
+from uno_local.store.migrations import AUTOINCREMENT_TABLES, seed_sequence
 
 
 @cli.command()
@@ -144,13 +146,21 @@ def salvage(db: Path) -> tuple[int, int, Path]:
         row[0]
         for row in dst.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-            "AND name != '_migrations' ORDER BY rowid"
+            "AND name != '_migrations'"
         )
     ]
+    # parents first: a child row copied before its parent would be dropped as an orphan
+    parents = {t: {row[2] for row in dst.execute(f"PRAGMA foreign_key_list({t})")} for t in tables}
     with dst:
-        for table in tables:
+        for table in TopologicalSorter(parents).static_order():
             c, s = _copy_table(src, dst, table)
             copied, seen = copied + c, seen + s
+        try:  # ids stay above every id the damaged file issued, as far as it can tell
+            issued = dict(src.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+        except sqlite3.DatabaseError:
+            issued = {}
+        for table in AUTOINCREMENT_TABLES:
+            seed_sequence(dst, table, issued.get(table, 0))
     src.close()
     dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     dst.close()

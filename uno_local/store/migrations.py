@@ -5,6 +5,8 @@ Never edit a migration that has shipped: add a new function to `MIGRATIONS` inst
 
 from __future__ import annotations
 
+import re
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -65,26 +67,41 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial]
 
 
 def migrate(db: sqlite_utils.Database, migrations: list[Callable] | None = None) -> list[str]:
-    """Apply the migrations not yet recorded, in order, each in its own transaction."""
+    """Apply the migrations not yet recorded, in order, each in its own transaction.
+
+    Foreign keys are off while they run and checked before each commits, SQLite's procedure for
+    schema changes (https://sqlite.org/lang_altertable.html#otheralter): dropping a table that is
+    being rebuilt must not cascade to its children."""
     migrations = MIGRATIONS if migrations is None else migrations
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+    foreign_keys = db.execute("PRAGMA foreign_keys").fetchone()[0]
+    db.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: set before BEGIN
     applied = []
-    for fn in migrations:
-        if fn.__name__ in done:
-            continue
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            fn(db)
-            db.execute(
-                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
-                [fn.__name__, datetime.now(UTC).isoformat()],
-            )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        applied.append(fn.__name__)
+    try:
+        for fn in migrations:
+            if fn.__name__ in done:
+                continue
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                fn(db)
+                if foreign_keys and (orphan := db.execute("PRAGMA foreign_key_check").fetchone()):
+                    # "malformed": a StoreCorruptError, whose `uno doctor --repair` drops such rows
+                    raise sqlite3.DatabaseError(
+                        f"database disk image is malformed: {orphan[0]} rows point at "
+                        f"missing {orphan[2]} rows"
+                    )
+                db.execute(
+                    "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                    [fn.__name__, datetime.now(UTC).isoformat()],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            applied.append(fn.__name__)
+    finally:
+        db.execute(f"PRAGMA foreign_keys={foreign_keys}")
     return applied
 
 
@@ -199,3 +216,65 @@ def m008_conversation_settings(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS.append(m008_conversation_settings)
+
+
+# Ids that name rows of an AUTOINCREMENT table from elsewhere (a UNION ALL tail): the messages that
+# adapters were trained on, clusters hold and per-log artifacts were computed for, deleted or not.
+# json_each of NULL is empty: a damaged list is skipped rather than failing a migration or a salvage.
+NAMED_IDS = {
+    "messages": """
+        UNION ALL SELECT j.value FROM adapters a, json_each(iif(json_valid(a.sources), a.sources, NULL)) j
+        WHERE j.type = 'integer'
+        UNION ALL SELECT j.value FROM clusters c, json_each(iif(json_valid(c.members), c.members, NULL)) j
+        WHERE j.type = 'integer'
+        UNION ALL SELECT CAST(key AS INTEGER) FROM artifacts WHERE key != '' AND key NOT GLOB '*[^0-9]*'
+    """
+}
+AUTOINCREMENT_TABLES = ("conversations", "messages")
+
+
+def seed_sequence(db: sqlite_utils.Database | sqlite3.Connection, table: str, floor: int = 0) -> None:
+    """Start `table`'s next id above `floor`, its highest id and every id NAMED_IDS finds for it."""
+    (top,) = db.execute(
+        f"SELECT max(id) FROM (SELECT ? AS id UNION ALL SELECT id FROM {table} {NAMED_IDS.get(table, '')})",
+        [floor],
+    ).fetchone()
+    db.execute("DELETE FROM sqlite_sequence WHERE name = ?", [table])
+    if top:
+        db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", [table, top])
+
+
+def _autoincrement(db: sqlite_utils.Database, table: str) -> None:
+    """Rebuild `table` with `id INTEGER PRIMARY KEY AUTOINCREMENT`, keeping its rows, indexes and
+    triggers (SQLite's table rebuild; `migrate` turns foreign keys off and checks them)."""
+    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", [table]).fetchone()
+    new_sql, found = re.subn(
+        rf"^CREATE TABLE {table} \((\s*id INTEGER PRIMARY KEY)\b",
+        rf"CREATE TABLE _new_{table} (\1 AUTOINCREMENT",
+        sql,
+    )
+    if not found:
+        raise sqlite3.OperationalError(f"the {table} table has an unexpected schema")
+    extras = db.execute(
+        "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('index', 'trigger') "
+        "AND sql IS NOT NULL",
+        [table],
+    ).fetchall()
+    db.execute(new_sql)
+    db.execute(f"INSERT INTO _new_{table} SELECT * FROM {table}")
+    db.execute(f"DROP TABLE {table}")
+    db.execute(f"ALTER TABLE _new_{table} RENAME TO {table}")
+    for (statement,) in extras:
+        db.execute(statement)
+    seed_sequence(db, table)
+
+
+def m009_autoincrement_ids(db: sqlite_utils.Database) -> None:
+    """Deleting the newest conversation freed its ids for the next ones (INTEGER PRIMARY KEY reuses
+    the highest id): a new message could then pass for one an adapter was trained on, and a client
+    holding a conversation id (X-Uno-Conversation) could continue a different chat. Now ids only grow."""
+    for table in AUTOINCREMENT_TABLES:
+        _autoincrement(db, table)
+
+
+MIGRATIONS.append(m009_autoincrement_ids)
