@@ -10,6 +10,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
+# Fixtures that load a real model or start a real server: a test that uses one is `slow`, so
+# `pytest -m "not slow"` is the quick loop (fakes, pure cores, the store); the README's command runs all.
+REAL_MODEL_FIXTURES = {"runtime", "core", "hf_base", "tokenizer", "served", "served_with_key"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if "e2e" in item.path.parts or REAL_MODEL_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(autouse=True)
 def uno_home(tmp_path, monkeypatch):
