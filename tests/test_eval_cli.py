@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from uno_local.cli import cli
@@ -13,6 +14,7 @@ from uno_local.eval.runner import quick_scenario, rag_messages
 from uno_local.eval.scenario import load_scenario
 
 
+@pytest.mark.slow  # runs the real model through the eval
 def test_quick_eval_base_and_rag(tmp_path, uno_home):
     out, kept = tmp_path / "report", tmp_path / "kept"
     result = CliRunner().invoke(

@@ -225,6 +225,7 @@ def test_sft_run_reports_no_reference_logprobs(hf_base, tmp_path):
     assert "reference_logp_chosen" not in result.metrics  # SFT pairs never forward the reference
 
 
+@pytest.mark.slow  # derives the HF base from the GGUF and trains it
 def test_retrain_path_is_quiet_and_uses_the_configured_forward_size(model_path, tmp_path, capfd, monkeypatch):
     budgets = []
     real_chunk_pairs = torch_trainer.chunk_pairs
