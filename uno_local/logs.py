@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -192,7 +191,7 @@ def import_records(store: Store, records: list[LogRecord], title_prefix: str = "
     """Add each record as its own conversation, in one transaction; ids already imported or
     exported (an answer's uid) are skipped; an id held by another kind of message is refused."""
     added = skipped = 0
-    with store.write() as db:
+    with store.write():
         for record in records:
             kind = store.uid_kind(record.uid)
             if kind == "answer":
@@ -206,38 +205,14 @@ def import_records(store: Store, records: list[LogRecord], title_prefix: str = "
             title = (
                 f"{title_prefix}: {record.messages[-2]['content'][:40] if len(record.messages) > 1 else ''}"
             )
-            cur = db.execute(
-                "INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)",
-                [title.strip(), record.created_at, record.created_at],
+            has_feedback = record.rating is not None or record.comment or record.correction
+            store.import_turn(
+                title.strip(),
+                record.messages,
+                uid=record.uid,
+                created_at=record.created_at,
+                feedback=(record.rating, record.comment, record.correction) if has_feedback else None,
             )
-            conversation_id = cur.lastrowid
-            for index, message in enumerate(record.messages):
-                last = index == len(record.messages) - 1
-                db.execute(
-                    "INSERT INTO messages (uid, conversation_id, role, content, created_at, source) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        # Context messages get their own random uids: never a record id's namespace.
-                        record.uid if last else uuid.uuid4().hex,
-                        conversation_id,
-                        message["role"],
-                        message["content"],
-                        record.created_at,
-                        "import" if last else "context",
-                    ],
-                )
-                if last and (record.rating is not None or record.comment or record.correction):
-                    db.execute(
-                        "INSERT INTO feedback (message_id, rating, comment, correction, created_at, updated_at) "
-                        "VALUES (last_insert_rowid(), ?, ?, ?, ?, ?)",
-                        [
-                            record.rating,
-                            record.comment,
-                            record.correction,
-                            record.created_at,
-                            record.created_at,
-                        ],
-                    )
             added += 1
     return ImportResult(added, skipped)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uno_local.errors import AdapterError, NotFoundError
-from uno_local.store import Store, now_iso
+from uno_local.store import Store, adapters, now_iso
 
 GGUF_NAME = "adapter.gguf"
 
@@ -98,27 +98,18 @@ class Registry:
         return self._base_id
 
     def _adopt(self) -> None:
-        """Rows from before base ids adopt the model whose file name they recorded."""
         if self._model_name:
-            with self.store.write():
-                self.store.db.execute(
-                    "UPDATE adapters SET base_id = ? WHERE base_id IS NULL AND base_model = ?",
-                    [self._base_id, self._model_name],
-                )
+            adapters.adopt(self.store, self._base_id, self._model_name)
 
-    def _scope(self, where: str, params: list) -> tuple[str, list]:
-        if self._base_id is None or not self.store.db.execute("SELECT 1 FROM adapters LIMIT 1").fetchone():
-            return where, params  # every base, or nothing to scope
-        return f"({where}) AND base_id = ?", [*params, self.base_id]
+    def _scope(self) -> str | None:
+        """The base whose adapters a call sees: None for every base, or when there is nothing to scope."""
+        if self._base_id is None or adapters.is_empty(self.store):
+            return None
+        return self.base_id
 
-    def _rows(self, where: str = "1", params: list | None = None) -> list[AdapterRecord]:
-        where, params = self._scope(where, params or [])
-        sql = (
-            "SELECT id, name, version, kind, cluster, status, enabled, path, checksum, base_model, backend, "
-            f"sources, metrics, created_at FROM adapters WHERE {where} ORDER BY name, version"
-        )
+    def _rows(self, **match) -> list[AdapterRecord]:
         out = []
-        for row in self.store.db.execute(sql, params).fetchall():
+        for row in adapters.rows(self.store, self._scope(), **match):
             rec = AdapterRecord(*row)
             rec.enabled = bool(rec.enabled)
             rec.path = Path(rec.path)
@@ -149,14 +140,14 @@ class Registry:
 
     def active(self) -> list[AdapterRecord]:
         """The deployed, enabled version of every adapter name: what the chat serves."""
-        return self._rows("status = 'deployed' AND enabled = 1")
+        return self._rows(status="deployed", enabled=True)
 
     def deployed(self, name: str) -> AdapterRecord | None:
-        rows = self._rows("name = ? AND status = 'deployed'", [name])
+        rows = self._rows(name=name, status="deployed")
         return rows[0] if rows else None
 
     def versions(self, name: str) -> list[AdapterRecord]:
-        rows = self._rows("name = ?", [name])
+        rows = self._rows(name=name)
         if not rows:
             raise NotFoundError(f"No adapter named {name!r}; `uno adapters` lists them.")
         return rows
@@ -189,12 +180,7 @@ class Registry:
                 verify(staging / GGUF_NAME)
             if sha256_file(staging / GGUF_NAME) != checksum:
                 raise AdapterError(f"The adapter file for {name} changed while it was checked; retrain.")
-            version = 1 + (  # over every base: (name, version) is unique, and so is the folder
-                self.store.db.execute("SELECT MAX(version) FROM adapters WHERE name = ?", [name]).fetchone()[
-                    0
-                ]
-                or 0
-            )
+            version = adapters.next_version(self.store, name)
             manifest = {
                 "name": name,
                 "version": version,
@@ -217,35 +203,24 @@ class Registry:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         self.store.backup_once("retrain")
-        with self.store.write() as db:
-            where, params = self._scope("name = ? AND status = 'previous'", [name])
-            db.execute(f"UPDATE adapters SET status = 'retired' WHERE {where}", params)
-            where, params = self._scope("name = ? AND status = 'deployed'", [name])
-            db.execute(f"UPDATE adapters SET status = 'previous' WHERE {where}", params)
-            where, params = self._scope("name = ?", [name])
-            enabled = db.execute(
-                f"SELECT COALESCE(MIN(enabled), 1) FROM adapters WHERE {where}", params
-            ).fetchone()[0]
-            db.execute(
-                "INSERT INTO adapters (name, version, kind, cluster, status, enabled, path, checksum, base_model, "
-                "backend, sources, metrics, created_at, base_id) "
-                "VALUES (?, ?, ?, ?, 'deployed', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    name,
-                    version,
-                    kind,
-                    cluster,
-                    enabled,
-                    str(final),
-                    checksum,
-                    base_model,
-                    backend,
-                    json.dumps(sources),
-                    json.dumps(metrics, default=str),
-                    manifest["created_at"],
-                    self.base_id,
-                ],
-            )
+        adapters.switch_in(
+            self.store,
+            self._scope(),
+            {
+                "name": name,
+                "version": version,
+                "kind": kind,
+                "cluster": cluster,
+                "path": str(final),
+                "checksum": checksum,
+                "base_model": base_model,
+                "backend": backend,
+                "sources": json.dumps(sources),
+                "metrics": json.dumps(metrics, default=str),
+                "created_at": manifest["created_at"],
+                "base_id": self.base_id,
+            },
+        )
         return self.deployed(name)
 
     def rollback(self, name: str) -> AdapterRecord | None:
@@ -255,41 +230,30 @@ class Registry:
             raise NotFoundError(
                 f"Adapter {name!r} has no deployed version to roll back; `uno adapters` lists them."
             )
-        previous = self._rows("name = ? AND status = 'previous'", [name])
-        with self.store.write():
-            self.store.db.execute("UPDATE adapters SET status = 'retired' WHERE id = ?", [current.id])
-            if previous:
-                self.store.db.execute(
-                    "UPDATE adapters SET status = 'deployed' WHERE id = ?", [previous[-1].id]
-                )
+        previous = self._rows(name=name, status="previous")
+        adapters.set_status(
+            self.store, {current.id: "retired", **({previous[-1].id: "deployed"} if previous else {})}
+        )
         return self.deployed(name)
 
     def retire_forgotten(self, current: set[int]) -> list[str]:
         """Retire every deployed or previous version, of any base, trained on a log outside `current`
         (its feedback or its conversation was deleted since): forgetting reaches what serves and what a
         rollback could bring back. Returns the retired keys."""
-        rows = self.store.db.execute(
-            "SELECT id, name, version, sources FROM adapters WHERE status IN ('deployed', 'previous')"
-        ).fetchall()
-        stale = [(row[0], f"{row[1]}@v{row[2]}") for row in rows if set(_json(row[3], [])) - current]
+        rows = adapters.serving_or_previous(self.store)
+        stale = {row[0]: f"{row[1]}@v{row[2]}" for row in rows if set(_json(row[3], [])) - current}
         if stale:
-            with self.store.write() as db:
-                for adapter_id, _ in stale:
-                    db.execute("UPDATE adapters SET status = 'retired' WHERE id = ?", [adapter_id])
-        return [key for _, key in stale]
+            adapters.set_status(self.store, dict.fromkeys(stale, "retired"))
+        return list(stale.values())
 
     def set_enabled(self, name: str, enabled: bool) -> None:
         self.versions(name)
-        where, params = self._scope("name = ?", [name])
-        with self.store.write():
-            self.store.db.execute(f"UPDATE adapters SET enabled = ? WHERE {where}", [int(enabled), *params])
+        adapters.set_enabled(self.store, self._scope(), name, enabled)
 
     def delete(self, name: str) -> int:
         """Remove every version of `name`, files included; returns how many versions went."""
         rows = self.versions(name)
-        where, params = self._scope("name = ?", [name])
-        with self.store.write():
-            self.store.db.execute(f"DELETE FROM adapters WHERE {where}", params)
+        adapters.delete(self.store, self._scope(), name)
         for row in rows:  # only this base's versions: another base may keep the same name
             shutil.rmtree(row.path, ignore_errors=True)
         with contextlib.suppress(OSError):

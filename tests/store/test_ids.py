@@ -10,10 +10,10 @@ import sqlite_utils
 from click.testing import CliRunner
 
 from uno_local.cli import cli
-from uno_local.cli.maintenance_commands import salvage
 from uno_local.errors import StoreCorruptError
 from uno_local.store import Store
 from uno_local.store.migrations import MIGRATIONS, m009_autoincrement_ids, migrate
+from uno_local.store.salvage import salvage
 
 BEFORE_M009 = MIGRATIONS[: MIGRATIONS.index(m009_autoincrement_ids)]
 

@@ -22,12 +22,7 @@ def find_conversation(store: Store, history: list[dict]) -> int | None:
     answers = [m for m in history if m["role"] == "assistant"]
     if not answers:
         return None
-    candidates = store.db.execute(
-        "SELECT DISTINCT conversation_id FROM messages WHERE role = 'assistant' AND complete = 1 "
-        "AND content = ? ORDER BY conversation_id DESC LIMIT 20",
-        [answers[-1]["content"]],
-    ).fetchall()
-    for (conversation_id,) in candidates:
+    for conversation_id in store.conversations_answered_with(answers[-1]["content"]):
         if history_for_model(store, conversation_id) == history:
             return conversation_id
     return None

@@ -267,6 +267,46 @@ class Store:
         return conversation_id, message_id
 
     @_locked
+    def import_turn(
+        self,
+        title: str,
+        messages: list[dict],
+        *,
+        uid: str,
+        created_at: str,
+        feedback: tuple[int | None, str | None, str | None] | None = None,
+    ) -> int:
+        """A conversation holding an imported answered turn: `messages` (the earlier ones as context), the
+        last with `uid` and its `feedback` (rating, comment, correction). Returns its conversation id."""
+        with self.write() as db:
+            conversation_id = db.execute(
+                "INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)",
+                [title, created_at, created_at],
+            ).lastrowid
+            for index, message in enumerate(messages):
+                last = index == len(messages) - 1
+                db.execute(
+                    "INSERT INTO messages (uid, conversation_id, role, content, created_at, source) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        # Context messages get their own random uids: never a record id's namespace.
+                        uid if last else uuid.uuid4().hex,
+                        conversation_id,
+                        message["role"],
+                        message["content"],
+                        created_at,
+                        "import" if last else "context",
+                    ],
+                )
+            if feedback is not None:
+                db.execute(
+                    "INSERT INTO feedback (message_id, rating, comment, correction, created_at, updated_at) "
+                    "VALUES (last_insert_rowid(), ?, ?, ?, ?, ?)",
+                    [*feedback, created_at, created_at],
+                )
+        return conversation_id
+
+    @_locked
     def rename_conversation(self, conversation_id: int, title: str) -> None:
         self.get_conversation(conversation_id)
         # The list is ordered by activity: a rename keeps the conversation where it is.
@@ -428,6 +468,16 @@ class Store:
                 msg.feedback = Feedback(msg.id, *row[18:23])
             out.append(msg)
         return out
+
+    @_locked
+    def conversations_answered_with(self, content: str, limit: int = 20) -> list[int]:
+        """The newest conversations (at most `limit`) holding a complete answer that reads `content`."""
+        rows = self.db.execute(
+            "SELECT DISTINCT conversation_id FROM messages WHERE role = 'assistant' AND complete = 1 "
+            "AND content = ? ORDER BY conversation_id DESC LIMIT ?",
+            [content, limit],
+        ).fetchall()
+        return [conversation_id for (conversation_id,) in rows]
 
     @_locked
     def uid_kind(self, uid: str) -> str | None:
