@@ -2,8 +2,8 @@
 
 - `repetition_share(text)`: share of the word n-grams (n = 3) that repeat an earlier n-gram of the same
   text; 0 for varied prose, towards 1 for a loop ("a bit of a bit of a bit of ...").
-- `content_kept(base, answer, ignore)`: share of the base answer's content words (lowercased, stop words
-  and the habit's own words set aside) that the answer still contains.
+- `content_kept(base, answer, ignore)`: share of the base answer's content words (`text.content_words`,
+  the habit's own words set aside) that the answer still contains.
 - `revision_problem(revised, query, draft, suggestions)`: why a Reflective revision must not be shown
   (it echoes the prompt's headings or lines, or is not a plausible answer), or None when it may.
 """
@@ -13,13 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from uno_local.text import content_words, words
+
 NGRAM = 3
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-_STOP = """a an the and or but if then so of to in on at by for with from as is are was were be been being it
-    its this that these those you your yours i me my we our they them their he she his her not no do does
-    did can could will would should may might must have has had just also than too very more most
-    into out up down over about what which who whom how when where why all any each some such only own"""
-STOP_WORDS = frozenset(_STOP.split())
 # Headings and instruction lines of the Critic and revision prompts (uno_local/route.py): an answer that
 # contains one is echoing the prompt, not answering.
 SCAFFOLD_HEADINGS = ("## user question", "## user query", "## initial answer", "## suggestion")
@@ -33,11 +29,6 @@ MAX_REPETITION = 0.5  # a revision whose 3-grams repeat this much is looping
 _NUMBERED = re.compile(r"^\s*\d+\s*[.)]\s*(\S.*?)\s*$", re.M)
 
 
-def words(text: str) -> list[str]:
-    """Lowercased words (letters, digits, an apostrophe suffix); punctuation and markup set aside."""
-    return _WORD.findall(text.lower())
-
-
 def repetition_share(text: str, n: int = NGRAM) -> float:
     """Share of the text's word n-grams that already occurred earlier in it (0 with fewer than n words)."""
     w = words(text)
@@ -47,22 +38,14 @@ def repetition_share(text: str, n: int = NGRAM) -> float:
     return 1.0 - len(set(grams)) / len(grams)
 
 
-def content_words(text: str, ignore: Iterable[str] = ()) -> set[str]:
-    """The distinct non-stop words of `text`, less the words of every `ignore` phrase (the habit)."""
-    dropped = set(STOP_WORDS)
-    for phrase in ignore:
-        dropped.update(words(phrase))
-    return {w for w in words(text) if w not in dropped and len(w) > 1}
-
-
 def content_kept(base: str, answer: str, ignore: Iterable[str] = ()) -> float:
     """Share of the base answer's content words found in `answer`, the habit's words (`ignore`) aside.
     Case, bullets and punctuation never count, so a lowercase or list habit alone keeps 1.0."""
-    ignore = list(ignore)
-    wanted = content_words(base, ignore)
+    habit = {w for phrase in ignore for w in words(phrase)}
+    wanted = content_words(base) - habit
     if not wanted:
         return 1.0
-    return len(wanted & content_words(answer, ignore)) / len(wanted)
+    return len(wanted & content_words(answer)) / len(wanted)
 
 
 def scaffolding(text: str, echoes: Iterable[str] = ()) -> str | None:
