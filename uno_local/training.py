@@ -110,8 +110,7 @@ class ReferenceCache:
 
     def logp_means(self) -> dict[str, float]:
         """Mean over the pairs seen of the per-token reference log-prob of the chosen and of the rejected
-        answer, over the tokens the trainer learns (metrics for the intrinsic gap); empty when the run
-        had no preference pair."""
+        answer (metrics for the intrinsic gap); empty when the run had no preference pair."""
         if not self.per_token:
             return {}
         pairs = [self.per_token[k] for k in sorted(self.per_token)]

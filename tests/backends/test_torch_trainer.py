@@ -11,14 +11,7 @@ import warnings
 import pytest
 
 import backends.torch_trainer as torch_trainer
-from backends.torch_trainer import (
-    IGNORE,
-    Encoded,
-    ReferenceLogps,
-    TorchTrainer,
-    encode_pairs,
-    resolve_device,
-)
+from backends.torch_trainer import Encoded, ReferenceLogps, TorchTrainer, encode, resolve_device
 from tests.backends.torch_training_data import QA, config, pairs
 from uno_local.errors import TrainingError
 from uno_local.training import TrainExample
@@ -197,7 +190,7 @@ def test_device_auto_prefers_cuda_then_mps(monkeypatch):
 
 
 def _direct_mean_logprob(model, seq: Encoded) -> float:
-    """Mean log-prob of the learned answer tokens from one unpadded forward: the hand check."""
+    """Mean log-prob of the answer tokens from one unpadded forward: the hand check."""
     import torch
 
     with torch.no_grad():
@@ -205,27 +198,25 @@ def _direct_mean_logprob(model, seq: Encoded) -> float:
     logp = torch.log_softmax(logits, dim=-1)
     targets = torch.tensor(seq.input_ids[1:])
     per_token = logp.gather(1, targets[:, None])[:, 0]
-    learned = torch.tensor(seq.labels[1:]) != IGNORE
-    return float(per_token[learned].mean())
+    return float(per_token[seq.n_prompt - 1 :].mean())
 
 
 def test_run_reports_the_base_models_mean_answer_logprobs(run, hf_base, tokenizer):
     """The intrinsic gap's inputs come from the run's own reference forwards (batched, padded, LoRA off)
-    and are the plain base model's, checked by hand one unpadded answer at a time, over the tokens the
-    trainer learns (a rejected answer that chosen extends: up to where they part)."""
+    and are the plain base model's, checked by hand one unpadded answer at a time."""
     from transformers import AutoModelForCausalLM
 
     metrics = run[0].metrics
     base = AutoModelForCausalLM.from_pretrained(hf_base).eval()
-    encoded = encode_pairs(tokenizer, pairs(), config(), "preference")
-    chosen = [_direct_mean_logprob(base, c) for c, _ in encoded]
-    rejected = [_direct_mean_logprob(base, r) for _, r in encoded]
+    limits = (config().max_prompt_tokens, config().max_answer_tokens)
+    chosen = [_direct_mean_logprob(base, encode(tokenizer, ex.prompt, ex.chosen, *limits)) for ex in pairs()]
+    rejected = [
+        _direct_mean_logprob(base, encode(tokenizer, ex.prompt, ex.rejected, *limits)) for ex in pairs()
+    ]
     assert metrics["reference_logp_chosen"] == pytest.approx(sum(chosen) / len(chosen), abs=1e-5)
     assert metrics["reference_logp_rejected"] == pytest.approx(sum(rejected) / len(rejected), abs=1e-5)
-    # A rejected answer is learned up to where chosen's sign-off starts: here one word, so its mean is
-    # that word's surprise alone. That the sign-off makes the gap positive is checked on real-length
-    # answers by tests/e2e/test_habit.py (intrinsic_gap > 0).
-    assert all("<|im_end|>" not in tokenizer.decode([t for t in r.labels if t != IGNORE]) for _, r in encoded)
+    # The sign-off is foreign to the base model: its answers with it are less likely per token.
+    assert metrics["reference_logp_chosen"] < metrics["reference_logp_rejected"] < 0
 
 
 def test_sft_run_reports_no_reference_logprobs(hf_base, tmp_path):
