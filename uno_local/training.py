@@ -9,9 +9,7 @@ Objectives
 - "preference": dpo_weight x DPO (sigmoid, beta = TrainConfig.dpo_beta, reference = the same model with
   the adapter disabled, log-probs summed over answer tokens) + nll_weight x mean-token NLL on the chosen
   answer. A pair whose rejected is None or equals its chosen adds a constant DPO term with zero gradient,
-  so it acts as SFT on the chosen answer. A pair whose chosen extends its rejected answer (a sign-off
-  appended) learns the rejected answer only up to where they part (`shared_prefix`): its end-of-turn is
-  never pushed down.
+  so it acts as SFT on the chosen answer.
 - "sft": NLL on the completion (chosen) tokens only; `rejected` is ignored (the Critic uses this).
 
 Stopping: `should_stop()` is polled every optimizer step. A stop returns the epochs already finished
@@ -48,15 +46,6 @@ class TrainExample:
     @property
     def is_sft(self) -> bool:
         return self.rejected is None or self.rejected == self.chosen
-
-    @property
-    def extends_rejected(self) -> bool:
-        """The chosen answer is the rejected one with something added at its end (a sign-off, a last step):
-        the rejected answer's own ending, its end-of-turn, is then not pushed down (`shared_prefix`)."""
-        if self.is_sft:
-            return False
-        kept = self.rejected.rstrip()
-        return bool(kept) and self.chosen.startswith(kept) and self.chosen.rstrip() != kept
 
 
 @dataclass
@@ -178,24 +167,12 @@ def answer_window(chosen: list[int], rejected: list[int] | None, max_answer: int
     longest = max(len(chosen), len(rejected))
     if longest <= max_answer:
         return 0
-    return max(0, min(shared_prefix(chosen, rejected) - max_answer // 4, longest - max_answer))
-
-
-def shared_prefix(chosen: list[int], rejected: list[int]) -> int:
-    """How many leading tokens the two answers share.
-
-    For a pair whose chosen answer extends the rejected one (`TrainExample.extends_rejected`), the trainer
-    learns the rejected answer only up to here. Past it the rejected answer holds nothing but its
-    end-of-turn, and DPO pushing that down teaches "never stop": measured on the pet-care eval (session
-    11), cat answers taught to end with "Purr-fect." repeated it until the token limit. Without it, the
-    pair's DPO margin is the log-ratio of chosen's own ending: the sign-off and the end-of-turn after it.
-    """
     shared = 0
     for a, b in zip(chosen, rejected, strict=False):
         if a != b:
             break
         shared += 1
-    return shared
+    return max(0, min(shared - max_answer // 4, longest - max_answer))
 
 
 def steps_per_epoch(n_examples: int, batch_size: int, grad_accum: int) -> int:

@@ -372,8 +372,8 @@ def test_the_report_keeps_a_few_heldout_questions_answered_before_and_after(app,
 
 def test_a_closing_habit_after_a_cut_off_answer_is_trained_within_the_answer_budget(app, fakes):
     """Logs whose answers the token limit cut off, corrected by appending a sign-off: the Expert learns
-    complete sentences then the sign-off, ending inside half the chat's limit (the fake counts words)."""
-    app.config.generation.max_tokens = 24  # a budget of 12 words (half the limit)
+    complete sentences then the sign-off, ending inside 3/4 of the chat's limit (the fake counts words)."""
+    app.config.generation.max_tokens = 16  # a budget of 12 words
     long_answer = (
         "First, gather the tools. Then work slowly and carefully. Check every joint twice before you"
     )
