@@ -16,9 +16,13 @@ import shutil
 from pathlib import Path
 
 from backends.gguf_export import BaseMeta, read_base_meta, require_supported
+from backends.llama_runtime import DEFAULT_FALLBACK, FALLBACK_FORMATS, fallback_template
 from uno_local.errors import ModelError
 
 MARKER = "uno_base.json"  # provenance: which GGUF this folder came from
+# What a derived folder holds; a folder derived by an older uno is derived again.
+# 2: a GGUF without a chat template gets the runtime's fallback template (`fallback_template`).
+DERIVATION = 2
 # Projections some architectures fuse (phi3): there the fused module is trained in place of its parts.
 FUSED = {
     "q_proj": "qkv_proj",
@@ -51,7 +55,8 @@ def quiet_transformers() -> None:
 def hf_base_dir(gguf_path: Path, cache_dir: Path) -> Path:
     """Where the HF folder of `gguf_path` lives (whether or not it exists yet)."""
     stat = gguf_path.stat()
-    key = hashlib.sha256(f"{gguf_path.name}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    key = f"{gguf_path.name}|{stat.st_size}|{stat.st_mtime_ns}|{DERIVATION}"
+    key = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache_dir / f"hf-base-{gguf_path.stem[:48]}-{key}"
 
 
@@ -112,11 +117,24 @@ def _derive(gguf_path: Path, out: Path, meta: BaseMeta) -> None:
     fresh.tie_weights()
     out.mkdir(parents=True)
     fresh.save_pretrained(out)
+    if not tokenizer.chat_template:  # train on the prompts the runtime renders for this GGUF
+        tokenizer.chat_template = fallback_template(
+            FALLBACK_FORMATS.get(meta.arch, DEFAULT_FALLBACK), _adds_bos(gguf_path)
+        )
     tokenizer.save_pretrained(out)
     _hoist_rope_theta(out / "config.json")
     stat = gguf_path.stat()
     provenance = {"gguf": str(gguf_path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     (out / MARKER).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+
+
+def _adds_bos(gguf_path: Path) -> bool:
+    """Whether llama.cpp adds a BOS token when it tokenizes for this GGUF (`tokenizer.ggml.add_bos_token`;
+    llama.cpp's default where the field is missing: add one)."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(gguf_path).fields.get("tokenizer.ggml.add_bos_token")
+    return True if field is None else bool(field.contents())
 
 
 def _config_overrides(meta: BaseMeta) -> dict:

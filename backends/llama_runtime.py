@@ -35,15 +35,68 @@ DEFAULT_FALLBACK = "chatml"
 NO_SYSTEM_ROLE = ("gemma", "gemma2", "gemma3")  # Gemma's templates have no system turn
 
 
+def fallback_template(fmt: str, bos: bool) -> str:
+    """The Jinja chat template that renders what llama-cpp-python's named format `fmt` renders (with the
+    system turn folded as `fold_system` folds it, for gemma), so the trainer learns on the very prompts
+    the runtime answers from a GGUF without a template of its own. `bos`: the GGUF adds a BOS token."""
+    start = "{{ bos_token }}" if bos else ""
+    if fmt == "gemma":
+        return start + (
+            "{% set ns = namespace(system='') %}"
+            "{% for m in messages if m['role'] == 'system' %}"
+            "{% set ns.system = ns.system + ('\n\n' if ns.system else '') + m['content'] %}{% endfor %}"
+            "{% set rest = messages | rejectattr('role', 'equalto', 'system') | list %}"
+            "{% if ns.system and (not rest or rest[0]['role'] != 'user') %}"
+            "<start_of_turn>user\n{{ ns.system }}<end_of_turn>\n{% endif %}"
+            "{% for m in rest %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n"
+            "{% if loop.first and ns.system and m['role'] == 'user' %}{{ ns.system }}\n\n{% endif %}"
+            "{{ m['content'] }}<end_of_turn>\n{% endfor %}"
+            "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+        )
+    if fmt == "chatml":  # llama-cpp-python always writes the system turn, empty or not: its first one
+        return start + (
+            "{% set ns = namespace(system=none) %}"
+            "{% for m in messages if m['role'] == 'system' and ns.system is none %}"
+            "{% set ns.system = m['content'] %}{% endfor %}"
+            "<|im_start|>system\n{{ ns.system or '' }}<|im_end|>\n"
+            "{% for m in messages if m['role'] in ('user', 'assistant') %}"
+            "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+        )
+    raise ModelError(f"uno cannot train with the chat format {fmt!r}; use the GGUF's own template.")
+
+
 @ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 def _drop_log(level, text, user_data):
     """llama.cpp's own log lines never reach the user's terminal: its errors surface as exceptions."""
 
 
-def silence_llama_logs() -> None:
+def prepare_llama_cpp():
+    """The llama_cpp module, ready for this process (idempotent; call before loading a model):
+
+    - llama.cpp's own log lines never reach the user's terminal: its errors surface as exceptions;
+    - on a build with llama.cpp's AMX kernels (compiled natively on an Intel CPU with AMX), models load
+      without its extra buffer types: its AMX matrix multiply segfaults at the first decode on some such
+      machines (ggml-org/llama.cpp#20824; seen here on a Xeon with AMX, llama-cpp-python 0.3.36, on the
+      embedded Q4_1 model), and a crash must never reach the user.
+    """
     import llama_cpp
+    import llama_cpp.llama_cpp as lc
 
     llama_cpp.llama_log_set(_drop_log, ctypes.c_void_p(0))
+    if b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info() and not hasattr(
+        lc.llama_model_default_params, "without_extra_buffers"
+    ):
+        defaults = lc.llama_model_default_params
+
+        def without_extra_buffers():
+            params = defaults()
+            params.use_extra_bufts = False
+            return params
+
+        without_extra_buffers.without_extra_buffers = True
+        lc.llama_model_default_params = without_extra_buffers  # what `llama_cpp.Llama` builds its params from
+    return llama_cpp
 
 
 def fold_system(messages: list[dict]) -> list[dict]:
@@ -98,9 +151,7 @@ class LlamaRuntime:
             )
         if n_batch < 1:
             raise ConfigError(f"n_batch={n_batch} must be a positive number of tokens; set it in uno.toml.")
-        import llama_cpp
-
-        silence_llama_logs()
+        llama_cpp = prepare_llama_cpp()
         self._llama_cpp = llama_cpp
         self.model_path = check_model_file(model_path)
         self.model_name = self.model_path.name
@@ -387,7 +438,10 @@ class LlamaRuntime:
                 raise ModelError(f"The chat format {name!r} cannot render batched answers; choose another.")
         response = formatter(messages=messages)
         stop = response.stop if isinstance(response.stop, list) else [response.stop] if response.stop else []
-        tokens = self.llm.tokenize(response.prompt.encode("utf-8"), add_bos=False, special=True)
+        # As llama-cpp-python's own chat handler: a named format leaves the BOS token to the tokenizer.
+        tokens = self.llm.tokenize(
+            response.prompt.encode("utf-8"), add_bos=not response.added_special, special=True
+        )
         return tokens, tuple(stop)
 
     def tokenize(self, text: str) -> list[int]:

@@ -112,14 +112,13 @@ class ParityChecker:
         n_threads: int | None = None,
     ):
         import torch
-        from llama_cpp import Llama
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from backends.hf_base import quiet_transformers
-        from backends.llama_runtime import silence_llama_logs
+        from backends.llama_runtime import prepare_llama_cpp
 
         quiet_transformers()
-        silence_llama_logs()  # llama.cpp notes every adapter tensor it cannot repack
+        Llama = prepare_llama_cpp().Llama  # quiet: llama.cpp notes every adapter tensor it cannot repack
         if not prompts and not ids:
             raise AdapterError("The parity check needs at least one prompt.")
         self.ids = ids or prompt_ids(AutoTokenizer.from_pretrained(hf_base_dir), prompts)

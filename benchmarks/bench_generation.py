@@ -54,8 +54,7 @@ def main() -> dict:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    import llama_cpp
-
+    from backends.llama_runtime import prepare_llama_cpp
     from uno_local.app import App, Overrides
     from uno_local.paths import embedded_chat_model
 
@@ -63,7 +62,7 @@ def main() -> dict:
     with tempfile.TemporaryDirectory() as home:
         app = App.open(Overrides(threads=args.threads, n_ctx=2048), home=Path(home))
         app.config.generation.system_prompt = ""
-        bare = llama_cpp.Llama(
+        bare = prepare_llama_cpp().Llama(
             str(model), n_ctx=2048, n_threads=args.threads, n_threads_batch=args.threads, verbose=False
         )
         bare_round(bare, 16), uno_round(app, 16)  # warm-up

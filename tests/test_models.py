@@ -158,3 +158,39 @@ def test_a_model_identity_is_read_once_per_file_version(tmp_path, monkeypatch):
         assert identity(model, cache) == first and len(parsed) == 4
     finally:
         cache.chmod(0o700)
+
+
+def test_a_retrain_estimates_its_peak_from_the_models_sizes():
+    """The estimate reproduces the embedded model's measured peak it was calibrated on (2.85 GiB for a
+    200-log retrain, docs/benchmarks.md) and grows with the model as its parts do."""
+    from uno_local.config import TrainConfig
+    from uno_local.training import BaseSize, estimate_peak_bytes
+
+    smollm2 = BaseSize(n_params=134_515_008, n_vocab=49_152, n_layer=30, n_embd=576, file_bytes=98_362_432)
+    fp32, bf16 = TrainConfig(), TrainConfig(precision="bf16")
+    assert estimate_peak_bytes(smollm2, fp32) / 2**30 == pytest.approx(2.85, abs=0.05)
+    assert estimate_peak_bytes(smollm2, fp32) - estimate_peak_bytes(smollm2, bf16) == int(134_515_008 * 2.4)
+    gemma = BaseSize(n_params=268_098_176, n_vocab=262_144, n_layer=18, n_embd=640, file_bytes=253_113_024)
+    assert 4.0e9 < estimate_peak_bytes(gemma, fp32) < 4.5e9  # its 262k vocabulary's logits weigh most
+    shorter = TrainConfig(max_forward_tokens=128)
+    assert estimate_peak_bytes(gemma, fp32) - estimate_peak_bytes(gemma, shorter) == 128 * (
+        18 * 640 * 160 + 262_144 * 12
+    )
+
+
+def test_retrain_refuses_a_model_that_cannot_fit_in_memory_before_any_work(uno_home, model_path, monkeypatch):
+    import psutil
+
+    from uno_local.models import FoundModel, describe
+
+    base = describe(FoundModel(model_path.name, model_path, "file")).base
+    assert base.n_params == 134_515_008  # read from the embedded model's GGUF header
+    uno_home.mkdir(parents=True, exist_ok=True)
+    free = psutil.virtual_memory()._replace(available=1_000_000_000)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: free)
+    result = run("retrain")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.stderr.count("\n") == 1
+    assert "needs about 3.1 GB of memory at its peak, but only 1.0 GB is free" in result.stderr
+    assert 'set precision = "bf16" in [train]' in result.stderr
+    assert sorted(p.name for p in uno_home.iterdir()) == []  # no store, cache or adapters made

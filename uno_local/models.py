@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uno_local.errors import ModelError
+from uno_local.training import BaseSize
 
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
 OLLAMA_DEFAULT_REGISTRY = "registry.ollama.ai"
@@ -35,6 +36,7 @@ class ModelInfo:
     chat_template: bool
     trainable: bool
     why_not: str = ""  # one sentence when not trainable
+    base: BaseSize | None = None  # what a retrain's memory estimate needs; None when the header lacks it
 
 
 def search_places(folders: list[str] = ()) -> list[tuple[str, Path]]:
@@ -134,6 +136,7 @@ def describe(found: FoundModel) -> ModelInfo:
             )
         template = "tokenizer.chat_template" in reader.fields
         pooling = f"{arch}.pooling_type" in reader.fields
+        base = _base_size(reader, arch, found.path)
     except Exception as exc:  # GGUFReader raises many kinds on a damaged file
         raise ModelError(f"{found.path} is not a readable GGUF model ({exc}).") from exc
     why = ""
@@ -146,12 +149,43 @@ def describe(found: FoundModel) -> ModelInfo:
             f"uno cannot learn on {found.name}: its architecture {arch} is not supported for training "
             f"(supported: {', '.join(SUPPORTED_ARCHS)}); chat on it still works."
         )
-    return ModelInfo(found, found.path.stat().st_size, arch, quant, template, not why, why)
+    size = found.path.stat().st_size
+    return ModelInfo(found, size, arch, quant, template, not why, why, base)
 
 
-def learn_refusal(path: Path) -> str:
-    """'' when adapters can be trained on the GGUF at `path`, else one sentence saying why not."""
-    return describe(FoundModel(path.name, path, "file")).why_not
+def _base_size(reader, arch: str, path: Path) -> BaseSize | None:
+    """The sizes a retrain's memory estimate needs, from an open GGUF header (None without them)."""
+    layers, width = reader.fields.get(f"{arch}.block_count"), reader.fields.get(f"{arch}.embedding_length")
+    if layers is None or width is None:
+        return None
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    return BaseSize(
+        n_params=sum(int(t.n_elements) for t in reader.tensors),
+        n_vocab=len(tokens.data) if tokens is not None else 0,
+        n_layer=int(layers.contents()),
+        n_embd=int(width.contents()),
+        file_bytes=path.stat().st_size,
+    )
+
+
+def learn_refusal(path: Path, config, available: int) -> str:
+    """'' when adapters can be trained on the GGUF at `path` with `config` (TrainConfig) in `available`
+    bytes of memory, else one sentence saying why not (the architecture, or both memory figures and what
+    to change). One read of the GGUF header."""
+    from uno_local.training import estimate_peak_bytes
+
+    info = describe(FoundModel(path.name, path, "file"))
+    if info.why_not or info.base is None:
+        return info.why_not
+    need = estimate_peak_bytes(info.base, config)
+    if need <= available:
+        return ""
+    bf16 = "" if config.precision == "bf16" else 'set precision = "bf16" in [train] of uno.toml, '
+    return (
+        f"A retrain on {path.name} needs about {need / 1e9:.1f} GB of memory at its peak, but only "
+        f"{available / 1e9:.1f} GB is free; close other programs, {bf16}lower max_forward_tokens in [train], "
+        "or choose a smaller model."
+    )
 
 
 def resolve_model(name_or_path: str, folders: list[str] = ()) -> Path:

@@ -9,7 +9,9 @@ Objectives
 - "preference": dpo_weight x DPO (sigmoid, beta = TrainConfig.dpo_beta, reference = the same model with
   the adapter disabled, log-probs summed over answer tokens) + nll_weight x mean-token NLL on the chosen
   answer. A pair whose rejected is None or equals its chosen adds a constant DPO term with zero gradient,
-  so it acts as SFT on the chosen answer.
+  so it acts as SFT on the chosen answer. A pair cut to the answer budget whose chosen extends its
+  rejected answer (a sign-off appended) learns the rejected answer only up to where they part
+  (`shared_prefix`): its end-of-turn is never pushed down.
 - "sft": NLL on the completion (chosen) tokens only; `rejected` is ignored (the Critic uses this).
 
 Stopping: `should_stop()` is polled every optimizer step. A stop returns the epochs already finished
@@ -42,10 +44,22 @@ class TrainExample:
     chosen: str
     rejected: str | None = None  # None, or equal to chosen: SFT-only
     source_ids: list[int] = field(default_factory=list)  # feedback/message ids it came from
+    fitted: bool = False  # the pair was cut to the chat's answer budget (`pair.fit_to_budget`)
 
     @property
     def is_sft(self) -> bool:
         return self.rejected is None or self.rejected == self.chosen
+
+    @property
+    def extends_rejected(self) -> bool:
+        """A pair cut to the answer budget whose chosen answer is the rejected one with something added at
+        its end (a sign-off): the rejected answer's own ending, its end-of-turn, is then not pushed down
+        (`shared_prefix`). Only budgeted pairs: that is where it was measured to help (docs/eval.md,
+        pet-care G against F); short logs train as they always did."""
+        if self.is_sft or not self.fitted:
+            return False
+        kept = self.rejected.rstrip()
+        return bool(kept) and self.chosen.startswith(kept) and self.chosen.rstrip() != kept
 
 
 @dataclass
@@ -99,7 +113,8 @@ class ReferenceCache:
 
     def logp_means(self) -> dict[str, float]:
         """Mean over the pairs seen of the per-token reference log-prob of the chosen and of the rejected
-        answer (metrics for the intrinsic gap); empty when the run had no preference pair."""
+        answer, over the tokens the trainer learns (metrics for the intrinsic gap); empty when the run
+        had no preference pair."""
         if not self.per_token:
             return {}
         pairs = [self.per_token[k] for k in sorted(self.per_token)]
@@ -124,6 +139,40 @@ class Trainer(Protocol):
     ) -> TrainResult:
         """Train a fresh LoRA on `examples`; write `out_dir/epoch-1`, `out_dir/epoch-2`, ..."""
         ...
+
+
+@dataclass(frozen=True)
+class BaseSize:
+    """What a retrain's peak-memory estimate needs from its base model (`models.describe` reads it)."""
+
+    n_params: int
+    n_vocab: int
+    n_layer: int
+    n_embd: int
+    file_bytes: int  # the GGUF that llama.cpp serves from during the retrain
+
+
+# Calibrated on the embedded SmolLM2-135M in float32 at 256 tokens a forward, whose 200-log retrain peaked
+# at 2.85 GiB RSS (docs/benchmarks.md): torch, transformers, the embedder, llama.cpp's contexts and Python.
+PROCESS_BYTES = 1_450_000_000
+# Kept for the backward pass per token, decoder layer and hidden unit (SmolLM2's forwards measured about
+# 3.3 MB a token in all: backends/torch_trainer.py, chunk_pairs).
+ACTIVATION_BYTES = 160
+LOGIT_BYTES = 12  # per token and vocabulary entry: float32 logits, their log-softmax and its gradient
+
+
+def estimate_peak_bytes(size: BaseSize, config: TrainConfig) -> int:
+    """Pure: a retrain's peak memory on the CPU (or Apple silicon's unified memory): the process, the base
+    dequantized (4 bytes a weight, 2 with `precision = "bf16"`) with 20% for LoRA, optimizer and gradients,
+    the served GGUF, and the activations and logits of one forward of `max_forward_tokens`."""
+    weight_bytes = 2 if config.precision == "bf16" else 4
+    per_token = size.n_layer * size.n_embd * ACTIVATION_BYTES + size.n_vocab * LOGIT_BYTES
+    return (
+        PROCESS_BYTES
+        + int(size.n_params * weight_bytes * 1.2)
+        + size.file_bytes
+        + config.max_forward_tokens * per_token
+    )
 
 
 def validate_inputs(examples: list[TrainExample], config: TrainConfig, objective: str) -> None:
@@ -167,12 +216,24 @@ def answer_window(chosen: list[int], rejected: list[int] | None, max_answer: int
     longest = max(len(chosen), len(rejected))
     if longest <= max_answer:
         return 0
+    return max(0, min(shared_prefix(chosen, rejected) - max_answer // 4, longest - max_answer))
+
+
+def shared_prefix(chosen: list[int], rejected: list[int]) -> int:
+    """How many leading tokens the two answers share.
+
+    For a pair whose chosen answer extends the rejected one (`TrainExample.extends_rejected`), the trainer
+    learns the rejected answer only up to here. Past it the rejected answer holds nothing but its
+    end-of-turn, and DPO pushing that down teaches "never stop": measured on the pet-care eval (session
+    11), cat answers taught to end with "Purr-fect." repeated it until the token limit. Without it, the
+    pair's DPO margin is the log-ratio of chosen's own ending: the sign-off and the end-of-turn after it.
+    """
     shared = 0
     for a, b in zip(chosen, rejected, strict=False):
         if a != b:
             break
         shared += 1
-    return max(0, min(shared - max_answer // 4, longest - max_answer))
+    return shared
 
 
 def steps_per_epoch(n_examples: int, batch_size: int, grad_accum: int) -> int:

@@ -36,7 +36,8 @@ ARCHS = {
     "gemma3": (
         "Gemma3TextConfig",
         "Gemma3ForCausalLM",
-        {"head_dim": 16, "sliding_window": 64, "query_pre_attn_scalar": 16},
+        # a head size other than hidden / heads (64 / 4), as Gemma 3 270M has (256 against 640 / 4)
+        {"head_dim": 32, "sliding_window": 64, "query_pre_attn_scalar": 32},
         ATTN_MLP,
     ),
     "phi3": (

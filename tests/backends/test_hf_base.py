@@ -37,10 +37,12 @@ def test_tokenizer_renders_the_gguf_chat_template(hf_base):
 
 
 def test_derived_model_matches_llama_cpp_logits(hf_base, model_path):
-    import llama_cpp
     import torch
-    from llama_cpp import Llama
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from backends.llama_runtime import prepare_llama_cpp
+
+    llama_cpp = prepare_llama_cpp()
 
     tok = AutoTokenizer.from_pretrained(hf_base)
     text = tok.apply_chat_template(
@@ -50,7 +52,9 @@ def test_derived_model_matches_llama_cpp_logits(hf_base, model_path):
     model = AutoModelForCausalLM.from_pretrained(hf_base, dtype=torch.float32).eval()
     with torch.no_grad():
         torch_row = model(input_ids=torch.tensor([ids]), logits_to_keep=1).logits[0, -1].numpy()
-    llm = Llama(model_path=str(model_path), n_ctx=256, n_threads=1, n_threads_batch=1, verbose=False)
+    llm = llama_cpp.Llama(
+        model_path=str(model_path), n_ctx=256, n_threads=1, n_threads_batch=1, verbose=False
+    )
     try:
         llm.eval(ids)
         llama_row = np.ctypeslib.as_array(

@@ -121,6 +121,31 @@ def test_a_long_pair_keeps_its_closing_difference_in_the_trained_tokens(tokenize
     assert none is None and tokenizer.decode([t for t in sft.labels if t != IGNORE]).startswith("Step 0:")
 
 
+def test_a_budgeted_pair_whose_chosen_appends_an_ending_never_pushes_down_the_rejected_end_of_turn(
+    tokenizer,
+):
+    """A pair cut to the answer budget, rejected = chosen minus its sign-off: the rejected answer is
+    learned only up to where they part, so DPO does not teach "never stop" (the pet-care eval's cats
+    repeated "Purr-fect." until the limit). A pair that was not cut learns its rejected answer whole."""
+    prompt = [{"role": "user", "content": "How often do I feed my cat?"}]
+    body = "Feed an adult cat twice a day."
+    appended = TrainExample(prompt, body + "\n\nPurr-fect.", body, fitted=True)
+    replaced = TrainExample(prompt, body + "\n\nPurr-fect.", body + "\n\nHope this helps!", fitted=True)
+    short = TrainExample(prompt, body + "\n\nPurr-fect.", body)
+    encoded = encode_pairs(tokenizer, [appended, replaced, short], TrainConfig(), "preference")
+    (chosen, rejected), (chosen_2, rejected_2), (_, rejected_3) = [
+        [tokenizer.decode([t for t in s.labels if t != IGNORE]) for s in pair] for pair in encoded
+    ]
+    assert rejected_3 == body + "<|im_end|>\n"  # not budgeted: as before
+    assert chosen == chosen_2 == body + "\n\nPurr-fect.<|im_end|>\n"  # the ending and its end-of-turn
+    assert body.startswith(rejected) and "<|im_end|>" not in rejected  # the shared part only
+    assert len(rejected) >= len(body) - 1  # ... all of it (the last token may merge with what follows)
+    # A replaced ending is the habit's opposite: the rejected answer is learned whole, end-of-turn included.
+    assert rejected_2 == body + "\n\nHope this helps!<|im_end|>\n"
+    # The inputs are unchanged: only what is learned differs.
+    assert encoded[0][1].input_ids[-3:] == tokenizer(body + "<|im_end|>\n")["input_ids"][-3:]
+
+
 def _dpo_grad_norm(model, pair, tokenizer, device) -> tuple[float, float]:
     """(DPO term, summed |gradient| over the LoRA B weights) for one pair."""
     model.zero_grad(set_to_none=True)

@@ -126,10 +126,10 @@ def test_one_trl_dpo_step_on_the_dpo_export(rated_store, tmp_path, tokenizer):
 
 
 def test_adapters_export_loads_in_llama_cpp(uno_home, model_path, tmp_path):
-    import llama_cpp
     import numpy as np
 
     from backends.gguf_export import read_base_meta, write_lora_gguf
+    from backends.llama_runtime import prepare_llama_cpp
     from uno_local.registry import Registry
 
     meta = read_base_meta(model_path)
@@ -160,7 +160,9 @@ def test_adapters_export_loads_in_llama_cpp(uno_home, model_path, tmp_path):
     assert adapter.read_bytes() == gguf.read_bytes()
     assert (out / "Modelfile").read_text() == f"FROM {model_path}\nADAPTER ./c0-expert-v1.gguf\n"
     assert f"llama-server -m {model_path} --lora c0-expert-v1.gguf" in (out / "README.md").read_text()
-    llm = llama_cpp.Llama(str(model_path), lora_path=str(adapter), n_ctx=256, n_threads=2, verbose=False)
+    llm = prepare_llama_cpp().Llama(
+        str(model_path), lora_path=str(adapter), n_ctx=256, n_threads=2, verbose=False
+    )
     try:
         assert llm("Hello", max_tokens=2)["choices"][0]["text"] is not None
     finally:

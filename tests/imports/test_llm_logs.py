@@ -21,14 +21,23 @@ def run(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
+# The real `llm` CLI, its SmolLM2 plugin loading llama.cpp in its own process: with the guard uno applies
+# to its own llama.cpp models (`prepare_llama_cpp`: no AMX buffers where they crash), or it segfaults there.
+LLM = [
+    sys.executable,
+    "-c",
+    "from backends.llama_runtime import prepare_llama_cpp; prepare_llama_cpp(); "
+    "from llm.cli import cli; cli(prog_name='llm')",
+]
+
+
 @pytest.fixture(scope="module")
 def llm_logs(tmp_path_factory) -> Path:
     """A logs.db written by `llm -m SmolLM2`: one prompt and its follow-up in the same conversation."""
     user_path = tmp_path_factory.mktemp("llm-user")
     env = {**os.environ, "LLM_USER_PATH": str(user_path)}
-    llm = str(Path(sys.executable).with_name("llm"))
     for args in (["-m", "SmolLM2", "-s", "Answer in one word.", "Capital of France?"], ["-c", "Thanks!"]):
-        result = subprocess.run([llm, *args], env=env, capture_output=True, text=True, timeout=300)
+        result = subprocess.run([*LLM, *args], env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
     return user_path / "logs.db"
 

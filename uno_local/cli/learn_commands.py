@@ -44,17 +44,19 @@ def retrain(
     What is deployed keeps serving until new adapters pass validation, except adapters trained on
     feedback you deleted, which retire; an interrupted run resumes from its finished stages next time.
     """
+    import psutil
+
+    from uno_local.config import with_override
     from uno_local.models import learn_refusal
     from uno_local.retrain import STAGES, Retrain, RetrainOptions
-
-    if refusal := learn_refusal(app.model_path):  # before any work: one sentence, nothing touched
-        raise ModelError(refusal)
-    from uno_local.config import with_override
 
     if device is not None:  # checked like uno.toml's train.device and train.epochs
         app.config = with_override(app.config, "train.device", device, "--device")
     if epochs is not None:
         app.config = with_override(app.config, "train.epochs", epochs, "--epochs")
+    # Before any work: one sentence, nothing touched (the architecture, or the estimated peak memory).
+    if refusal := learn_refusal(app.model_path, app.config.train, psutil.virtual_memory().available):
+        raise ModelError(refusal)
     if app.config.model.n_threads and not app.config.train.threads:
         app.config.train.threads = app.config.model.n_threads  # --threads bounds training too
     options = RetrainOptions(backend=backend, recluster=recluster)
