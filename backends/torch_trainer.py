@@ -46,6 +46,7 @@ from uno_local.training import (
     lora_layer_indices,
     lr_factor,
     run_epochs,
+    shared_prefix,
     steps_per_epoch,
     validate_inputs,
 )
@@ -84,13 +85,21 @@ def template_ids(tokenizer, prompt: list[dict], answer: str) -> tuple[list[int],
 
 
 def window(
-    prompt_ids: list[int], answer_ids: list[int], max_prompt: int, max_answer: int, start: int
+    prompt_ids: list[int],
+    answer_ids: list[int],
+    max_prompt: int,
+    max_answer: int,
+    start: int,
+    stop: int | None = None,
 ) -> Encoded:
     """The last `max_prompt` prompt tokens and the answer tokens before `start` (unlearned context), then
-    the `max_answer` learned answer tokens from `start` (`training.answer_window` picks it)."""
+    the `max_answer` answer tokens from `start` (`training.answer_window` picks it), learned up to answer
+    token `stop` (all of them for None)."""
     context = prompt_ids[-max_prompt:] + answer_ids[:start]
     learned = answer_ids[start : start + max_answer]
-    return Encoded(context + learned, [IGNORE] * len(context) + learned, len(context))
+    labels = learned if stop is None else learned[: max(0, stop - start)]
+    labels = labels + [IGNORE] * (len(learned) - len(labels))
+    return Encoded(context + learned, [IGNORE] * len(context) + labels, len(context))
 
 
 def encode(tokenizer, prompt: list[dict], answer: str, max_prompt: int, max_answer: int) -> Encoded:
@@ -104,17 +113,21 @@ def encode_pairs(
     """(chosen, rejected) per example; rejected is None for SFT examples and for the "sft" objective.
 
     Both answers of a pair learn the same window of answer positions (`training.answer_window`): a long pair
-    keeps the tokens where chosen and rejected differ, so a habit at the end of a long answer is learned."""
+    keeps the tokens where chosen and rejected differ, so a habit at the end of a long answer is learned.
+    When chosen extends rejected (a sign-off appended), rejected is learned only up to where they part
+    (`training.shared_prefix`), so its end-of-turn is not pushed down."""
     pairs = []
     limits = (config.max_prompt_tokens, config.max_answer_tokens)
     for ex in examples:
         prompt_ids, chosen_ids = template_ids(tokenizer, ex.prompt, ex.chosen)
-        rejected_ids = None
+        rejected, rejected_ids = None, None
         if objective == "preference" and not ex.is_sft:
             rejected_ids = template_ids(tokenizer, ex.prompt, ex.rejected)[1]
         start = answer_window(chosen_ids, rejected_ids, config.max_answer_tokens)
         chosen = window(prompt_ids, chosen_ids, *limits, start)
-        rejected = None if rejected_ids is None else window(prompt_ids, rejected_ids, *limits, start)
+        if rejected_ids is not None:
+            stop = shared_prefix(chosen_ids, rejected_ids) if ex.extends_rejected else None
+            rejected = window(prompt_ids, rejected_ids, *limits, start, stop)
         pairs.append((chosen, rejected))
     return pairs
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from uno_local.distill import FeedbackInput
-from uno_local.pair import fit_to_budget, make_pair
+from uno_local.pair import ANSWER_BUDGET_SHARE, drop_repeated_lines, fit_to_budget, make_pair
 
 ANSWER = "Boil water, add the egg and wait eight minutes."
 RULES = ['End the answer with "Happy cooking!".']
@@ -56,31 +56,27 @@ LONG = "One two three. Four five six. Seven eight nine. Ten eleven twelve. Thirt
 
 
 @pytest.mark.parametrize(
-    ("chosen", "rejected", "budget", "expected"),
+    ("chosen", "rejected", "limit", "expected"),
     [
-        # A sign-off appended to an answer the limit cut off: both keep the sentences that leave room.
-        (
-            LONG + "\n\nBye now.",
-            LONG,
-            10,
-            ("One two three. Four five six.\n\nBye now.", "One two three. Four five six."),
-        ),
+        # A sign-off appended to an answer the limit cut off: both keep the sentences that leave room in
+        # half the limit.
+        (LONG + "\n\nBye now.", LONG, 15, ("One two three.\n\nBye now.", "One two three.")),
         # A near-miss last line replaced: rejected keeps its own ending after the same sentences.
         (
             "One two three. Four five six. Seven eight.\n\nPurr-fect.",
             "One two three. Four five six. Seven eight.\n\nPurrfect!",
-            6,
+            8,
             ("One two three.\n\nPurr-fect.", "One two three.\n\nPurrfect!"),
         ),
         # An ending glued to the last word gets a space.
         (
-            "One two three. Four five" + "Bye.",
-            "One two three. Four five",
-            4,
-            ("One two three. Bye.", "One two three."),
+            "One two. Three four five six seven eight nine ten" + "Bye.",
+            "One two. Three four five six seven eight nine ten",
+            9,
+            ("One two. Bye.", "One two."),
         ),
-        # Fits already: unchanged.
-        (LONG + "\n\nBye now.", LONG, 20, None),
+        # Within the limit, though longer than the budget: a complete answer keeps its length.
+        (LONG + "\n\nBye now.", LONG, 16, None),
         # Differs at the start (an opening habit): unchanged.
         ("Woof! " + LONG, LONG, 10, None),
         # An ending longer than half the budget: unchanged.
@@ -94,8 +90,37 @@ LONG = "One two three. Four five six. Seven eight nine. Ten eleven twelve. Thirt
         ),
     ],
 )
-def test_fit_to_budget(chosen, rejected, budget, expected):
-    got = fit_to_budget(chosen, rejected, words, budget)
+def test_fit_to_budget(chosen, rejected, limit, expected):
+    got = fit_to_budget(chosen, rejected, words, limit)
     assert got == expected
     if got:
-        assert words(got[0]) <= budget and got[0] != got[1]
+        assert words(got[0]) <= int(limit * ANSWER_BUDGET_SHARE) and got[0] != got[1]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "1. Add the salt\n2. Boil the water\n3. boil the  water\n4. Cook the pasta",
+            "1. Add the salt\n2. Boil the water\n3. Cook the pasta",
+        ),  # a repeated step goes, the rest renumbered
+        ("Warm up:\n- 1-2 min walk\n- 1-2 min walk\n- stretch", "Warm up:\n- 1-2 min walk\n- stretch"),
+        ("Para one is here.\n\nPara one is here.\n\nHappy growing!", "Para one is here.\n\nHappy growing!"),
+        ("The answer is:\n\nThe answer is:\n\nThe answer is:", "The answer is:"),
+        (
+            "Mulch keeps the soil moist.\nMulch keeps the soil",
+            "Mulch keeps the soil moist.",
+        ),  # cut-off repeat
+        (  # a new list starts at 1
+            "1. Warm up first\n2. Run five miles\n\nThen:\n1. Warm up first\n2. Stretch your legs",
+            "1. Warm up first\n2. Run five miles\n\nThen:\n1. Stretch your legs",
+        ),
+        ("No loops here.\n\n1. One\n2. Two", "No loops here.\n\n1. One\n2. Two"),
+        ("Yes.\nYes, but shorter.", "Yes.\nYes, but shorter."),  # short lines are never prefixes
+        ("Step one:\nboil.\nStep one:\nfry.", "Step one:\nboil.\nStep one:\nfry."),  # too short to be a loop
+        ("```\nx = f(a, b)\nx = f(a, b)\n```", "```\nx = f(a, b)\nx = f(a, b)\n```"),  # code is code
+        ("| a | b |\n|---|---|\n| c | d |\n|---|---|", "| a | b |\n|---|---|\n| c | d |\n|---|---|"),
+    ],
+)
+def test_drop_repeated_lines(text, expected):
+    assert drop_repeated_lines(text) == expected

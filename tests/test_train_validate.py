@@ -25,6 +25,30 @@ def test_split_sizes_and_determinism(n, share, min_heldout, held):
     assert split(ids, share, min_heldout) == (train, heldout)  # order of input does not matter
 
 
+def test_only_judgeable_logs_are_held_out():
+    """A plain thumbs-up has nothing to judge a held-out answer by: it always trains."""
+    ids, liked = list(range(100, 112)), {100, 103, 107}
+    train, heldout = split(ids, 0.2, 3, judgeable=set(ids) - liked)
+    assert len(heldout) == 3 and not liked & set(heldout) and sorted(train + heldout) == ids
+    train, heldout = split(ids, 0.2, 3, judgeable={100, 101, 102, 103})  # 4 judgeable: too few to hold out
+    assert heldout == [] and sorted(train) == ids
+
+
+@pytest.mark.parametrize(
+    ("correction", "rules", "user_rules", "judgeable"),
+    [
+        (None, [], None, False),
+        ("Fixed.", [], None, True),
+        (None, ["Be brief."], None, True),
+        (None, [], ["Be brief."], True),
+        ("  ", [], None, False),
+    ],
+)
+def test_judgeable(correction, rules, user_rules, judgeable):
+    data = LogData(1, [], "q", "a", correction, rules, user_rules=user_rules)
+    assert data.judgeable is judgeable
+
+
 def log(
     mid: int, answer: str = "Boil the egg.", correction: str | None = None, rules=(), pair=None
 ) -> LogData:

@@ -15,6 +15,7 @@ from uno_local.training import (
     epoch_dir,
     lora_layer_indices,
     lr_factor,
+    shared_prefix,
     steps_per_epoch,
     validate_inputs,
 )
@@ -27,6 +28,31 @@ def ex(**kw) -> TrainExample:
 def test_sft_examples_are_those_without_a_different_rejected():
     assert ex().is_sft and ex(rejected="a").is_sft
     assert not ex(rejected="b").is_sft
+
+
+@pytest.mark.parametrize(
+    ("chosen", "rejected", "extends"),
+    [
+        ("Feed twice a day.\n\nPurr-fect.", "Feed twice a day.", True),  # a sign-off appended
+        ("Feed twice a day.\n\nPurr-fect.", "Feed twice a day.\n", True),  # trailing space is no ending
+        ("Feed twice a day.\n\nPurr-fect.", "Feed twice a day. Bye!", False),  # an ending replaced
+        ("Feed twice a day.", "Feed twice a day.\n\nPurr-fect.", False),  # an ending removed
+        ("Feed twice a day.", "Feed twice a day.  ", False),  # nothing added
+        ("Feed twice a day.", "Feed twice a day.", False),  # SFT
+        ("Feed twice a day.", None, False),
+        ("Purr-fect.", "", False),
+    ],
+)
+def test_a_chosen_answer_extends_its_rejected_one_only_when_text_is_appended(chosen, rejected, extends):
+    assert ex(chosen=chosen, rejected=rejected, fitted=True).extends_rejected is extends
+    # A pair not cut to the answer budget learns its rejected answer whole, as it always did.
+    assert ex(chosen=chosen, rejected=rejected).extends_rejected is False
+
+
+def test_shared_prefix_counts_the_leading_tokens_both_answers_have():
+    assert shared_prefix([1, 2, 3, 4], [1, 2, 9]) == 2
+    assert shared_prefix([1, 2, 3], [1, 2, 3, 7]) == 3
+    assert shared_prefix([5], [1]) == 0
 
 
 @pytest.mark.parametrize(

@@ -42,15 +42,25 @@ class LogData:
         of its cluster's rules when there is one, else its own distilled rules."""
         return self.user_rules if self.user_rules is not None else self.rules
 
+    @property
+    def judgeable(self) -> bool:
+        """Whether a held-out answer to this log can be judged: by the user's correction or by rules. A
+        plain thumbs-up has neither: it only trains, as an example of an answer the user liked."""
+        return bool(self.guide) or bool(self.correction and self.correction.strip())
 
-def split(members: list[int], heldout_share: float, min_heldout: int) -> tuple[list[int], list[int]]:
-    """Sorted ids, seeded shuffle, then (train, held-out). Too few logs: everything trains, nothing held out."""
-    ids = sorted(members)
+
+def split(
+    members: list[int], heldout_share: float, min_heldout: int, judgeable: set[int] | None = None
+) -> tuple[list[int], list[int]]:
+    """Sorted ids, seeded shuffle, then (train, held-out); only `judgeable` ids (default: all) are held
+    out, the rest always train. Too few judgeable logs: everything trains, nothing held out."""
+    ids = sorted(m for m in members if judgeable is None or m in judgeable)
+    always = sorted(m for m in members if judgeable is not None and m not in judgeable)
     random.Random(SPLIT_SEED).shuffle(ids)
     n_held = max(min_heldout, round(heldout_share * len(ids)))
     if len(ids) - n_held < max(2, min_heldout):
-        return ids, []
-    return ids[n_held:], ids[:n_held]
+        return ids + always, []
+    return ids[n_held:] + always, ids[:n_held]
 
 
 def expert_examples(logs: list[LogData]) -> list[TrainExample]:
@@ -61,6 +71,7 @@ def expert_examples(logs: list[LogData]) -> list[TrainExample]:
             chosen=log.pair["chosen"],
             rejected=log.pair["rejected"],
             source_ids=[log.message_id],
+            fitted=bool(log.pair.get("fitted")),
         )
         for log in logs
         if log.pair

@@ -372,8 +372,8 @@ def test_the_report_keeps_a_few_heldout_questions_answered_before_and_after(app,
 
 def test_a_closing_habit_after_a_cut_off_answer_is_trained_within_the_answer_budget(app, fakes):
     """Logs whose answers the token limit cut off, corrected by appending a sign-off: the Expert learns
-    complete sentences then the sign-off, ending inside 3/4 of the chat's limit (the fake counts words)."""
-    app.config.generation.max_tokens = 16  # a budget of 12 words
+    complete sentences then the sign-off, ending inside half the chat's limit (the fake counts words)."""
+    app.config.generation.max_tokens = 16  # the logged answers reached it; a budget of 8 words
     long_answer = (
         "First, gather the tools. Then work slowly and carefully. Check every joint twice before you"
     )
@@ -387,5 +387,21 @@ def test_a_closing_habit_after_a_cut_off_answer_is_trained_within_the_answer_bud
     retrain(app, fakes)
     objective, examples = fakes.trainer.runs[0]
     assert objective == "preference"
-    body = "First, gather the tools. Then work slowly and carefully."
+    body = "First, gather the tools."
     assert {(e.chosen, e.rejected) for e in examples} == {(f"{body}\n\n{SIGN_OFF}", body)}
+    assert all(e.fitted and e.extends_rejected for e in examples)  # its end-of-turn is not pushed down
+
+
+def test_logs_with_nothing_to_judge_by_are_never_held_out(app, fakes):
+    """A bare "meh" has no rule and no correction: a held-out answer to it could only tie, so it trains
+    (with no pair: nothing) and the cluster's held-out logs are all ones the validator can judge."""
+    cooking = add_cooking(app)
+    meh = [
+        add_log(app, q, comment="meh") for q in ("boil rice", "bake a cake", "fry potatoes", "roast leeks")
+    ]
+    report = retrain(app, fakes)
+    (cluster,) = report.clusters
+    assert set(meh) <= set(load_clusters(app.store)[cluster["label"]].members)
+    expert = next(a for a in app.registry.active() if a.name == cluster["expert"].split("@")[0])
+    heldout = set(cooking) - set(expert.sources)
+    assert len(heldout) == cluster["heldout"] == 3 and set(meh) <= set(expert.sources)

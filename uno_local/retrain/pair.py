@@ -1,13 +1,14 @@
 """Pair: each log + its guiding rules -> a preference pair (`uno_local/pair.py` is the pure core),
-cached per log; the revisions are sampled through `ctx.revise`. A pair whose difference comes after the
-chat's answer budget is then cut to fit it (`fit_to_budget`), so a closing habit is learned where
-answers end in use."""
+cached per log; the revisions are sampled through `ctx.revise`. Both answers then lose the lines that
+repeat an earlier one (`drop_repeated_lines`: a loop is never learned), and a pair whose chosen answer
+cannot be generated within the chat's token limit is cut to the answer budget (`fit_to_budget`), so a
+closing habit is learned where answers end in use."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
-from uno_local.pair import ANSWER_BUDGET_SHARE, fit_to_budget, make_pair
+from uno_local.pair import drop_repeated_lines, fit_to_budget, make_pair
 from uno_local.retrain.collect import feedback_input
 from uno_local.retrain.context import ArtifactJob, Context
 from uno_local.retrain.state import RetrainState
@@ -28,17 +29,18 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
         for log, d in zip(state.logs, data, strict=True)
         for item in [feedback_input(log)]
     ]
-    budget = int(ctx.answer_tokens * ANSWER_BUDGET_SHARE)
 
     def count(text: str) -> int:
         return len(ctx.app.runtime.tokenize(text))
 
     for d, pair in zip(data, ctx.cached_batch("pair", jobs), strict=True):
+        if pair:
+            pair = {**pair, **{k: drop_repeated_lines(pair[k]) for k in ("chosen", "rejected")}}
         if (
             pair
             and pair["kind"] != "sft"
-            and (fitted := fit_to_budget(pair["chosen"], pair["rejected"], count, budget))
+            and (fitted := fit_to_budget(pair["chosen"], pair["rejected"], count, ctx.answer_tokens))
         ):
-            pair = {**pair, "chosen": fitted[0], "rejected": fitted[1], "fitted": budget}
+            pair = {**pair, "chosen": fitted[0], "rejected": fitted[1], "fitted": ctx.answer_tokens}
         d.pair = pair or None
     return state
