@@ -13,6 +13,7 @@ from uno_local.cluster import (
     cluster_radius,
     enforce_min_size,
     features,
+    follow_ruled_neighbours,
     merge_heights,
     relabel,
     spread_distances,
@@ -300,3 +301,17 @@ def test_disagreeing_members(rows, has_rules, cut, expected):
     from uno_local.cluster import disagreeing_members
 
     assert disagreeing_members(np.array(rows, dtype=float), has_rules, cut) == expected
+
+
+@pytest.mark.parametrize(
+    ("labels", "ruled", "expected"),
+    [
+        ([0, 0, 1, 1, 2, 2], [True, False, True, False, False, False], [0, 0, 1, 1, 0, 1]),
+        ([0, 1, 2], [False, False, False], [0, 1, 2]),  # no log with rules: unchanged
+        ([0, 1, 1], [True, True, True], [0, 1, 1]),  # all with rules: unchanged
+    ],
+)
+def test_logs_without_rules_follow_their_nearest_ruled_log_by_query(labels, ruled, expected):
+    # queries: two topics, along x and along y; the last two rule-less logs sit near each topic
+    eq = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [0.95, 0.05], [0.05, 0.95]])[: len(labels)]
+    assert follow_ruled_neighbours(np.array(labels), eq, ruled).tolist() == expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from uno_local.distill import FeedbackInput
-from uno_local.pair import ANSWER_BUDGET_SHARE, drop_repeated_lines, fit_to_budget, make_pair
+from uno_local.pair import ANSWER_BUDGET_SHARE, drop_repeated_lines, fit_to_budget, make_pair, reformats
 
 ANSWER = "Boil water, add the egg and wait eight minutes."
 RULES = ['End the answer with "Happy cooking!".']
@@ -40,6 +40,26 @@ def test_best_revision_that_beats_the_original():
 def test_no_revision_beats_the_original():
     pair = make_pair(FeedbackInput("q", ANSWER, -1, "Sign off"), RULES, reviser(ANSWER, "", "Water."), 3)
     assert pair is None
+
+
+PROSE = "Warm up for five minutes. Run slowly for ten minutes. Walk to cool down."
+LISTED = "1. Warm up for five minutes.\n2. Run slowly for ten minutes.\n3. Walk to cool down."
+
+
+@pytest.mark.parametrize(
+    ("answer", "correction", "expected"),
+    [
+        (PROSE, LISTED, True),  # the same words, as a list
+        (PROSE, "- **Warm up** for five minutes.\n- Run slowly for ten minutes. Walk to cool down.", True),
+        (PROSE, PROSE, False),  # nothing changed
+        (PROSE, PROSE + " Happy running!", False),  # words added
+        (PROSE, "Warm up for five minutes.", False),  # words removed
+        ("Do 2 sets.", "1. Do 3 sets.", False),  # a number in the text changed
+        (PROSE, None, False),  # no correction
+    ],
+)
+def test_reformats(answer, correction, expected):
+    assert reformats(answer, correction) is expected
 
 
 def test_satisfied_answer_is_sft_and_plain_dislike_is_nothing():

@@ -59,8 +59,8 @@ def log(
 
 def test_example_builders():
     logs = [
-        log(1, pair={"chosen": "A!", "rejected": "A"}, rules=["End with !"]),
-        log(2, pair={"chosen": "B", "rejected": "B"}),
+        log(1, pair={"chosen": "A!", "rejected": "A", "kind": "correction"}, rules=["End with !"]),
+        log(2, pair={"chosen": "B", "rejected": "B", "kind": "sft"}),
         log(3),
     ]
     experts = expert_examples(logs)
@@ -71,6 +71,44 @@ def test_example_builders():
     critics = critic_examples(logs)
     assert len(critics) == 1 and critics[0].chosen == "1. End with !" and critics[0].rejected is None
     assert "## Initial Answer" in critics[0].prompt[0]["content"]
+
+
+PROSE = "Warm up. Run slowly. Walk home."
+LISTED = "1. Warm up.\n2. Run slowly.\n3. Walk home."
+LIST_PAIR = {"chosen": LISTED, "rejected": PROSE, "kind": "correction"}
+
+
+@pytest.mark.parametrize(
+    ("logs", "trained"),
+    [
+        # a liked answer in the cluster: the correction of form only does not train
+        (
+            [
+                log(1, PROSE, LISTED, ["Use a list."], LIST_PAIR),
+                log(2, pair={"chosen": "B", "rejected": "B", "kind": "sft"}),
+            ],
+            [2],
+        ),
+        # no liked answer: it trains as before
+        ([log(1, PROSE, LISTED, ["Use a list."], LIST_PAIR)], [1]),
+        # a correction that changes the words always trains
+        (
+            [
+                log(
+                    1,
+                    PROSE,
+                    PROSE + " Done!",
+                    ["End with Done!"],
+                    {"chosen": PROSE + " Done!", "rejected": PROSE, "kind": "correction"},
+                ),
+                log(2, pair={"chosen": "B", "rejected": "B", "kind": "sft"}),
+            ],
+            [1, 2],
+        ),
+    ],
+)
+def test_corrections_of_form_only_give_way_to_liked_answers(logs, trained):
+    assert [e.source_ids[0] for e in expert_examples(logs)] == trained
 
 
 SIGN = "Boil the egg for eight minutes in water."

@@ -98,6 +98,22 @@ def _group_means(x: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
     return {int(k): x[labels == k].mean(axis=0) for k in sorted(set(labels.tolist())) if k != BASE}
 
 
+def follow_ruled_neighbours(labels: np.ndarray, eq: np.ndarray, ruled: list[bool]) -> np.ndarray:
+    """Pure: each log without rules (a plain thumbs-up, a bare "meh") takes the label of the log with
+    rules nearest to it by query (`eq`). Logs without rules all share the empty rule's embedding, so
+    clustered by query and rule they form clusters of their own across topics (the example scenario's
+    liked fitness lists joined two history "meh"s); a liked answer belongs with its topic. Without any
+    log with rules the labels are unchanged."""
+    labels = np.asarray(labels, dtype=np.int64).copy()
+    has = np.asarray(ruled, dtype=bool)
+    if not has.any() or has.all():
+        return labels
+    eq = l2_normalize(np.asarray(eq, dtype=np.float64))
+    nearest = np.argmax(eq[~has] @ eq[has].T, axis=1)
+    labels[~has] = labels[has][nearest]
+    return labels
+
+
 def enforce_min_size(labels: np.ndarray, x: np.ndarray, min_size: int) -> np.ndarray:
     """Merge every cluster smaller than `min_size` into the big cluster whose centroid (in `x`) is
     nearest to its own; when no cluster reaches `min_size`, every log becomes BASE (stays on the

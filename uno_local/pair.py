@@ -92,6 +92,18 @@ def drop_repeated_lines(text: str) -> str:
     return "\n".join(kept)
 
 
+def reformats(answer: str, correction: str | None) -> bool:
+    """Pure: the correction says what the answer says, word for word, in another form (list markers,
+    lines, emphasis): a correction of form only."""
+    if not correction or answer.strip() == correction.strip():
+        return False
+
+    def prose(text: str) -> list[str]:
+        return words("\n".join(_MARKER.sub("", line) for line in text.split("\n")))
+
+    return prose(answer) == prose(correction)
+
+
 def make_pair(
     item: FeedbackInput, rules: list[str], revise: Revise | None, n_revisions: int = 3
 ) -> Pair | None:

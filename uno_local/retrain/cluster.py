@@ -81,7 +81,12 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
             np.stack([state.query_vecs[i] for i in pending]), np.stack([er[ids.index(i)] for i in pending])
         )
         threshold = cfg.ward_threshold or clustering.calibrate_ward_threshold(x) or FALLBACK_WARD
-        labels = clustering.enforce_min_size(clustering.ward_clusters(x, threshold), x, cfg.min_cluster_size)
+        labels = clustering.follow_ruled_neighbours(
+            clustering.ward_clusters(x, threshold),
+            np.stack([state.query_vecs[i] for i in pending]),
+            [bool(items[i].rules) for i in pending],
+        )
+        labels = clustering.enforce_min_size(labels, x, cfg.min_cluster_size)
         offset = first_free_label(members, state.previous)
         for mid, label in zip(pending, labels, strict=True):
             if label >= 0:
