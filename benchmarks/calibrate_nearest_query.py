@@ -23,6 +23,7 @@ from benchmarks.calibrate_thresholds import (  # noqa: E402
     best_setting,
     pooled,
     routing_data,
+    routing_row,
     routing_scores,
 )
 from uno_local.cluster import Router, l2_normalize  # noqa: E402
@@ -57,14 +58,7 @@ def main() -> None:
     datas = [routing_data(embedder, json.loads(p.read_text(encoding="utf-8"))) for p in ROUTING_SCENARIOS]
     print("| centroid cut / fallback | " + " | ".join(d["name"] for d in datas) + " | pooled |")
     for setting in [(0.64, 0.0), (0.64, 0.6), (0.64, 0.62), (0.64, 0.64)]:
-        rows = [routing_scores(d, NearestQueryFallback(d, *setting)) for d in datas]
-        cells = " | ".join(
-            f"{r['recall']:.2f} / {r['precision']:.2f} / {r['controls_kept']:.2f}" for r in rows
-        )
-        m = pooled(rows)
-        print(
-            f"| {setting} | {cells} | {m['recall']:.3f} / {m['precision']:.3f} / {m['controls_kept']:.3f} |"
-        )
+        print(f"| {setting} | {routing_row(datas, lambda d, s=setting: NearestQueryFallback(d, *s))} |")
     print("(recall / precision / controls kept)\nLeave-one-scenario-out, chosen on the others:")
     grid = [(c, f) for c in GLOBAL_CUTS for f in FALLBACK_CUTS]
     held_out = []

@@ -239,6 +239,14 @@ def radius_router(data: dict, margin: float, floor: float, ceiling: float) -> Ro
     return Router(data["cents"], unseen_distance=ceiling, radii=radii)
 
 
+def routing_row(datas: list[dict], router_for) -> str:
+    """Table cells: recall / precision / controls kept per scenario, then pooled, for `router_for(data)`."""
+    rows = [routing_scores(d, router_for(d)) for d in datas]
+    m = pooled(rows)
+    cells = [f"{r['recall']:.2f} / {r['precision']:.2f} / {r['controls_kept']:.2f}" for r in rows]
+    return " | ".join([*cells, f"{m['recall']:.3f} / {m['precision']:.3f} / {m['controls_kept']:.3f}"])
+
+
 def pooled(rows: list[dict[str, float]]) -> dict[str, float]:
     return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
 
@@ -287,14 +295,7 @@ def section_routing(embedder) -> None:
         (f"radius {c}", radius_router, c) for c in ((-0.05, 0.4, 0.6), (0.0, 0.5, 0.64), (0.05, 0.5, 0.65))
     ]
     for name, build, setting in fixed:
-        rows = [routing_scores(d, build(d, *setting)) for d in datas]
-        cells = " | ".join(
-            f"{r['recall']:.2f} / {r['precision']:.2f} / {r['controls_kept']:.2f}" for r in rows
-        )
-        m = pooled(rows)
-        print(
-            f"   | {name} | {cells} | {m['recall']:.3f} / {m['precision']:.3f} / {m['controls_kept']:.3f} |"
-        )
+        print(f"   | {name} | {routing_row(datas, lambda d, b=build, s=setting: b(d, *s))} |")
     print("   (columns: " + ", ".join(d["name"] for d in datas) + ", mean)")
     print(
         "   | held out | rule | chosen on the others | calibration recall / precision / controls kept | held-out recall / precision / controls kept |"

@@ -99,7 +99,7 @@ def reformats(answer: str, correction: str | None) -> bool:
         return False
 
     def prose(text: str) -> list[str]:
-        return words("\n".join(_MARKER.sub("", line) for line in text.split("\n")))
+        return [w for line in text.split("\n") for w in words(_line_key(line))]
 
     return prose(answer) == prose(correction)
 

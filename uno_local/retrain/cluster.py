@@ -77,14 +77,11 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
             previous, ids, state.query_vecs, cfg.unseen_distance, cfg.cluster_radius
         )
     if len(pending) >= cfg.min_cluster_size:
-        x = clustering.features(
-            np.stack([state.query_vecs[i] for i in pending]), np.stack([er[ids.index(i)] for i in pending])
-        )
+        pending_eq = np.stack([state.query_vecs[i] for i in pending])
+        x = clustering.features(pending_eq, np.stack([er[ids.index(i)] for i in pending]))
         threshold = cfg.ward_threshold or clustering.calibrate_ward_threshold(x) or FALLBACK_WARD
         labels = clustering.follow_ruled_neighbours(
-            clustering.ward_clusters(x, threshold),
-            np.stack([state.query_vecs[i] for i in pending]),
-            [bool(items[i].rules) for i in pending],
+            clustering.ward_clusters(x, threshold), pending_eq, [bool(items[i].rules) for i in pending]
         )
         labels = clustering.enforce_min_size(labels, x, cfg.min_cluster_size)
         offset = first_free_label(members, state.previous)
