@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from uno_local.distill import FeedbackInput
-from uno_local.pair import ANSWER_BUDGET_SHARE, drop_repeated_lines, fit_to_budget, make_pair, reformats
+from uno_local.pair import (
+    ANSWER_BUDGET_SHARE,
+    drop_repeated_lines,
+    fit_to_budget,
+    make_pair,
+    parting_sentence,
+    reformats,
+)
 
 ANSWER = "Boil water, add the egg and wait eight minutes."
 RULES = ['End the answer with "Happy cooking!".']
@@ -60,6 +67,21 @@ LISTED = "1. Warm up for five minutes.\n2. Run slowly for ten minutes.\n3. Walk 
 )
 def test_reformats(answer, correction, expected):
     assert reformats(answer, correction) is expected
+
+
+@pytest.mark.parametrize(
+    ("chosen", "rejected", "expected"),
+    [
+        ("1. Warm up.\n2. Run slowly.", "Warm up. Run slowly.", "Warm up."),  # parts at the first marker
+        ("Gear:\n1. Tent.\n2. Bag.", "Gear: Tent. Bag.", "Gear: Tent."),  # a heading kept: the next one
+        ("1. It is 14.4 km.\n2. Go.", "It is 14.4 km. Go.", "It is 14.4 km."),  # a number's dot ends nothing
+        ("- One.\n- Two.", "1. One.\n2. Two.", "1. One."),  # a marker's own dot ends nothing
+        ("Same words.", "Same words.", "Same words."),  # never parts: all of it
+        ("A b c", "A b d", "A b d"),  # no sentence end: all of it
+    ],
+)
+def test_parting_sentence(chosen, rejected, expected):
+    assert parting_sentence(chosen, rejected) == expected
 
 
 def test_satisfied_answer_is_sft_and_plain_dislike_is_nothing():

@@ -111,6 +111,14 @@ def test_corrections_of_form_only_give_way_to_liked_answers(logs, trained):
     assert [e.source_ids[0] for e in expert_examples(logs)] == trained
 
 
+def test_corrections_of_form_only_learn_against_the_sentence_where_the_answers_part():
+    (form,) = expert_examples([log(1, PROSE, LISTED, ["Use a list."], LIST_PAIR)])
+    assert (form.chosen, form.rejected, form.is_sft) == (LISTED, "Warm up.", False)
+    worded = {"chosen": PROSE + " Done!", "rejected": PROSE, "kind": "correction"}
+    (other,) = expert_examples([log(1, PROSE, PROSE + " Done!", ["End with Done!"], worded)])
+    assert other.rejected == PROSE  # a correction that changes the words keeps its whole rejected answer
+
+
 SIGN = "Boil the egg for eight minutes in water."
 
 

@@ -18,6 +18,7 @@ loops answers with them. Both answers lose the same lines, so a pair keeps what 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ _MARKER = re.compile(r"^(\s*)(?:(\d+)([.)])|[-*•])\s+")
 
 
 MIN_PREFIX = 20  # a line this long that begins an earlier one is a repeat cut off by the token limit
+_SENTENCE_END = re.compile(r"(?<!\d)[.!?:](?=\s|$)")
 MIN_WORDS = 3  # shorter lines ("Yes.", "Step one:") may repeat on purpose
 
 
@@ -102,6 +104,18 @@ def reformats(answer: str, correction: str | None) -> bool:
         return [w for line in text.split("\n") for w in words(_line_key(line))]
 
     return prose(answer) == prose(correction)
+
+
+def parting_sentence(chosen: str, rejected: str) -> str:
+    """Pure: the rejected answer up to the end of the sentence in which it parts from the chosen one
+    (all of it when it never does). For a correction of form only, the rejected answer a preference is
+    learned against: the two share every content word, each in another context (after a list marker in
+    the chosen one), and pushing the whole rejected answer down pushes those words down after a marker
+    too, leaving the marker alone (`1. 1. 1.…`, docs/eval.md, session 18). A number's own full stop
+    ("1. ", "14.4") ends no sentence."""
+    parted = len(os.path.commonprefix([chosen, rejected]))
+    end = _SENTENCE_END.search(rejected, parted)
+    return rejected[: end.end()].rstrip() if end else rejected
 
 
 def make_pair(

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from uno_local.pair import reformats
+from uno_local.pair import parting_sentence, reformats
 from uno_local.route import critic_prompt
 from uno_local.training import TrainExample, steps_per_epoch
 
@@ -67,26 +67,35 @@ def split(
 def expert_examples(logs: list[LogData]) -> list[TrainExample]:
     """Preference pairs (a satisfied answer is a pair with chosen == rejected: SFT).
 
-    When the cluster has answers the user liked, corrections of form only (`pair.reformats`: the
-    answer's own words put in a list, say) do not train: the liked answers teach the form in the
-    model's own words, while an answer re-cut into a form the model does not write teaches the edit's
-    marks instead (a list marker before every sentence: with them the example scenario's fitness Expert
-    kept the list habit on 1-3 of 5 unseen questions at every epoch, looping "1. 1. 1.1.1..." on
-    others; without them, on 5 of 5 at epochs 6-9; docs/eval.md, session 17). They still validate, and
-    without liked answers they train as before."""
+    Corrections of form only (`pair.reformats`: the answer's own words put in a list, say):
+    - when the cluster has answers the user liked, they do not train: the liked answers teach the form
+      in the model's own words, while an answer re-cut into a form the model does not write teaches the
+      edit's marks instead (with them the example scenario's fitness Expert kept the list habit on 1-3 of
+      5 unseen questions at every epoch, looping "1. 1. 1.1.1..." on others; without them, on 5 of 5 at
+      epochs 6-9; docs/eval.md, session 17). They still validate.
+    - otherwise they train against the rejected answer's `pair.parting_sentence` only, not all of it
+      (travel-format's packing Expert: 5 of 5 unseen questions at epochs 9-12, no more repetition than
+      the base, against 2-4 of 5 and loops; docs/eval.md, session 18)."""
     liked = any(log.pair and log.pair["kind"] == "sft" for log in logs)
-    return [
-        TrainExample(
-            prompt=log.prompt,
-            chosen=log.pair["chosen"],
-            rejected=log.pair["rejected"],
-            source_ids=[log.message_id],
-            fitted=bool(log.pair.get("fitted")),
+    examples = []
+    for log in logs:
+        if not log.pair:
+            continue
+        chosen, rejected = log.pair["chosen"], log.pair["rejected"]
+        if log.pair["kind"] == "correction" and reformats(log.answer, log.correction):
+            if liked:
+                continue
+            rejected = parting_sentence(chosen, rejected)
+        examples.append(
+            TrainExample(
+                prompt=log.prompt,
+                chosen=chosen,
+                rejected=rejected,
+                source_ids=[log.message_id],
+                fitted=bool(log.pair.get("fitted")),
+            )
         )
-        for log in logs
-        if log.pair
-        and not (liked and log.pair["kind"] == "correction" and reformats(log.answer, log.correction))
-    ]
+    return examples
 
 
 def critic_examples(logs: list[LogData]) -> list[TrainExample]:
