@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from uno_local.train import LogData, critic_examples, expert_examples, split
+from uno_local.train import LogData, critic_examples, expert_examples, follows_rules, split
 from uno_local.validate import (
     REPETITION_MARGIN,
     epochs_to_judge,
@@ -76,21 +76,30 @@ def test_example_builders():
 PROSE = "Warm up. Run slowly. Walk home."
 LISTED = "1. Warm up.\n2. Run slowly.\n3. Walk home."
 LIST_PAIR = {"chosen": LISTED, "rejected": PROSE, "kind": "correction"}
+LIKED_LIST = "Stretch like this:\n1. Reach up.\n2. Bend down.\n3. Breathe out."
 
 
 @pytest.mark.parametrize(
     ("logs", "trained"),
     [
-        # a liked answer in the cluster: the correction of form only does not train
+        # a liked answer in the cluster that follows the correction's rules: the correction does not train
         (
             [
-                log(1, PROSE, LISTED, ["Use a list."], LIST_PAIR),
-                log(2, pair={"chosen": "B", "rejected": "B", "kind": "sft"}),
+                log(1, PROSE, LISTED, ["Answer as a numbered list."], LIST_PAIR),
+                log(2, LIKED_LIST, pair={"chosen": LIKED_LIST, "rejected": LIKED_LIST, "kind": "sft"}),
             ],
             [2],
         ),
+        # a liked answer that does not (another topic's prose in the cluster): the correction trains
+        (
+            [
+                log(1, PROSE, LISTED, ["Answer as a numbered list."], LIST_PAIR),
+                log(2, pair={"chosen": "B", "rejected": "B", "kind": "sft"}),
+            ],
+            [1, 2],
+        ),
         # no liked answer: it trains as before
-        ([log(1, PROSE, LISTED, ["Use a list."], LIST_PAIR)], [1]),
+        ([log(1, PROSE, LISTED, ["Answer as a numbered list."], LIST_PAIR)], [1]),
         # a correction that changes the words always trains
         (
             [
@@ -111,8 +120,23 @@ def test_corrections_of_form_only_give_way_to_liked_answers(logs, trained):
     assert [e.source_ids[0] for e in expert_examples(logs)] == trained
 
 
+@pytest.mark.parametrize(
+    ("answer", "rules", "expected"),
+    [
+        (LIKED_LIST, ["Answer as a numbered list."], True),
+        (PROSE, ["Answer as a numbered list."], False),
+        (LIKED_LIST, ["Answer as a numbered list.", "Write in lowercase."], False),  # one cue fails
+        ("stretch first.", ["Write in lowercase."], True),
+        (LIKED_LIST, ["Be friendly."], False),  # nothing checkable: no evidence it teaches the form
+        (LIKED_LIST, [], False),
+    ],
+)
+def test_follows_rules(answer, rules, expected):
+    assert follows_rules(answer, rules) is expected
+
+
 def test_corrections_of_form_only_learn_against_the_sentence_where_the_answers_part():
-    (form,) = expert_examples([log(1, PROSE, LISTED, ["Use a list."], LIST_PAIR)])
+    (form,) = expert_examples([log(1, PROSE, LISTED, ["Answer as a numbered list."], LIST_PAIR)])
     assert (form.chosen, form.rejected, form.is_sft) == (LISTED, "Warm up.", False)
     worded = {"chosen": PROSE + " Done!", "rejected": PROSE, "kind": "correction"}
     (other,) = expert_examples([log(1, PROSE, PROSE + " Done!", ["End with Done!"], worded)])

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from uno_local.judge import rule_cues
 from uno_local.pair import parting_sentence, reformats
 from uno_local.route import critic_prompt
 from uno_local.training import TrainExample, steps_per_epoch
@@ -68,7 +69,9 @@ def expert_examples(logs: list[LogData]) -> list[TrainExample]:
     """Preference pairs (a satisfied answer is a pair with chosen == rejected: SFT).
 
     Corrections of form only (`pair.reformats`: the answer's own words put in a list, say):
-    - when the cluster has answers the user liked, they do not train: the liked answers teach the form
+    - when the cluster has an answer the user liked that follows the correction's rules (`follows_rules`:
+      a liked list where the rules ask for a list; a liked answer of another topic that joined the
+      cluster teaches nothing of the form), they do not train: the liked answers teach the form
       in the model's own words, while an answer re-cut into a form the model does not write teaches the
       edit's marks instead (with them the example scenario's fitness Expert kept the list habit on 1-3 of
       5 unseen questions at every epoch, looping "1. 1. 1.1.1..." on others; without them, on 5 of 5 at
@@ -76,14 +79,14 @@ def expert_examples(logs: list[LogData]) -> list[TrainExample]:
     - otherwise they train against the rejected answer's `pair.parting_sentence` only, not all of it
       (travel-format's packing Expert: 5 of 5 unseen questions at epochs 9-12, no more repetition than
       the base, against 2-4 of 5 and loops; docs/eval.md, session 18)."""
-    liked = any(log.pair and log.pair["kind"] == "sft" for log in logs)
+    liked = [log.answer for log in logs if log.pair and log.pair["kind"] == "sft"]
     examples = []
     for log in logs:
         if not log.pair:
             continue
         chosen, rejected = log.pair["chosen"], log.pair["rejected"]
         if log.pair["kind"] == "correction" and reformats(log.answer, log.correction):
-            if liked:
+            if any(follows_rules(answer, log.guide) for answer in liked):
                 continue
             rejected = parting_sentence(chosen, rejected)
         examples.append(
@@ -96,6 +99,12 @@ def expert_examples(logs: list[LogData]) -> list[TrainExample]:
             )
         )
     return examples
+
+
+def follows_rules(answer: str, rules: list[str]) -> bool:
+    """Pure: `answer` passes every checkable cue of `rules` (`judge.rule_cues`), and one applies at least."""
+    cues = [value for rule in rules for _, value in rule_cues(answer, rule)]
+    return bool(cues) and min(cues) >= 1.0
 
 
 def critic_examples(logs: list[LogData]) -> list[TrainExample]:
