@@ -1,0 +1,72 @@
+"""Every epoch of a retrain's Experts on a topic's unseen questions: how the habit and the loops evolve.
+
+    UNO_HOME=DIR uno eval --scenario benchmarks/scenarios/packing-only.json --out DIR/report --keep DIR/keep
+    .venv/bin/python benchmarks/probe_epochs.py DIR/keep benchmarks/scenarios/packing-only.json packing
+
+The kept home's newest retrain left a checkpoint per epoch under `work/expert-*/epoch-N`. Each is exported
+to a GGUF LoRA adapter (next to it) and answers the topic's test questions greedily in llama.cpp; the
+line per epoch gives the passes of the topic's check and the mean share of repeated word 3-grams
+(`quality.repetition_share`), against the base model's on the same questions. `--train` also answers the
+topic's training questions. docs/eval.md (sessions 17 and 18) used the e2e settings in DIR/uno.toml:
+`[generation] max_tokens = 160`, `[train] epochs = 2, max_answer_tokens = 112, max_prompt_tokens = 128`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from statistics import fmean
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("home", type=Path, help="a kept eval home (uno eval --keep DIR)")
+    parser.add_argument("scenario", type=Path)
+    parser.add_argument("topic")
+    parser.add_argument("--max-tokens", type=int, default=160)
+    parser.add_argument("--train", action="store_true", help="also answer the topic's training questions")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from backends.gguf_export import export_peft_to_gguf
+    from backends.llama_runtime import LlamaRuntime
+    from uno_local.eval.checks import check
+    from uno_local.eval.scenario import load_scenario
+    from uno_local.paths import embedded_chat_model
+    from uno_local.quality import repetition_share
+    from uno_local.runtime import GenerationRequest, GenerationSettings
+
+    (topic,) = [t for t in load_scenario(args.scenario).topics if t.name == args.topic]
+    model = embedded_chat_model()
+    runtime = LlamaRuntime(model, n_ctx=2048)
+    settings = GenerationSettings.greedy(args.max_tokens)
+
+    def line(questions: list[str], adapter: str | None) -> str:
+        requests = [
+            GenerationRequest([{"role": "user", "content": q}], settings, adapter=adapter) for q in questions
+        ]
+        texts = [r.text for r in runtime.generate_many(requests)]
+        passed = [check(t, topic.rule.check) for t in texts]
+        marks = "".join("x" if p else "." for p in passed)
+        return f"{sum(passed)}/{len(passed)} {marks} repetition {fmean(map(repetition_share, texts)):.2f}"
+
+    def row(name: str, adapter: str | None) -> None:
+        cells = [f"test {line(topic.test, adapter)}"]
+        if args.train:
+            cells.append(f"train {line(topic.train, adapter)}")
+        print(name, " | ".join(cells), flush=True)
+
+    row("base", None)
+    for expert in sorted((args.home / "work").glob("expert-*")):
+        for ckpt in sorted(expert.glob("epoch-*"), key=lambda p: int(p.name.split("-")[1])):
+            adapter = ckpt / "adapter.gguf"
+            if not adapter.is_file():
+                export_peft_to_gguf(ckpt, model, adapter)
+            runtime.load_adapter("probe", adapter)
+            row(f"{expert.name} {ckpt.name}", "probe")
+            runtime.unload_adapter("probe")
+
+
+if __name__ == "__main__":
+    main()
