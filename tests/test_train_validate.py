@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from uno_local.train import LogData, critic_examples, expert_examples, follows_rules, split
+from uno_local.judge import follows_rules
+from uno_local.train import LogData, critic_examples, expert_examples, split
 from uno_local.validate import (
     REPETITION_MARGIN,
     epochs_to_judge,

@@ -189,6 +189,12 @@ def rule_cues(answer: str, rule: str, original: str = "") -> list[tuple[str, flo
     return cues
 
 
+def follows_rules(answer: str, rules: Sequence[str]) -> bool:
+    """Pure: `answer` passes every checkable cue of `rules` (`rule_cues`), and one applies at least."""
+    cues = [value for rule in rules for _, value in rule_cues(answer, rule)]
+    return bool(cues) and min(cues) >= 1.0
+
+
 def score(candidate: str, case: JudgeCase) -> Score:
     """Score `candidate` for `case` in [0, 1] (see the module docstring), with a short explanation."""
     candidate = _THINK.sub("", candidate)

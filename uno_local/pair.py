@@ -54,8 +54,8 @@ _MARKER = re.compile(r"^(\s*)(?:(\d+)([.)])|[-*•])\s+")
 
 
 MIN_PREFIX = 20  # a line this long that begins an earlier one is a repeat cut off by the token limit
-_SENTENCE_END = re.compile(r"(?<!\d)[.!?:](?=\s|$)")
 MIN_WORDS = 3  # shorter lines ("Yes.", "Step one:") may repeat on purpose
+_SENTENCE_END = re.compile(r"(?<!\d)[.!?:](?=\s|$)")  # a sentence's end, a number's own dot aside
 
 
 def _line_key(line: str) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from uno_local.judge import rule_cues
+from uno_local.judge import follows_rules
 from uno_local.pair import parting_sentence, reformats
 from uno_local.route import critic_prompt
 from uno_local.training import TrainExample, steps_per_epoch
@@ -99,12 +99,6 @@ def expert_examples(logs: list[LogData]) -> list[TrainExample]:
             )
         )
     return examples
-
-
-def follows_rules(answer: str, rules: list[str]) -> bool:
-    """Pure: `answer` passes every checkable cue of `rules` (`judge.rule_cues`), and one applies at least."""
-    cues = [value for rule in rules for _, value in rule_cues(answer, rule)]
-    return bool(cues) and min(cues) >= 1.0
 
 
 def critic_examples(logs: list[LogData]) -> list[TrainExample]:
