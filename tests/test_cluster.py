@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from uno_local.cluster import (
     BASE,
+    FALLBACK_WARD,
     Router,
     calibrate_ward_threshold,
     centroids,
+    cluster_logs,
     cluster_radius,
     enforce_min_size,
     features,
     follow_ruled_neighbours,
+    lend_rules,
     merge_heights,
     relabel,
     spread_distances,
@@ -21,7 +28,6 @@ from uno_local.cluster import (
 )
 from uno_local.config import UnoConfig
 from uno_local.errors import ConfigError
-from uno_local.retrain.cluster import FALLBACK_WARD
 
 # Three tight 2-D blobs, listed out of order so relabelling is visible.
 BLOBS = np.array(
@@ -315,3 +321,32 @@ def test_logs_without_rules_follow_their_nearest_ruled_log_by_query(labels, rule
     # queries: two topics, along x and along y; the last two rule-less logs sit near each topic
     eq = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [0.95, 0.05], [0.05, 0.95]])[: len(labels)]
     assert follow_ruled_neighbours(np.array(labels), eq, ruled).tolist() == expected
+
+
+def test_logs_without_rules_borrow_their_nearest_ruled_logs_rules():
+    eq = np.array([[1, 0], [0, 1], [0.9, 0.1], [0.1, 0.9]], dtype=float)
+    er = np.array([[1, 1], [-1, 1], [0, 0], [0, 0]], dtype=float)
+    lent = lend_rules(eq, er, [True, True, False, False])
+    assert lent.tolist() == [[1, 1], [-1, 1], [1, 1], [-1, 1]]
+    assert er[2:].tolist() == [[0, 0], [0, 0]]  # the input is not changed
+    assert lend_rules(eq, er, [False] * 4).tolist() == er.tolist()  # nothing to lend
+
+
+# Travel-format's 36 train logs as the real distiller made them (benchmarks/calibrate_clusters.py, the
+# base answers at 160 tokens): the booking topic's 12 logs are 10 plain thumbs-up and one noisy comment.
+TRAVEL_LOGS = Path(__file__).parent / "data" / "travel-format-distilled.json"
+
+
+def test_a_topic_of_thumbs_up_stays_apart_from_its_neighbours_on_real_distilled_logs(embedder):
+    from uno_local.embedding import embed_logs
+
+    rows = json.loads(TRAVEL_LOGS.read_text())
+    eq, er = embed_logs(embedder, [r["query"] for r in rows], [r["rules"] for r in rows])
+    labels = cluster_logs(eq, er, [bool(r["rules"]) for r in rows], UnoConfig().min_cluster_size)
+    by_topic = {}
+    for row, label in zip(rows, labels.tolist(), strict=True):
+        by_topic.setdefault(row["topic"], Counter())[label] += 1
+    leaders = {topic: counts.most_common(1)[0] for topic, counts in by_topic.items()}
+    # each topic's logs are mostly in one cluster, and no two topics lead the same cluster
+    assert len({label for label, _ in leaders.values()}) == 3, by_topic
+    assert all(n >= 10 for _, n in leaders.values()), by_topic

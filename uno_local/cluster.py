@@ -20,6 +20,7 @@ BASE = -1  # label of logs that belong to no cluster and stay on the base model
 # Routing radius = widest leave-one-out spread + margin, within [floor, ceiling = uno.unseen_distance];
 # measured on the eval scenarios (benchmarks/calibrate_thresholds.py --routing, docs/thresholds.md).
 RADIUS_MARGIN, RADIUS_FLOOR = 0.05, 0.5
+FALLBACK_WARD = 2.5  # docs/thresholds.md: recovers the scenario topics from 36 to 102 logs
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -98,19 +99,35 @@ def _group_means(x: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
     return {int(k): x[labels == k].mean(axis=0) for k in sorted(set(labels.tolist())) if k != BASE}
 
 
+def _nearest_ruled(eq: np.ndarray, has: np.ndarray) -> np.ndarray:
+    """For each log without rules, the index (among the ruled logs) of the one nearest by query."""
+    eq = l2_normalize(np.asarray(eq, dtype=np.float64))
+    return np.argmax(eq[~has] @ eq[has].T, axis=1)
+
+
+def lend_rules(eq: np.ndarray, er: np.ndarray, ruled: list[bool]) -> np.ndarray:
+    """Pure: rule embeddings where each log without rules (a plain thumbs-up, a bare "meh") takes
+    those of the ruled log nearest to it by query. Otherwise they all share the empty rule's
+    embedding: clustered as one light group across topics, they let Ward join two real topics cheaply
+    (travel-format: a booking topic of 10 thumbs-up merged with packing; docs/thresholds.md,
+    "Clustering on distilled rules"). Without any log with rules, `er` is returned as it is."""
+    er = np.array(er, dtype=np.float64, copy=True)
+    has = np.asarray(ruled, dtype=bool)
+    if has.any() and not has.all():
+        er[~has] = er[has][_nearest_ruled(eq, has)]
+    return er
+
+
 def follow_ruled_neighbours(labels: np.ndarray, eq: np.ndarray, ruled: list[bool]) -> np.ndarray:
     """Pure: each log without rules (a plain thumbs-up, a bare "meh") takes the label of the log with
-    rules nearest to it by query (`eq`). Logs without rules all share the empty rule's embedding, so
-    clustered by query and rule they form clusters of their own across topics (the example scenario's
-    liked fitness lists joined two history "meh"s); a liked answer belongs with its topic. Without any
-    log with rules the labels are unchanged."""
+    rules nearest to it by query (`eq`): a liked answer belongs with its topic, wherever Ward put it
+    (before `lend_rules`, the example scenario's liked fitness lists joined two history "meh"s).
+    Without any log with rules the labels are unchanged."""
     labels = np.asarray(labels, dtype=np.int64).copy()
     has = np.asarray(ruled, dtype=bool)
     if not has.any() or has.all():
         return labels
-    eq = l2_normalize(np.asarray(eq, dtype=np.float64))
-    nearest = np.argmax(eq[~has] @ eq[has].T, axis=1)
-    labels[~has] = labels[has][nearest]
+    labels[~has] = labels[has][_nearest_ruled(eq, has)]
     return labels
 
 
@@ -132,6 +149,20 @@ def enforce_min_size(labels: np.ndarray, x: np.ndarray, min_size: int) -> np.nda
         nearest = big[int(np.argmin(np.linalg.norm(big_means - means[k], axis=1)))]
         labels[labels == k] = nearest
     return relabel(labels)
+
+
+def cluster_logs(
+    eq: np.ndarray, er: np.ndarray, ruled: list[bool], min_size: int, threshold: float | None = None
+) -> np.ndarray:
+    """Pure: the cluster stage's labels for logs with query embeddings `eq` and rule embeddings `er`
+    (`ruled[i]`: log i has rules). Ward on `features` (logs without rules lent their nearest ruled
+    neighbour's rules, `lend_rules`) cut at `threshold`, or where `calibrate_ward_threshold` finds the
+    topics' gap (else `FALLBACK_WARD`); logs without rules then take their nearest ruled neighbour's
+    label; clusters under `min_size` join their nearest big one."""
+    x = features(eq, lend_rules(eq, er, ruled))
+    cut = threshold or calibrate_ward_threshold(x) or FALLBACK_WARD
+    labels = follow_ruled_neighbours(ward_clusters(x, cut), eq, ruled)
+    return enforce_min_size(labels, x, min_size)
 
 
 def centroids(eq: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:

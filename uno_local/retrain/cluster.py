@@ -21,7 +21,6 @@ from uno_local.retrain.context import Context
 from uno_local.retrain.state import ClusterPlan, RetrainState
 from uno_local.store.learning import ClusterRow
 
-FALLBACK_WARD = 2.5  # docs/thresholds.md: recovers the scenario topics from 36 to 102 logs
 TOP_RULES = 5
 
 
@@ -78,12 +77,13 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
         )
     if len(pending) >= cfg.min_cluster_size:
         pending_eq = np.stack([state.query_vecs[i] for i in pending])
-        x = clustering.features(pending_eq, np.stack([er[ids.index(i)] for i in pending]))
-        threshold = cfg.ward_threshold or clustering.calibrate_ward_threshold(x) or FALLBACK_WARD
-        labels = clustering.follow_ruled_neighbours(
-            clustering.ward_clusters(x, threshold), pending_eq, [bool(items[i].rules) for i in pending]
+        labels = clustering.cluster_logs(
+            pending_eq,
+            np.stack([rule_vecs[i] for i in pending]),
+            [bool(items[i].rules) for i in pending],
+            cfg.min_cluster_size,
+            cfg.ward_threshold,
         )
-        labels = clustering.enforce_min_size(labels, x, cfg.min_cluster_size)
         offset = first_free_label(members, state.previous)
         for mid, label in zip(pending, labels, strict=True):
             if label >= 0:
