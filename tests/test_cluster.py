@@ -224,6 +224,19 @@ def test_calibrate_ward_threshold(x, expected):
         assert len(set(ward_clusters(x, cut).tolist())) == 3
 
 
+def test_a_cut_that_leaves_too_few_trainable_clusters_is_no_topic_boundary():
+    # One topic of 12 logs whose last 4 stand apart: the widest gap splits 8 from 4.
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(0, 0.05, (8, 2)), rng.normal(0, 0.05, (4, 2)) + [1.0, 0.0]])
+    cut = calibrate_ward_threshold(x)
+    assert cut is not None and sorted(np.bincount(ward_clusters(x, cut)).tolist()) == [4, 8]
+    assert calibrate_ward_threshold(x, min_size=6) is None  # only one cluster could train: keep them whole
+    assert cluster_logs(x, x, [True] * 12, min_size=6).tolist() == [0] * 12  # not all left on the base
+    # Two real topics of 8 still split, whatever the minimum.
+    two = np.vstack([x[:8], x[:8] + [1.0, 0.0]])
+    assert calibrate_ward_threshold(two, min_size=6) == pytest.approx(calibrate_ward_threshold(two))
+
+
 # Measured for MiniLM (docs/thresholds.md): the retrain's fallback cut and the default unseen distance.
 RECOMMENDED_WARD, RECOMMENDED_UNSEEN = FALLBACK_WARD, UnoConfig().unseen_distance
 

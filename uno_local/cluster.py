@@ -70,25 +70,37 @@ def ward_clusters(x: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def calibrate_ward_threshold(
-    x: np.ndarray, min_clusters: int = 2, max_clusters: int | None = None, min_ratio: float = 1.35
+    x: np.ndarray,
+    min_clusters: int = 2,
+    max_clusters: int | None = None,
+    min_ratio: float = 1.35,
+    min_size: int = 1,
 ) -> float | None:
     """Midpoint of the widest gap between consecutive Ward merge heights, among cuts that leave
-    min_clusters..max_clusters clusters; None when there is no clear gap (the upper height is under
-    `min_ratio` x the lower one) or fewer than three points: keep the configured threshold then.
+    min_clusters..max_clusters clusters of at least `min_size` logs each; None when there is no clear
+    gap (the upper height is under `min_ratio` x the lower one) or fewer than three points: keep the
+    configured threshold then.
 
     Why: inside a topic merges rise slowly, joining two topics costs a jump. On MiniLM features the
     widest gap's ratio was 1.64-1.79 between real topics and at most 1.19 inside one topic
-    (docs/thresholds.md). Unlike a fixed threshold this cut follows the data size.
+    (docs/thresholds.md). Unlike a fixed threshold this cut follows the data size. A few logs can
+    still stand apart inside one small topic (a lone user's 12 city-trivia logs: 1.49), so a cut that
+    leaves fewer than `min_clusters` clusters big enough to train (`min_size`) is not a topic boundary.
     """
-    heights = merge_heights(x)
-    n = heights.size + 1
-    if n < 3:
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[0] < 3:
         return None
+    tree = linkage(x, method="ward", metric="euclidean")
+    heights = tree[:, 2]
+    n = heights.size + 1
     max_clusters = min(max_clusters or n - 1, n - 1)
     best, cut = -1.0, None
     for i in range(heights.size - 1):  # cutting between heights[i] and heights[i+1] leaves n-1-i clusters
         k = n - 1 - i
-        if min_clusters <= k <= max_clusters and heights[i + 1] - heights[i] > best:
+        if not (min_clusters <= k <= max_clusters) or heights[i + 1] - heights[i] <= best:
+            continue
+        sizes = np.bincount(fcluster(tree, t=(heights[i] + heights[i + 1]) / 2, criterion="distance"))
+        if int((sizes >= min_size).sum()) >= min_clusters:
             best, cut = heights[i + 1] - heights[i], i
     if cut is None or heights[cut + 1] < min_ratio * heights[cut]:
         return None
@@ -160,7 +172,7 @@ def cluster_logs(
     topics' gap (else `FALLBACK_WARD`); logs without rules then take their nearest ruled neighbour's
     label; clusters under `min_size` join their nearest big one."""
     x = features(eq, lend_rules(eq, er, ruled))
-    cut = threshold or calibrate_ward_threshold(x) or FALLBACK_WARD
+    cut = threshold or calibrate_ward_threshold(x, min_size=min_size) or FALLBACK_WARD
     labels = follow_ruled_neighbours(ward_clusters(x, cut), eq, ruled)
     return enforce_min_size(labels, x, min_size)
 
