@@ -405,3 +405,17 @@ def test_logs_with_nothing_to_judge_by_are_never_held_out(app, fakes):
     expert = next(a for a in app.registry.active() if a.name == cluster["expert"].split("@")[0])
     heldout = set(cooking) - set(expert.sources)
     assert len(heldout) == cluster["heldout"] == 3 and set(meh) <= set(expert.sources)
+
+
+def test_a_cluster_with_too_few_logs_to_validate_on_is_not_trained(app, fakes):
+    """Plain thumbs-up (nothing to judge a held-out answer by) and two corrections: no adapter could
+    ever pass validation, so none is trained, and the report says why."""
+    ids = [add_log(app, q) for q in COOKING[2:]]
+    for mid in ids:
+        app.store.set_feedback(mid, rating=1)
+    add_cooking(app, COOKING[:2])
+    report = retrain(app, fakes)
+    (c0,) = report.clusters
+    assert (c0["size"], c0["route"], c0["expert"], c0["critic"]) == (len(COOKING), "base", None, None)
+    assert fakes.trainer.runs == [] and report.deployed == []
+    assert "not trained: only 0 of its logs can be held out" in c0["decision"]

@@ -78,6 +78,13 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
             "Nothing new to learn: every cluster's adapters already include all of your feedback."
         )
     for n, plan in enumerate(todo, 1):
+        if len(plan.heldout_ids) < ctx.cfg.min_heldout:  # nothing could ever ship: do not train
+            plan.row.route = "base"
+            plan.row.decision = (
+                f"not trained: only {len(plan.heldout_ids)} of its logs can be held out to validate an "
+                f"adapter (a correction or a comment with rules; {ctx.cfg.min_heldout} needed), so none could ship"
+            )
+            continue
         if plan.row.high_gap:
             state.gap_skipped_tokens += sum(
                 len(ctx.app.runtime.tokenize(state.items[m].pair["chosen"])) * 2
