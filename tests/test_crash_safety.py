@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from uno_local.store import Store
+
+
+def saved_answer_chars(db: Path) -> int:
+    """How much of the answer the running process has saved so far (read-only, beside its writes)."""
+    if not db.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
+        row = conn.execute("SELECT max(length(content)) FROM messages WHERE role = 'assistant'").fetchone()
+    return row[0] or 0
 
 
 def test_kill_during_streamed_answer_keeps_conversation(uno_home):
@@ -38,7 +50,10 @@ def test_kill_during_streamed_answer_keeps_conversation(uno_home):
         if not chunk:
             break
         received += chunk
-    time.sleep(0.6)  # past at least one checkpoint after the last read
+    # Until a checkpoint (every chat.CHECKPOINT_SECONDS) has saved 100 characters: a fixed sleep missed it
+    # on a loaded machine. Then kill without any chance to clean up.
+    while saved_answer_chars(uno_home / "uno.db") < 100 and time.monotonic() < deadline:
+        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert len(received) >= 200, proc.stderr.read().decode()
