@@ -77,8 +77,8 @@ def calibrate_ward_threshold(
     min_size: int = 1,
 ) -> float | None:
     """Midpoint of the widest gap between consecutive Ward merge heights, among cuts that leave
-    min_clusters..max_clusters clusters of at least `min_size` logs each; None when there is no clear
-    gap (the upper height is under `min_ratio` x the lower one) or fewer than three points: keep the
+    min_clusters..max_clusters clusters, `min_clusters` of them with at least `min_size` logs; None when
+    there is no clear gap (the upper height is under `min_ratio` x the lower one) or fewer than three points: keep the
     configured threshold then.
 
     Why: inside a topic merges rise slowly, joining two topics costs a jump. On MiniLM features the
