@@ -1,4 +1,4 @@
-"""Adapter serving cost, measured in one run on the embedded model:
+"""Adapter serving cost, measured in one run on the embedded model (or `--model PATH`, any GGUF we learn on):
 
 (2) generation tokens/s with an adapter selected against none (target >= 0.85);
 (3) adapter switch time between requests, including the KV-cache reset (target < 50 ms): the select
@@ -9,7 +9,7 @@ lora_layers: rank 8 on the 7 projections of every layer) with random weights: sp
 on what an adapter learned. `--modules`, `--rank` and `--layers` (0 = every layer) change that shape.
 The ratio is the median over rounds of (adapter tokens/s / base tokens/s), each round timing the two
 back to back, so that a drift in the machine's speed between rounds cancels out.
-Usage: python benchmarks/bench_adapters.py [--rounds 7] [--modules q_proj,k_proj,v_proj,o_proj] [--rank 8]
+Usage: python benchmarks/bench_adapters.py [--model PATH] [--rounds 7] [--modules q_proj,k_proj,v_proj,o_proj] [--rank 8]
 [--layers 16] [--json]
 """
 
@@ -77,6 +77,7 @@ def main() -> dict:
     parser.add_argument(
         "--layers", type=int, default=defaults.lora_layers, help="LoRA on the last N layers; 0 = every layer."
     )
+    parser.add_argument("--model", type=Path, help="A GGUF chat model (default: the embedded SmolLM2-135M).")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     modules = {m.strip() for m in args.modules.split(",")}
@@ -87,7 +88,7 @@ def main() -> dict:
     from uno_local.paths import embedded_chat_model
     from uno_local.runtime import GenerationSettings
 
-    model = embedded_chat_model()
+    model = args.model or embedded_chat_model()
     with tempfile.TemporaryDirectory() as tmp:
         runtime = LlamaRuntime(model, n_ctx=2048, n_threads=2)
         load_ms = []
@@ -127,6 +128,7 @@ def main() -> dict:
         runtime.close()
     result = {
         "benchmark": "adapters",
+        "model": model.name,
         "modules": sorted(modules),
         "rank": args.rank,
         "layers": len(lora_layer_indices(read_base_meta(model).n_layer, args.layers)),

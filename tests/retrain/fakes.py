@@ -208,8 +208,7 @@ class FakeTrainer:
 @dataclass
 class ParityResult:
     passes_: bool = True
-    err_rms: float = 0.1
-    floor_rms: float = 1.0
+    noise_ratio: float = 0.1
     top1_agreement: float = 1.0
 
     def passes(self) -> bool:

@@ -55,7 +55,7 @@ class ParityGate:
             if not result.passes():
                 raise AdapterError(
                     f"The exported adapter does not match the trained one (export error "
-                    f"{result.err_rms / max(result.floor_rms, 1e-6):.2f}x the runtimes' own difference, "
+                    f"{result.noise_ratio:.2f}x the runtimes' own difference, "
                     f"top-1 agreement {result.top1_agreement:.2f}); it was not deployed."
                 )
 
