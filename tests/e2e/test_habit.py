@@ -1,6 +1,10 @@
-"""Issue acceptance: one visible habit learned from ~40 corrections, served, and rolled back.
+"""Issue acceptance: one visible habit learned from 40 corrections given to a running `uno serve`, served
+by that server without a restart, resumed after a killed retrain, and rolled back.
 
-Real embedded model through llama.cpp, the real trainer, GGUF export, parity check and registry.
+Real embedded model through llama.cpp, the real `openai` client and HTTP feedback, the real trainer,
+GGUF export, parity check and registry. One learning run proves all of it: the habit (issue 1), the
+server that learns from its own chats (issue 20) and a retrain killed mid-way that resumes from its
+finished stages (issue 3), so the suite trains this adapter once.
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx2 as httpx
+import openai
 import pytest
 from click.testing import CliRunner
 
 from tests.e2e.conftest import LOG_TOKENS, ask_batch, uno, write_config
+from tests.serve.conftest import free_port, wait_healthy
 from uno_local.cli import cli
 from uno_local.store import Store
 
@@ -92,23 +99,120 @@ def habit_records(prefix: str, queries: list[str], answers: list[str], comment: 
     ]
 
 
+ASKED = UNSEEN[:5]  # unseen questions the server answers after the retrain (no restart)
+GREEDY = {"temperature": 0, "seed": 0}
+
+
+def retrain_process(home: Path, *args: str) -> subprocess.Popen:
+    """`uno retrain` in its own process on `home`, as the user (or the nightly schedule) starts it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "uno_local", "retrain", "--json", *args],
+        env={**os.environ, "UNO_HOME": str(home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def kill_when_training_starts(proc: subprocess.Popen) -> None:
+    for line in proc.stderr:
+        if line.startswith("{") and json.loads(line)["stage"] == "train":
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the retrain ended before training started"
+
+
+def last_run_status(home: Path) -> str:
+    with Store(home / "uno.db") as store:
+        return store.db.execute("SELECT status FROM retrain_runs ORDER BY id DESC").fetchone()[0]
+
+
+def chat(client: openai.OpenAI, question: str, **kwargs):
+    raw = client.chat.completions.with_raw_response.create(
+        model="uno", messages=[{"role": "user", "content": question}], **{**GREEDY, **kwargs}
+    )
+    return raw, raw.parse()
+
+
 @pytest.fixture(scope="module")
-def learned(tmp_path_factory):
-    """Base answers, 40 corrected logs imported, `uno retrain`, then answers to unseen queries."""
+def server(tmp_path_factory):
+    """`uno serve` as the user starts it, on the module's data dir; stopped with Ctrl-C at the end."""
     tmp = tmp_path_factory.mktemp("habit")
     home = tmp / "home"
+    write_config(home)
+    log = (tmp / "serve.log").open("w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uno_local", "--threads", "2", "serve", "--port", str(port := free_port())],
+        env={**os.environ, "UNO_HOME": str(home)},
+        stderr=log,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_healthy(base, seconds=120)
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=300)
+        yield {"proc": proc, "base": base, "client": client, "home": home, "tmp": tmp}
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.seek(0)
+        stderr = log.read()
+        log.close()
+    assert "Traceback" not in stderr, stderr
+
+
+@pytest.fixture(scope="module")
+def learned(server):
+    """Base answers; 40 chats with the server, each corrected over HTTP; a retrain killed when training
+    starts, then run again beside the server; the server's and `uno ask`'s answers to unseen queries."""
+    home, tmp, client = server["home"], server["tmp"], server["client"]
     mp = pytest.MonkeyPatch()
     mp.setenv("UNO_HOME", str(home))
-    write_config(home)
-    base_train = ask_batch(tmp, TRAIN, "train", max_tokens=LOG_TOKENS)
-    comment = f"Please always sign off with '{SIGN_OFF}'"
-    logs = habit_records("habit", TRAIN, [a["response"] for a in base_train], comment)
-    (tmp / "logs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
-    uno("import", str(tmp / "logs.jsonl"))
     base_unseen = ask_batch(tmp, UNSEEN, "base")
-    report = json.loads(uno("retrain", "--json"))
+    chats = []
+    for question in TRAIN:
+        raw, completion = chat(client, question, max_tokens=LOG_TOKENS)
+        answer = completion.choices[0].message.content
+        reply = httpx.post(
+            f"{server['base']}/v1/feedback",
+            json={
+                "message_id": completion.id,
+                "rating": "down",
+                "comment": f"Please always sign off with '{SIGN_OFF}'",
+                "correction": answer.rstrip() + f"\n\n{SIGN_OFF}",
+            },
+            timeout=30,
+        )
+        chats.append((raw.headers["x-uno-route"], completion.model_extra["uno"]["route"], answer, reply))
+
+    first = retrain_process(home, "--progress-jsonl")
+    kill_when_training_starts(first)
+    killed = {"adapters": json.loads(uno("adapters", "--json")), "run": last_run_status(home)}
+
+    resumed = retrain_process(home)
+    try:
+        _, during = chat(client, ASKED[0], max_tokens=8)
+        stdout, stderr = resumed.communicate(timeout=3600)  # minutes alone; far more on busy cores
+    finally:
+        if resumed.poll() is None:
+            resumed.kill()
+    assert resumed.returncode == 0, stderr
+    served = [chat(client, question) for question in ASKED]
     after = ask_batch(tmp, UNSEEN, "after")
-    yield {"home": home, "tmp": tmp, "report": report, "base": base_unseen, "after": after}
+    yield {
+        "home": home,
+        "tmp": tmp,
+        "chats": chats,
+        "killed": killed,
+        "during": during,
+        "report": json.loads(stdout),
+        "served": served,
+        "base": base_unseen,
+        "after": after,
+    }
     mp.undo()
 
 
@@ -135,7 +239,35 @@ def test_habit_is_learned_and_served(learned):
             m for c in store.list_conversations() for m in store.messages(c.id) if m.role == "assistant"
         ]
         served = [m for m in answers if m.route == "expert"]
-        assert len(served) == len(UNSEEN) and all(m.adapter in deployed for m in served)
+        assert len(served) == len(UNSEEN) + len(ASKED) and all(m.adapter in deployed for m in served)
+
+
+def test_the_running_server_learns_from_its_own_chats_without_a_restart(learned):
+    for header, route, answer, reply in learned["chats"]:
+        assert (header, route) == ("base", "base")
+        assert answer.strip() and not follows(answer)
+        assert reply.status_code == 200, reply.text
+    assert learned["during"].model_extra["uno"]["route"] == "base"  # answered while the retrain ran
+    (deployed,) = learned["report"]["deployed"]  # name@vN
+    name, _, version = deployed.partition("@v")
+    with Store(learned["home"] / "uno.db") as store:
+        for raw, completion in learned["served"]:
+            uno = completion.model_extra["uno"]
+            assert (uno["route"], uno["adapter"], uno["adapter_version"]) == ("expert", name, int(version))
+            assert raw.headers["x-uno-route"] == "expert" and raw.headers["x-uno-adapter"] == deployed
+            stored = store.get_message(uno["message_id"])
+            assert (stored.route, stored.adapter, stored.source) == ("expert", deployed, "serve")
+            assert stored.content == completion.choices[0].message.content
+    answers = [completion.choices[0].message.content for _, completion in learned["served"]]
+    assert sum(follows(answer) for answer in answers) >= 3, [a[-80:] for a in answers]
+
+
+def test_a_killed_retrain_loses_nothing_and_its_rerun_reuses_the_finished_stages(learned):
+    assert learned["killed"] == {"adapters": [], "run": "running"}  # nothing deployed, nothing half-done
+    report = learned["report"]
+    assert report["logs"] == len(TRAIN)
+    assert report["cached"]["distill"] == len(TRAIN)  # every finished stage's results were reused
+    assert report["deployed"], report["clusters"]
 
 
 def test_answers_stay_on_topic(learned):
@@ -180,41 +312,19 @@ MORE = [
 ]
 
 
-def test_killed_retrain_resumes_and_keeps_serving(learned):
-    """Kill `uno retrain` during training: what is deployed keeps serving; the rerun reuses finished stages."""
+def test_a_killed_retrain_keeps_the_deployed_adapters_serving(learned):
+    """More corrections, then `uno retrain` killed during training: what is deployed keeps serving."""
     home, tmp = learned["home"], learned["tmp"]
     before = json.loads(uno("adapters", "--json"))
     answers = ask_batch(tmp, MORE, "more", max_tokens=LOG_TOKENS)
     logs = habit_records("more", MORE, [a["response"] for a in answers], None)
     (tmp / "more.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
     uno("import", str(tmp / "more.jsonl"))
-
-    env = {**os.environ, "UNO_HOME": str(home)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uno_local", "retrain", "--json", "--progress-jsonl"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    for line in proc.stderr:
-        if line.startswith("{") and json.loads(line)["stage"] == "train":
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the retrain ended before training started"
-
+    kill_when_training_starts(retrain_process(home, "--progress-jsonl"))
     assert json.loads(uno("adapters", "--json")) == before  # nothing deployed or lost
+    assert last_run_status(home) == "running"
     still = ask_batch(tmp, UNSEEN[:3], "during")
     assert all(r["route"] == "expert" for r in still)
-    with Store(home / "uno.db") as store:
-        assert store.db.execute("SELECT status FROM retrain_runs ORDER BY id DESC").fetchone()[0] == "running"
-
-    report = json.loads(uno("retrain", "--json"))
-    n_logs = len(TRAIN) + len(MORE)
-    assert report["logs"] == n_logs
-    assert report["cached"]["distill"] == n_logs  # every finished stage's results were reused
-    assert report["deployed"], report["clusters"]
 
 
 def test_rollback_restores_base_behaviour(learned):
