@@ -52,6 +52,15 @@ def gemma_path():
 
 
 @pytest.fixture(scope="session")
+def gemma_hf_base(gemma_path, tmp_path_factory):
+    """The trainer's HF folder derived from Gemma's GGUF (float32, about 1.1 GB), once per session: the
+    backend tests read its tokenizer and the end-to-end retrain finds it in its data dir's cache."""
+    from backends.hf_base import ensure_hf_base
+
+    return ensure_hf_base(gemma_path, tmp_path_factory.mktemp("gemma-cache"))
+
+
+@pytest.fixture(scope="session")
 def runtime(model_path):
     """One llama.cpp runtime for the whole session (the model loads once per process)."""
     from backends import open_runtime

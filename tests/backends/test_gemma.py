@@ -26,12 +26,10 @@ def gemma_runtime(gemma_path):
 
 
 @pytest.fixture(scope="module")
-def gemma_tokenizer(gemma_path, tmp_path_factory):
+def gemma_tokenizer(gemma_hf_base):
     from transformers import AutoTokenizer
 
-    from backends.hf_base import ensure_hf_base
-
-    return AutoTokenizer.from_pretrained(ensure_hf_base(gemma_path, tmp_path_factory.mktemp("cache")))
+    return AutoTokenizer.from_pretrained(gemma_hf_base)
 
 
 @pytest.mark.parametrize("messages", MESSAGES)

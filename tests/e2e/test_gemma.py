@@ -13,8 +13,10 @@ import json
 
 import pytest
 
+from backends.hf_base import hf_base_dir
 from tests.e2e.conftest import uno
 from tests.e2e.test_habit import TRAIN, UNSEEN
+from uno_local.paths import cache_dir
 
 OPENING = "Chef's note:"
 CONFIG = """
@@ -77,11 +79,16 @@ def embedded_state() -> tuple[list, str]:
 
 
 @pytest.fixture(scope="module")
-def learned(tmp_path_factory, gemma_path):
+def learned(tmp_path_factory, gemma_path, gemma_hf_base):
     tmp = tmp_path_factory.mktemp("gemma")
     home = tmp / "home"
     home.mkdir(mode=0o700)
     (home / "uno.toml").write_text(CONFIG)
+    # The HF folder the retrain derives first (tests/backends/test_gemma.py derived it this session):
+    # linked where the retrain looks, so that the suite pays for the derivation once.
+    cached = hf_base_dir(gemma_path, cache_dir(home))
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.symlink_to(gemma_hf_base, target_is_directory=True)
     mp = pytest.MonkeyPatch()
     mp.setenv("UNO_HOME", str(home))
     model = str(gemma_path)

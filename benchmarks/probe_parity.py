@@ -1,0 +1,77 @@
+"""What the deploy gate's parity check sees for random LoRAs on one projection at a time.
+
+For each module and scale: a random rank-4 PEFT LoRA (A and B ~ N(0, scale)) on that projection of every
+layer, exported with our exporter and compared by `ParityChecker` on the deploy gate's prompts. Prints
+the adapter's effect in torch, the export error, the base difference, llama.cpp's jitter, the least-
+squares ratio of llama.cpp's effect to torch's and the gate's verdict. `--run-on` compares in llama.cpp
+with another GGUF of the same weights (e.g. a float32 one from llama.cpp's `convert_hf_to_gguf.py
+--outtype f32` on the derived HF folder), which separates the export from the quantized arithmetic.
+Usage: python benchmarks/probe_parity.py --model GGUF [--run-on GGUF] [--modules q_proj,v_proj]
+[--scales 0.001,0.02,0.1] [--cache DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from uno_local.retrain.deploy import PARITY_PROMPTS  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, help="The GGUF the adapters are trained for.")
+    parser.add_argument("--run-on", type=Path, help="Another GGUF of the same weights for llama.cpp to run.")
+    parser.add_argument("--modules", default="q_proj,k_proj,v_proj,down_proj")
+    parser.add_argument("--scales", default="0.001,0.02,0.1")
+    parser.add_argument(
+        "--cache", type=Path, help="Where the derived HF folder is kept (default: a temp dir)."
+    )
+    args = parser.parse_args()
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from backends.gguf_export import export_peft_to_gguf
+    from backends.hf_base import ensure_hf_base, quiet_transformers
+    from backends.parity import ParityChecker
+
+    quiet_transformers()
+    with tempfile.TemporaryDirectory() as tmp:
+        hf = ensure_hf_base(args.model, args.cache or Path(tmp) / "cache")
+        with ParityChecker(args.run_on or args.model, hf, PARITY_PROMPTS) as checker:
+            for module in args.modules.split(","):
+                for scale in (float(s) for s in args.scales.split(",")):
+                    base = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32)
+                    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=[module]))
+                    gen = torch.Generator().manual_seed(0)
+                    for name, param in model.named_parameters():
+                        if "lora_" in name:
+                            param.data = torch.randn(param.shape, generator=gen) * scale
+                    folder = Path(tmp) / f"{module}-{scale}"
+                    shutil.rmtree(folder, ignore_errors=True)
+                    model.save_pretrained(folder)
+                    gguf = export_peft_to_gguf(folder, args.model, folder / "adapter.gguf")
+                    report = checker.check(folder, gguf)
+                    delta_l = checker.llama_adapted(gguf) - checker.base_llama
+                    delta_t = checker.torch_adapted(folder) - checker.base_torch
+                    ratio = float((delta_l * delta_t).sum() / max((delta_t * delta_t).sum(), 1e-12))
+                    print(
+                        f"{module} s={scale}: torch effect {np.sqrt(np.mean(delta_t**2)):.3f}, "
+                        f"error {report.err_rms:.3f}, base difference {report.floor_rms:.3f}, "
+                        f"jitter {report.jitter_rms:.3f}, llama.cpp/torch {ratio:.3f}, "
+                        f"{report.noise_ratio:.2f}x -> {'passes' if report.passes() else 'refused'}",
+                        flush=True,
+                    )
+
+
+if __name__ == "__main__":
+    main()
