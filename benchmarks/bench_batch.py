@@ -84,7 +84,7 @@ def decode_steps(runtime, sizes: list[int], steps: int = 20) -> dict[int, float]
 
     gen = BatchGenerator(runtime.llm, n_parallel=max(sizes))
     gen.set_threads(runtime._threads, runtime._threads)
-    prompt = runtime._chat_prompt([{"role": "user", "content": "Tell me about tea."}])
+    prompt, _ = runtime._chat_prompt([{"role": "user", "content": "Tell me about tea."}])
     batch, out = gen._batch, {}
 
     def put(i: int, token: int, pos: int, seq: int, logits: bool) -> None:
