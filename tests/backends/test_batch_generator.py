@@ -125,6 +125,39 @@ def test_each_sequence_has_its_own_grammar(runtime):
     assert free.ok and not free.text.lstrip().startswith("{")
 
 
+def test_greedy_under_a_grammar_takes_the_grammar_first_chains_tokens(runtime, monkeypatch):
+    """The short cut (check the best token alone, mask the vocabulary only when it is rejected) gives
+    the very answers of the chain that masks at every step, and both of its branches ran."""
+    import backends.batch_generator as bg
+    from uno_local.distill import DISTILL_SYSTEM, RULE_SCHEMA
+
+    requests = [
+        GenerationRequest(
+            [
+                {"role": "system", "content": DISTILL_SYSTEM},
+                {"role": "user", "content": f"{q}\nFeedback: {f}"},
+            ],
+            greedy(40),
+            json_schema=RULE_SCHEMA,
+        )
+        for q in QUESTIONS[:4]
+        for f in ("Too long: three bullet points.", "Always end with 'Happy cooking!'")
+    ]
+    checked = []
+    apply = bg.GreedyGrammar._apply
+    monkeypatch.setattr(
+        bg.GreedyGrammar, "_apply", lambda self, data, size: (checked.append(size), apply(self, data, size))
+    )
+    short_cut = [r.text for r in runtime.generate_many(requests)]
+    assert 1 in checked and any(size > 1 for size in checked), checked  # accepted and rejected best tokens
+
+    sampler = bg.BatchGenerator._sampler
+    monkeypatch.setattr(bg.BatchGenerator, "_sampler", lambda self, job: (sampler(self, job)[0], None))
+    masked = [r.text for r in runtime.generate_many(requests)]
+    assert short_cut == masked
+    assert all(text.startswith('{ "rules": [') for text in short_cut), short_cut  # the grammar held
+
+
 def test_one_sequence_hits_max_tokens_while_the_others_go_on(runtime):
     results = runtime.generate_many(
         [GenerationRequest(ask(QUESTIONS[3]), greedy(3)), GenerationRequest(ask(QUESTIONS[3]), greedy(30))]
