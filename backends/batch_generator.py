@@ -9,9 +9,9 @@ with one KV-cache sequence per slot. Each step decodes one llama_batch holding t
 generating sequence and chunks of the prompts being read; a finished sequence frees its slot and cache
 cells for the next job at once (continuous batching). Each sequence has its own sampler chain (the
 same chain llama-cpp-python builds for one stream: greedy is argmax; grammar first when given), so
-grammars, seeds and stops never mix. A greedy sequence under a grammar takes llama.cpp's own short cut
-(`GreedyGrammar`): the same tokens, without masking the whole vocabulary at every step. An error in one job (a grammar llama.cpp refuses, a prompt too
-long) becomes that job's result; the others go on.
+grammars, seeds and stops never mix. A greedy sequence under a grammar takes llama.cpp's own short
+cut (`GreedyGrammar`): the same tokens, without masking the whole vocabulary at every step. An error
+in one job (a grammar llama.cpp refuses, a prompt too long) becomes that job's result; the others go on.
 """
 
 from __future__ import annotations

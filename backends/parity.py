@@ -45,8 +45,7 @@ class ParityReport:
         whose whole effect is under `max_err` logits passes too (too small to matter)."""
         if self.top1_agreement < min_top1:
             return False
-        noise = max(self.floor_rms, self.jitter_rms, 1e-6)
-        return self.max_abs_err < max_err or self.err_rms <= max_floor_ratio * noise
+        return self.max_abs_err < max_err or self.noise_ratio <= max_floor_ratio
 
     @property
     def noise_ratio(self) -> float:

@@ -42,24 +42,13 @@ def ask(tmp, model: str, queries: list[str], name: str, max_tokens: int) -> list
 
 
 def deploy_embedded_adapter(home, tmp) -> None:
-    """An adapter of the embedded model already serving in this data dir (small random weights on every
+    """An adapter of the embedded model already serving in this data dir (random weights on every
     projection, deployed through the registry as a retrain deploys), for Gemma's retrain to leave alone."""
-    import numpy as np
-
-    from backends.gguf_export import read_base_meta, write_lora_gguf
+    from benchmarks.bench_adapters import PROJECTIONS, random_adapter
     from uno_local.app import App
 
     app = App.open(home=home)
-    meta = read_base_meta(app.model_path)
-    rng = np.random.default_rng(0)
-    layers = {}
-    for stem, (out_dim, in_dim) in meta.shapes.items():
-        _, layer, module = stem.split(".")
-        layers[(int(layer), module)] = (
-            rng.normal(0, 1e-3, (4, in_dim)).astype(np.float32),
-            rng.normal(0, 1e-3, (out_dim, 4)).astype(np.float32),
-        )
-    gguf = write_lora_gguf(layers, 8.0, meta, tmp / "embedded.gguf")
+    gguf = random_adapter(app.model_path, tmp / "embedded.gguf", seed=0, modules=set(PROJECTIONS), rank=4)
     app.registry.deploy(
         name="expert-embedded",
         kind="expert",
