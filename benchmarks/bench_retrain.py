@@ -1,5 +1,5 @@
 """Wall time and peak memory of `uno retrain` for N logs on this machine (targets on 2 CPU cores for
-200 logs: under 15 minutes and 3 GiB for the full UNO loop; the adapters issue asked 10 minutes).
+200 logs: under 15 minutes and 3 GiB; 10 new logs in one topic after a full retrain: under 3 minutes).
 
 The logs come from the shipped scenarios (assets/eval/*.json): each train query is answered by the
 base model, and the simulated user gives its feedback (a correction that follows the topic's rule,
@@ -7,8 +7,11 @@ or noise). `uno retrain --json` then runs in a child process, alone; its peak RS
 kernel (ru_maxrss of the child). Prints each size's time and memory against the targets, as ratios.
 `--precision bf16` writes `[train] precision` into the run's uno.toml (the default is fp32), and
 `--lora-layers N` writes `[train] lora_layers` (LoRA on the last N layers; the default is every layer).
-Usage: python benchmarks/bench_retrain.py [--sizes 50,100,200] [--precision fp32|bf16|auto] [--lora-layers 16]
-[--json]
+`--incremental 10` instead retrains one scenario's logs (`--scenario`, every topic's queries but the
+last 10 of its first topic), then imports those 10 into the same data dir and retrains again: only
+their topic's cluster should train (target under 180 s); the others are reused.
+Usage: python benchmarks/bench_retrain.py [--sizes 50,100,200 | --incremental 10 [--scenario NAME]]
+[--precision fp32|bf16|auto] [--lora-layers 16] [--json]
 """
 
 from __future__ import annotations
@@ -26,23 +29,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-TARGET_S, ADAPTERS_TARGET_S, TARGET_GIB = 900.0, 600.0, 3.0  # the full UNO loop; the adapters issue
+TARGET_S, INCREMENTAL_TARGET_S, TARGET_GIB = 900.0, 180.0, 3.0  # issue 18: 200 logs; 10 new logs in one topic
 
 
-def make_logs(n: int, answer_tokens: int = 96) -> list[dict]:
-    """n log records from every shipped scenario's topics, answered by the base model."""
+def answer_logs(picks, rng: random.Random, answer_tokens: int = 96) -> list[dict]:
+    """One log record per (scenario, topic, query): the base model's answer and the simulated feedback."""
     from uno_local.app import App
-    from uno_local.eval.scenario import load_scenario
     from uno_local.eval.simuser import simulate_feedback
     from uno_local.runtime import GenerationSettings, complete
 
-    pool = []
-    for path in sorted((ROOT / "assets" / "eval").glob("*.json")):
-        scenario = load_scenario(path)
-        pool += [(scenario, topic, q) for topic in scenario.topics for q in topic.train + topic.test]
-    rng = random.Random(0)
-    rng.shuffle(pool)
-    picks = [pool[i % len(pool)] for i in range(n)]
     with tempfile.TemporaryDirectory() as tmp:
         app = App.open(home=Path(tmp))
         settings = GenerationSettings.greedy(answer_tokens)
@@ -52,7 +47,7 @@ def make_logs(n: int, answer_tokens: int = 96) -> list[dict]:
             fb = simulate_feedback(scenario, topic, query, answer, rng)
             records.append(
                 {
-                    "id": f"bench-{i}",
+                    "id": f"bench-{scenario.name}-{i}",
                     "messages": [
                         {"role": "user", "content": query},
                         {"role": "assistant", "content": answer},
@@ -64,34 +59,57 @@ def make_logs(n: int, answer_tokens: int = 96) -> list[dict]:
     return records
 
 
-def run_size(records: list[dict], precision: str | None = None, lora_layers: int | None = None) -> dict:
-    with tempfile.TemporaryDirectory() as home:
-        env = {**os.environ, "UNO_HOME": home, "HF_HUB_OFFLINE": "1"}
-        settings = ([f'precision = "{precision}"'] if precision else []) + (
-            [f"lora_layers = {lora_layers}"] if lora_layers is not None else []
-        )
-        if settings:
-            (Path(home) / "uno.toml").write_text("[train]\n" + "\n".join(settings) + "\n")
-        logs = Path(home) / "logs.jsonl"
-        logs.write_text("".join(json.dumps(r) + "\n" for r in records))
-        subprocess.run(
-            [sys.executable, "-m", "uno_local", "import", str(logs)], env=env, check=True, capture_output=True
-        )
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        start = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-m", "uno_local", "retrain", "--json"], env=env, capture_output=True, text=True
-        )
-        wall = time.perf_counter() - start
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        report = json.loads(proc.stdout) if proc.returncode == 0 else {"error": proc.stderr.strip()[-300:]}
+def make_logs(n: int) -> list[dict]:
+    """n log records from every shipped scenario's topics, answered by the base model."""
+    from uno_local.eval.scenario import load_scenario
+
+    pool = []
+    for path in sorted((ROOT / "assets" / "eval").glob("*.json")):
+        scenario = load_scenario(path)
+        pool += [(scenario, topic, q) for topic in scenario.topics for q in topic.train + topic.test]
+    rng = random.Random(0)
+    rng.shuffle(pool)
+    return answer_logs([pool[i % len(pool)] for i in range(n)], rng)
+
+
+def incremental_logs(scenario_name: str, new: int) -> tuple[list[dict], list[dict]]:
+    """(first logs, new logs) from one shipped scenario: every topic's train and test queries, except
+    the last `new` of its first topic, which come later, all in that one topic."""
+    from uno_local.eval.scenario import load_scenario
+
+    scenario = load_scenario(ROOT / "assets" / "eval" / f"{scenario_name}.json")
+    picks = [(scenario, topic, q) for topic in scenario.topics for q in topic.train + topic.test]
+    first_topic = len(scenario.topics[0].train) + len(scenario.topics[0].test)
+    later = picks[first_topic - new : first_topic]
+    records = answer_logs([p for p in picks if p not in later] + later, random.Random(0))
+    return records[:-new], records[-new:]
+
+
+def retrain(home: str, records: list[dict], settings: list[str]) -> dict:
+    """Import `records` into `home`, then time `uno retrain --json` in a child process."""
+    env = {**os.environ, "UNO_HOME": home, "HF_HUB_OFFLINE": "1"}
+    if settings:
+        (Path(home) / "uno.toml").write_text("[train]\n" + "\n".join(settings) + "\n")
+    logs = Path(home) / "logs.jsonl"
+    logs.write_text("".join(json.dumps(r) + "\n" for r in records))
+    subprocess.run(
+        [sys.executable, "-m", "uno_local", "import", str(logs)], env=env, check=True, capture_output=True
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "uno_local", "retrain", "--json"], env=env, capture_output=True, text=True
+    )
+    wall = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    report = json.loads(proc.stdout) if proc.returncode == 0 else {"error": proc.stderr.strip()[-300:]}
     return {
         "logs": len(records),
         "wall_s": round(wall, 1),
         "peak_rss_gib": round(max(peak_kib, before) / 2**20, 2),  # the max over every child so far
         "stage_seconds": report.get("stage_seconds"),
         "clusters": [
-            {k: c.get(k) for k in ("label", "size", "route", "win_rate", "gap")}
+            {k: c.get(k) for k in ("label", "size", "route", "win_rate", "gap", "reused")}
             for c in report.get("clusters", [])
         ],
         "trained_tokens": report.get("trained_tokens"),
@@ -100,31 +118,60 @@ def run_size(records: list[dict], precision: str | None = None, lora_layers: int
     }
 
 
+def train_settings(precision: str | None, lora_layers: int | None) -> list[str]:
+    return ([f'precision = "{precision}"'] if precision else []) + (
+        [f"lora_layers = {lora_layers}"] if lora_layers is not None else []
+    )
+
+
+def describe(result: dict, target_s: float) -> str:
+    return (
+        f"{result['wall_s']:.0f} s ({result['wall_s'] / target_s:.2f} of its {target_s:.0f} s target), peak RSS "
+        f"{result['peak_rss_gib']:.2f} GiB ({result['peak_rss_gib'] / TARGET_GIB:.2f} of 3 GiB); trained tokens "
+        f"{result['trained_tokens']}; stages {result['stage_seconds']}; clusters "
+        f"{[(c['size'], c['route'], c['win_rate'], 'reused' if c['reused'] else 'trained') for c in result['clusters']]}"
+        + (f"; ERROR {result['error']}" if result["error"] else "")
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50,100,200")
     parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], help="[train] precision")
     parser.add_argument("--lora-layers", type=int, help="[train] lora_layers (LoRA on the last N layers)")
+    parser.add_argument(
+        "--incremental",
+        type=int,
+        metavar="N",
+        help="instead of --sizes: retrain a scenario's logs, then again after N new logs in one topic",
+    )
+    parser.add_argument("--scenario", default="cooking-signoff", help="the scenario of --incremental")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
-    records = make_logs(max(sizes))
-    results = []
-    for n in sizes:  # smallest first: ru_maxrss of children only grows, so each peak is its own
-        result = run_size(records[:n], args.precision, args.lora_layers)
-        results.append(result)
+    settings = train_settings(args.precision, args.lora_layers)
+    if args.incremental:
+        first, new = incremental_logs(args.scenario, args.incremental)
+        with tempfile.TemporaryDirectory() as home:
+            full = retrain(home, first, settings)
+            again = retrain(home, new, settings)
         if args.json:
-            print(json.dumps(result), flush=True)
+            print(json.dumps({"full": full, "incremental": again}), flush=True)
         else:
+            print(f"full retrain, {len(first)} logs: " + describe(full, TARGET_S), flush=True)
             print(
-                f"retrain {n} logs: {result['wall_s']:.0f} s ({result['wall_s'] / TARGET_S:.2f} of the UNO "
-                f"loop's 900 s target, {result['wall_s'] / ADAPTERS_TARGET_S:.2f} of the adapters issue's 600 s), "
-                f"peak RSS {result['peak_rss_gib']:.2f} GiB ({result['peak_rss_gib'] / TARGET_GIB:.2f} "
-                f"of 3 GiB); trained tokens {result['trained_tokens']}; stages {result['stage_seconds']}; clusters "
-                f"{[(c['size'], c['route'], c['win_rate']) for c in result['clusters']]}"
-                + (f"; ERROR {result['error']}" if result["error"] else ""),
+                f"incremental retrain, {len(new)} new logs in one topic: {describe(again, INCREMENTAL_TARGET_S)}; "
+                f"{again['wall_s'] / full['wall_s']:.2f} of the full retrain's time",
                 flush=True,
             )
+        return
+    records = make_logs(max(int(s) for s in args.sizes.split(",")))
+    for n in (int(s) for s in args.sizes.split(",")):  # smallest first: children's ru_maxrss only grows
+        with tempfile.TemporaryDirectory() as home:
+            result = retrain(home, records[:n], settings)
+        print(
+            json.dumps(result) if args.json else f"retrain {n} logs: " + describe(result, TARGET_S),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -286,6 +286,15 @@ class Router:
         """The distance up to which `label` takes a query: its own radius, else the global cut."""
         return self.radii.get(label, self.unseen_distance)
 
+    def within(self, query_vec: np.ndarray) -> list[int]:
+        """Every label whose limit holds the query, nearest first (brute force: a handful of centroids)."""
+        if not self.labels:
+            return []
+        dists = cosine_distance(np.asarray(query_vec, dtype=np.float64).reshape(-1), self.matrix)
+        return [
+            self.labels[i] for i in np.argsort(dists, kind="stable") if dists[i] <= self.limit(self.labels[i])
+        ]
+
     def route(self, query_vec: np.ndarray) -> tuple[int | None, float]:
         """(label, distance) of the nearest cluster whose limit holds the query; label None when none
         does (the query is unseen; the distance is then the nearest cluster's)."""

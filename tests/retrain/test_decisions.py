@@ -70,6 +70,20 @@ def test_join_new_logs(ids, members, pending):
     assert join_new_logs(PREVIOUS, ids, vecs, unseen_distance=0.5) == (members, pending)
 
 
+def test_a_new_log_joins_the_cluster_its_rules_match_among_those_that_would_route_it():
+    """Log 10's question is nearer cluster 0's, but both clusters would route it and its rules are
+    cluster 3's: it joins 3. Log 9's rules are 3's too, but no cluster would route its question."""
+    from uno_local.cluster import features
+
+    vecs = {k: np.asarray(v, dtype=float) for k, v in VECS.items()}
+    rules = {1: [1, 0], 2: [1, 0], 5: [0, 1], 9: [0, 1], 10: [0, 1]}
+    ids = [1, 2, 5, 9, 10]
+    x = features(np.stack([vecs[i] for i in ids]), np.stack([np.asarray(rules[i], float) for i in ids]))
+    by_id = dict(zip(ids, x, strict=True))
+    assert join_new_logs(PREVIOUS, ids, vecs, 0.5, features=by_id) == ({0: [1, 2], 3: [5, 10]}, [9])
+    assert join_new_logs(PREVIOUS, ids, vecs, 0.5) == ({0: [1, 2, 10], 3: [5]}, [9])  # by query alone
+
+
 @pytest.mark.parametrize(
     ("members", "previous", "label"),
     [({}, {}, 0), ({0: [1]}, {}, 1), ({0: [1]}, PREVIOUS, 4), ({7: [1]}, PREVIOUS, 8), ({}, {2: row(2)}, 3)],
@@ -102,8 +116,9 @@ def test_edited_rules_go_to_every_member_of_an_edited_cluster():
 
 OLD = {
     0: row(0, data_hash="h0", expert="expert-c0"),
-    1: row(1, data_hash="h1"),  # that data made no adapter: try again
+    1: row(1, data_hash="h1"),  # that data made no adapter: it would make none again
     2: row(2, data_hash="h2", critic="critic-c2"),
+    3: row(3, data_hash="h3", vetoed=True),  # never trained: the user's veto, not the data, decided
 }
 
 
@@ -112,7 +127,8 @@ OLD = {
     [
         (row(5, data_hash="h0"), Plan.REUSE, 0),  # same data, even under another label (--recluster)
         (row(5, data_hash="h2"), Plan.REUSE, 2),
-        (row(5, data_hash="h1"), Plan.TRAIN, None),
+        (row(5, data_hash="h1"), Plan.REUSE, 1),
+        (row(5, data_hash="h3"), Plan.TRAIN, None),  # the veto was lifted: train it now
         (row(5, data_hash="new"), Plan.TRAIN, None),
         (row(5, data_hash="h0", vetoed=True), Plan.VETOED, None),  # a veto wins over reuse
     ],

@@ -141,6 +141,23 @@ def test_new_logs_join_their_cluster_online_and_only_it_retrains(app, fakes):
     assert report.logs == 21 and sum(len(r.members) for r in rows.values()) == 20
 
 
+def test_a_cluster_that_shipped_nothing_is_not_trained_again_on_the_same_data(app, fakes):
+    """Training and judging are seeded and greedy: the garden cluster's unchanged logs would fail again,
+    so when only the cooking cluster grows, garden keeps its decision without training or judging."""
+    fakes.trainer.learns = False
+    add_cooking(app, COOKING[:8])
+    add_garden(app)
+    first = {c["label"]: c for c in retrain(app, fakes).clusters}
+    assert [c["route"] for c in first.values()] == ["base", "base"]
+    trained = len(fakes.trainer.runs)
+    add_cooking(app, ["make soup", "toast bread"])
+    report = retrain(app, fakes)
+    assert [c["reused"] for c in report.clusters] == [False, True]
+    garden = report.clusters[1]
+    assert garden["decision"] == first[garden["label"]]["decision"] and garden["route"] == "base"
+    assert [o for o, _ in fakes.trainer.runs[trained:]] == ["preference", "sft"]  # cooking's alone
+
+
 def test_veto_keeps_a_cluster_out_of_training(app, fakes):
     add_cooking(app)
     add_garden(app, ["plant tomatoes", "water an orchid", "prune roses", "grow basil", "repot a cactus",

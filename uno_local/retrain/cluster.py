@@ -1,9 +1,9 @@
 """Cluster: query and rule embeddings -> the cluster table (`uno_local/cluster.py` is the maths).
 
-Online by default: logs already in a cluster stay there, new logs join the nearest cluster within the
-unseen distance (`join_new_logs`), and the rest are clustered afresh once there are enough of them,
-under new labels (`first_free_label`). `--recluster` clusters every log afresh. The user's edits and
-vetoes stay with their cluster's label. A member whose rules disagree with the rest of its cluster's
+Online by default: logs already in a cluster stay there, new logs join the cluster nearest by query
+and rules among those that would route them (`join_new_logs`), and the rest are clustered afresh once
+there are enough of them, under new labels (`first_free_label`). `--recluster` clusters every log
+afresh. The user's edits and vetoes stay with their cluster's label. A member whose rules disagree with the rest of its cluster's
 (`cluster.disagreeing_members`: noisy feedback) is kept out of its training and validation.
 """
 
@@ -30,10 +30,15 @@ def join_new_logs(
     query_vecs: Mapping[int, np.ndarray],
     unseen_distance: float,
     use_radius: bool = False,
+    features: Mapping[int, np.ndarray] | None = None,
 ) -> tuple[dict[int, list[int]], list[int]]:
     """Pure: (label -> members, pending). Known logs stay in their cluster (logs no longer collected
-    leave it); a new log joins the nearest cluster within `unseen_distance` (with `use_radius`, the
-    nearest whose own radius holds it), else it is pending."""
+    leave it); a new log joins a cluster that would route its query (within `unseen_distance`, or with
+    `use_radius` within the cluster's own radius), else it is pending. Where several would, and
+    `features` (the clustering vectors of query and rules, `cluster.features`) are given, it joins the
+    one whose members' mean vector is nearest to its own, as Ward formed them: a baking question
+    corrected with the baking sign-off joins baking, not the dinner-recipes cluster whose questions
+    read alike (benchmarks/bench_retrain.py --incremental); else the nearest by query."""
     current = set(ids)
     members = {label: [m for m in row.members if m in current] for label, row in previous.items()}
     known = {m for mids in members.values() for m in mids}
@@ -42,12 +47,19 @@ def join_new_logs(
         unseen_distance,
         {k: r.radius for k, r in previous.items()} if use_radius else None,
     )
+    means = (
+        {k: np.mean([features[m] for m in mids], axis=0) for k, mids in members.items() if mids}
+        if features is not None
+        else {}
+    )
     pending = []
     for mid in ids:
         if mid in known:
             continue
-        label, _ = router.route(query_vecs[mid])
-        (members[label].append(mid) if label is not None else pending.append(mid))
+        candidates = router.within(query_vecs[mid])
+        if len(candidates) > 1 and all(k in means for k in candidates):
+            candidates.sort(key=lambda k: float(np.linalg.norm(features[mid] - means[k])))
+        (members[candidates[0]].append(mid) if candidates else pending.append(mid))
     return {k: v for k, v in members.items() if v}, pending
 
 
@@ -72,8 +84,15 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
     members: dict[int, list[int]] = {}
     pending = ids
     if previous:
+        ruled = [bool(items[i].rules) for i in ids]
+        x = clustering.features(eq, clustering.lend_rules(eq, er, ruled))
         members, pending = join_new_logs(
-            previous, ids, state.query_vecs, cfg.unseen_distance, cfg.cluster_radius
+            previous,
+            ids,
+            state.query_vecs,
+            cfg.unseen_distance,
+            cfg.cluster_radius,
+            dict(zip(ids, x, strict=True)),
         )
     if len(pending) >= cfg.min_cluster_size:
         pending_eq = np.stack([state.query_vecs[i] for i in pending])

@@ -1,9 +1,10 @@
 """Train: each cluster's logs -> an Expert LoRA (low gap) or a Critic LoRA (high gap), a checkpoint per
 epoch (`uno_local/train.py` builds the examples and caches runs; the trainer is `ctx.trainer`).
 
-A cluster whose data did not change since its adapters were made reuses them, and a vetoed cluster
-is not trained (`plan_cluster`). The training folder is named by a hash of everything the adapter
-depends on, including the user's edited rules, so an edit retrains its cluster.
+A cluster whose data did not change since the last retrain reuses its adapters and its decision (one
+that shipped nothing would ship nothing again: training and judging are seeded and greedy), and a
+vetoed cluster is not trained (`plan_cluster`). The training folder is named by a hash of everything
+the adapter depends on, including the user's edited rules, so an edit retrains its cluster.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ def plan_cluster(row: ClusterRow, previous: Mapping[int, ClusterRow]) -> tuple[P
     """Pure: what to do with a cluster whose `data_hash` is set, and the earlier row it reuses."""
     if row.vetoed:
         return Plan.VETOED, None
-    old = next((r for r in previous.values() if r.data_hash == row.data_hash), None)
-    if old is not None and (old.expert or old.critic):
+    old = next((r for r in previous.values() if r.data_hash == row.data_hash and not r.vetoed), None)
+    if old is not None:  # training and judging are deterministic: the same data, the same decision
         return Plan.REUSE, old
     return Plan.TRAIN, None
 
@@ -75,7 +76,7 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
             todo.append(plan)
     if not todo and not ctx.options.recluster:
         raise NothingToLearnError(
-            "Nothing new to learn: every cluster's adapters already include all of your feedback."
+            "Nothing new to learn: every topic was already trained and judged on all of your feedback."
         )
     for n, plan in enumerate(todo, 1):
         if len(plan.heldout_ids) < ctx.cfg.min_heldout:  # nothing could ever ship: do not train
