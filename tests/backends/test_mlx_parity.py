@@ -25,7 +25,7 @@ EXAMPLES = [
         [BRIEF, {"role": "user", "content": "Two plus two?"}], "Four. Cheers!", None
     ),  # SFT-only pair
 ]
-CONFIG = TrainConfig(lora_r=4, lora_alpha=8.0, lora_dropout=0.0, seed=3, threads=1)
+CONFIG = TrainConfig(lora_r=4, lora_alpha=8.0, lora_dropout=0.0, seed=3, threads=1, precision="fp32")
 LOSS_RTOL = 2e-4  # measured about 4e-5: float32 rounding in two different kernels
 MIN_COSINE = 0.999  # measured 0.9999998
 

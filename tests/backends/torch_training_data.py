@@ -24,5 +24,7 @@ def pairs() -> list[TrainExample]:
 
 
 def config(**overrides) -> TrainConfig:
-    base = dict(epochs=2, batch_size=3, learning_rate=2e-3, schedule="constant", threads=1, seed=7)
+    base = dict(
+        epochs=2, batch_size=3, learning_rate=2e-3, schedule="constant", threads=1, seed=7, precision="fp32"
+    )
     return TrainConfig(**{**base, **overrides})
