@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backends.torch_threads import cpu_threads
 from uno_local.errors import BackendMissingError, ModelError
 
 
@@ -65,12 +66,9 @@ class SentenceEmbedder:
             raise BackendMissingError(
                 "The sentence embedder needs sentence-transformers; run `pip install sentence-transformers`."
             ) from exc
-        if threads > 0:
-            import torch
-
-            torch.set_num_threads(threads)
+        self.threads = threads
         try:
-            with _quiet_loading():
+            with _quiet_loading(), cpu_threads(threads):
                 self._model = SentenceTransformer(str(self.path), device=device)
         except Exception as exc:  # any loader failure means the folder is unusable
             raise ModelError(
@@ -99,11 +97,12 @@ class SentenceEmbedder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
-        vectors = self._model.encode(
-            texts,
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
+        with cpu_threads(self.threads):
+            vectors = self._model.encode(
+                texts,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self._dim)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from backends.frozen_prefix import FrozenPrefix
 from backends.torch_precision import autocast, cast_frozen_linears, forward_dtype
+from backends.torch_threads import cpu_threads
 from uno_local.config import TrainConfig
 from uno_local.errors import TrainingError
 from uno_local.training import (
@@ -374,8 +375,6 @@ class TorchTrainer:
 
         quiet_transformers()
         device = resolve_device(config.device)
-        if config.threads > 0:
-            torch.set_num_threads(config.threads)
         tokenizer = AutoTokenizer.from_pretrained(self.base_dir)
         base = AutoModelForCausalLM.from_pretrained(self.base_dir, dtype=torch.float32).to(device)
         torch.manual_seed(config.seed)
@@ -411,9 +410,21 @@ class TorchTrainer:
         should_stop: Callable[[], bool] | None = None,
     ) -> TrainResult:
         """Train a fresh LoRA; see `uno_local.training` for objectives and the stop contract."""
+        validate_inputs(examples, config, objective)
+        with cpu_threads(config.threads):  # the count goes back afterwards: it is process-wide
+            return self._train(examples, config, out_dir, objective, on_progress, should_stop)
+
+    def _train(
+        self,
+        examples: list[TrainExample],
+        config: TrainConfig,
+        out_dir: Path,
+        objective: str,
+        on_progress: Callable[[TrainProgress], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> TrainResult:
         import torch
 
-        validate_inputs(examples, config, objective)
         tokenizer, model, device = self.load(config)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         enc = encode_pairs(tokenizer, examples, config, objective)
