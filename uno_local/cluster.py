@@ -286,14 +286,14 @@ class Router:
         """The distance up to which `label` takes a query: its own radius, else the global cut."""
         return self.radii.get(label, self.unseen_distance)
 
-    def within(self, query_vec: np.ndarray) -> list[int]:
-        """Every label whose limit holds the query, nearest first (brute force: a handful of centroids)."""
+    def within(self, query_vec: np.ndarray) -> list[tuple[int, float]]:
+        """(label, distance) of every cluster whose limit holds the query, nearest first (brute force:
+        a handful of centroids, so exact)."""
         if not self.labels:
             return []
         dists = cosine_distance(np.asarray(query_vec, dtype=np.float64).reshape(-1), self.matrix)
-        return [
-            self.labels[i] for i in np.argsort(dists, kind="stable") if dists[i] <= self.limit(self.labels[i])
-        ]
+        order = np.argsort(dists, kind="stable")
+        return [(self.labels[i], float(dists[i])) for i in order if dists[i] <= self.limit(self.labels[i])]
 
     def route(self, query_vec: np.ndarray) -> tuple[int | None, float]:
         """(label, distance) of the nearest cluster whose limit holds the query; label None when none
@@ -301,8 +301,5 @@ class Router:
         label, dist = self.nearest(query_vec)
         if label is None or not self.radii:
             return (None if label is None or dist > self.unseen_distance else label), dist
-        dists = cosine_distance(np.asarray(query_vec, dtype=np.float64).reshape(-1), self.matrix)
-        for i in np.argsort(dists, kind="stable"):  # a handful of centroids: brute force is exact
-            if dists[i] <= self.limit(self.labels[i]):
-                return self.labels[i], float(dists[i])
-        return None, dist
+        held = self.within(query_vec)
+        return held[0] if held else (None, dist)

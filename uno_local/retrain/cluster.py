@@ -56,7 +56,7 @@ def join_new_logs(
     for mid in ids:
         if mid in known:
             continue
-        candidates = router.within(query_vecs[mid])
+        candidates = [label for label, _ in router.within(query_vecs[mid])]
         if len(candidates) > 1 and all(k in means for k in candidates):
             candidates.sort(key=lambda k: float(np.linalg.norm(features[mid] - means[k])))
         (members[candidates[0]].append(mid) if candidates else pending.append(mid))
