@@ -10,12 +10,13 @@ import pytest
 from tests.gguf_files import gguf_file
 
 
-@pytest.fixture(scope="package", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _one_thread():
     """The test machines have 2 cores shared by other jobs; with 2 threads each, torch and llama.cpp
-    spin at every barrier and ran 4-5x slower than on one thread (measured). For this package only:
-    the end-to-end tests after it train with the app's own default, as a user's retrain does (left at
-    1, it changed their adapters: bf16 sums split differently)."""
+    spin at every barrier and ran 4-5x slower than on one thread (measured). For each module here only:
+    the end-to-end tests after them train with the app's own default, as a user's retrain does (left at
+    1, it changed their adapters: bf16 sums split differently). Module scope, not package: this folder
+    has no __init__.py, so pytest would scope a "package" fixture to the whole session."""
     from backends.torch_threads import cpu_threads
 
     with cpu_threads(1):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from uno_local.cli import cli
@@ -21,6 +24,24 @@ epochs = 2
 max_answer_tokens = 112
 max_prompt_tokens = 128
 """
+
+
+@pytest.fixture(scope="session")
+def fresh_torch_threads() -> int:
+    """torch's CPU thread count in a fresh process: what a user's retrain trains on."""
+    probe = "import torch; print(torch.get_num_threads())"
+    return int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _torch_threads_as_a_user_has_them(fresh_torch_threads):
+    """Every end-to-end test trains as a user's retrain does: an earlier test that left torch on another
+    thread count (the count is process-wide) would change its adapters (bf16 sums split differently)."""
+    import torch
+
+    assert torch.get_num_threads() == fresh_torch_threads, (
+        f"an earlier test left torch on {torch.get_num_threads()} threads; a fresh process has {fresh_torch_threads}"
+    )
 
 
 def write_config(home: Path, extra: str = "") -> None:
