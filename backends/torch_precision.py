@@ -1,7 +1,7 @@
 """Forward precision of the torch trainer: float32, or bf16 autocast with the frozen base linears stored in bf16.
 
-`TrainConfig.precision`: fp32 (the default), bf16, or auto (bf16 only where the hardware computes it
-natively, else fp32). LoRA weights, the optimizer and the loss stay float32 either way; only forwards
+`TrainConfig.precision`: auto (the default: bf16 only where the hardware computes it natively, else
+fp32), fp32 or bf16. LoRA weights, the optimizer and the loss stay float32 either way; only forwards
 run in bf16.
 """
 

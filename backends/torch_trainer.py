@@ -5,11 +5,12 @@ forward and, without gradients, through the same model with the adapter disabled
 second copy). The reference log-probs never change during a run, so each pair's are forwarded once, the
 first time the pair is seen, and reused in later epochs (`ReferenceLogps`). Pairs whose rejected equals
 their chosen are not forwarded twice: their DPO margin is exactly zero, a constant term with zero gradient,
-so they act as SFT. Forwards are float32, or bf16 autocast with float32 LoRA weights, optimizer and loss
-(`TrainConfig.precision`; opt-in, docs/benchmarks.md has the speed and the learning measured both
-ways); in bf16 the frozen base linears are stored in bf16 once, the rounding autocast applied at every
-forward. No gradient checkpointing
-(faster at this size), seeded: the same seed and data give the same losses on the same machine.
+so they act as SFT. Forwards run under bf16 autocast where the hardware computes bf16 natively, with
+float32 LoRA weights, optimizer and loss, else in float32 (`TrainConfig.precision`, "auto";
+docs/benchmarks.md has the speed and the learning measured both ways); in bf16 the frozen base linears
+are stored in bf16 once, the rounding autocast applied at every forward. No gradient checkpointing
+(faster at this size), seeded: the same seed, data and thread count give the same losses on the same
+machine (bf16 sums split with the threads).
 LoRA goes on the last `TrainConfig.lora_layers` decoder layers: nothing below them needs a gradient, so
 autograd's backward stops at the first adapted layer, and the frozen layers below it run once per sequence
 for the whole run (`backends/frozen_prefix.py`).

@@ -114,7 +114,7 @@ class TrainConfig:
     seed: Count = _f(42, "Training seed.")
     threads: Count = _f(0, "Torch CPU threads; 0 leaves torch's default.")
     precision: Literal["fp32", "bf16", "auto"] = _f(
-        "fp32",
+        "auto",
         "Torch forward precision: fp32, bf16 (autocast; LoRA weights and optimizer stay fp32) or auto (bf16 "
         "where the hardware computes it natively: CUDA with bf16, or a CPU with AVX512-BF16/AMX; else fp32).",
     )
