@@ -12,6 +12,7 @@ from uno_local.route import (
     decide_route,
     parse_suggestions,
     reflect,
+    reflect_many,
     revise_messages,
 )
 from uno_local.store.learning import ClusterRow
@@ -172,3 +173,38 @@ def test_reflect_falls_back_to_the_draft_on_a_scaffolding_echo(revision):
     assert answer == draft
     assert [s.kind for s in trace] == ["draft", "critique", "skip"]
     assert "echoes its prompt" in trace[-1].text
+
+
+def test_reflect_many_answers_each_step_in_one_batch_and_takes_known_drafts():
+    """Each step is one generate_many call for the queries still revising; known drafts are not
+    generated again; a query whose critic has nothing to add stops while the others go on."""
+    calls = []
+    replies = {
+        "critic-2": ["1. Warm up first.", "Looks fine.", "1. Say why."],
+        None: ["Warm up first, then bend your knees slowly.", "Rest a day between long runs, always."],
+    }
+
+    def generate_many(batch, adapter):
+        calls.append((len(batch), adapter))
+        return [replies[adapter].pop(0) for _ in batch]
+
+    queries = [
+        QUERY,
+        [{"role": "user", "content": "How often should I run?"}],
+        [{"role": "user", "content": "Why rest?"}],
+    ]
+    drafts = ["Bend your knees.", "Run three times a week.", "Rest helps."]
+    results = reflect_many(queries, generate_many, "critic-2", max_rounds=1, drafts=drafts)
+    assert calls == [(3, "critic-2"), (2, None)]  # no draft call; one batch of critiques, one of revisions
+    assert [answer for answer, _ in results] == [
+        "Warm up first, then bend your knees slowly.",
+        "Run three times a week.",
+        "Rest a day between long runs, always.",
+    ]
+    assert [[s.kind for s in trace] for _, trace in results] == [
+        ["draft", "critique", "revise"],
+        ["draft", "critique", "skip"],
+        ["draft", "critique", "revise"],
+    ]
+    gen = Script("Bend your knees.", "1. Warm up first.", "Warm up first, then bend your knees slowly.")
+    assert reflect(QUERY, gen, "critic-2") == results[0]  # reflect is reflect_many of one query

@@ -25,6 +25,7 @@ MAX_SUGGESTIONS = 5  # a longer critique mostly repeats itself and slows the rev
 
 Messages = list[dict[str, str]]
 Generate = Callable[[Messages, str | None], str]  # (messages, adapter or None for the base) -> answer
+GenerateMany = Callable[[list[Messages], str | None], list[str]]  # one adapter for the whole batch
 
 
 @dataclass(frozen=True)
@@ -147,26 +148,64 @@ def reflect(
     """Draft with the base, then up to `max_rounds` of critique (Critic adapter) and revision (base).
 
     A round with no numbered suggestion stops the loop and keeps the current answer, as does a revision
-    that `quality.revision_problem` refuses (empty, echoing the prompt's scaffolding, implausible). Returns (final answer, the steps taken).
+    that `quality.revision_problem` refuses (empty, echoing the prompt's scaffolding, implausible).
+    Returns (final answer, the steps taken). One query of `reflect_many`.
     """
-    query = query_text(query_messages)
-    system = [m for m in query_messages if m.get("role") == "system"]
-    answer = generate(query_messages, None)
-    trace = [ReflectStep("draft", answer)]
+
+    def one_by_one(batch: list[Messages], adapter: str | None) -> list[str]:
+        return [generate(messages, adapter) for messages in batch]
+
+    return reflect_many([query_messages], one_by_one, critic_adapter, max_rounds)[0]
+
+
+def system_of(messages: Messages) -> Messages:
+    """The system messages of a conversation: they still apply to its revision."""
+    return [m for m in messages if m.get("role") == "system"]
+
+
+def reflect_many(
+    queries: list[Messages],
+    generate_many: GenerateMany,
+    critic_adapter: str,
+    max_rounds: int = 1,
+    drafts: list[str] | None = None,
+) -> list[tuple[str, list[ReflectStep]]]:
+    """`reflect` for many queries at once: each step (drafts, critiques, revisions) is one call of
+    `generate_many` for every query still revising, so a batched runtime answers them together.
+    `drafts`: the base model's answers when they are known already (they are the first step)."""
+    texts = [query_text(messages) for messages in queries]
+    if drafts is None:
+        drafts = generate_many(queries, None)
+    answers = list(drafts)
+    traces = [[ReflectStep("draft", draft)] for draft in drafts]
+    active = list(range(len(queries)))
     for _ in range(max(0, max_rounds)):
-        critique = generate([{"role": "user", "content": critic_prompt(query, answer)}], critic_adapter)
-        items = parse_suggestions(critique)
-        trace.append(ReflectStep("critique", critique, critic_adapter))
-        if not items:
-            trace.append(ReflectStep("skip", "The critic gave no numbered suggestion; the draft stands."))
+        if not active:
             break
-        revised = generate(system + revise_messages(query, answer, items), None)
-        problem = revision_problem(revised, query, answer, items)
-        if problem is not None:  # scaffolding, an empty or implausible revision: never shown
-            trace.append(
-                ReflectStep("skip", f"{problem[0].upper()}{problem[1:]}; the previous answer stands.")
-            )
-            break
-        answer = revised
-        trace.append(ReflectStep("revise", answer))
-    return answer, trace
+        prompts = [[{"role": "user", "content": critic_prompt(texts[i], answers[i])}] for i in active]
+        suggested = []
+        for i, critique in zip(active, generate_many(prompts, critic_adapter), strict=True):
+            items = parse_suggestions(critique)
+            traces[i].append(ReflectStep("critique", critique, critic_adapter))
+            if items:
+                suggested.append((i, items))
+            else:
+                traces[i].append(
+                    ReflectStep("skip", "The critic gave no numbered suggestion; the draft stands.")
+                )
+        revise_prompts = [
+            system_of(queries[i]) + revise_messages(texts[i], answers[i], items) for i, items in suggested
+        ]
+        revisions = generate_many(revise_prompts, None) if suggested else []
+        active = []
+        for (i, items), revised in zip(suggested, revisions, strict=True):
+            problem = revision_problem(revised, texts[i], answers[i], items)
+            if problem is not None:  # scaffolding, an empty or implausible revision: never shown
+                traces[i].append(
+                    ReflectStep("skip", f"{problem[0].upper()}{problem[1:]}; the previous answer stands.")
+                )
+                continue
+            answers[i] = revised
+            traces[i].append(ReflectStep("revise", revised))
+            active.append(i)
+    return list(zip(answers, traces, strict=True))

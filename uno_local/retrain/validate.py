@@ -11,7 +11,7 @@ from uno_local.retrain.context import ArtifactJob, Context
 from uno_local.retrain.convert import gguf, judged_checkpoints
 from uno_local.retrain.state import ClusterPlan, RetrainState
 from uno_local.retrain.train import train_critic
-from uno_local.route import reflect
+from uno_local.route import reflect_many
 from uno_local.train import LogData
 from uno_local.validate import Validation, validate_expert, validate_reflective
 
@@ -81,16 +81,19 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
 
 
 def check_reflective(ctx: Context, state: RetrainState, plan: ClusterPlan) -> None:
-    """Answer the held-out logs through the Reflective path with the new Critic, and judge it."""
+    """Answer the held-out logs through the Reflective path with the new Critic, and judge it. The
+    drafts are the base model's answers already made; each step answers every held-out log in one batch."""
     heldout = [state.items[m] for m in plan.heldout_ids]
     critic_file = gguf(ctx, plan.critic_ckpt)
+    base = base_answers(ctx, heldout)
 
-    def generate(messages: list[dict], adapter: str | None) -> str:
-        return ctx.answer([messages], critic_file if adapter else None)[0]
+    def generate_many(prompts: list[list[dict]], adapter: str | None) -> list[str]:
+        return ctx.answer(prompts, critic_file if adapter else None)
 
-    answers = [reflect(log.prompt, generate, "critic", ctx.cfg.critic_max_rounds)[0] for log in heldout]
-    plan.reflective = validate_reflective(
-        heldout, base_answers(ctx, heldout), answers, ctx.cfg.win_rate, ctx.cfg.min_heldout
+    reflected = reflect_many(
+        [log.prompt for log in heldout], generate_many, "critic", ctx.cfg.critic_max_rounds, drafts=base
     )
+    answers = [answer for answer, _ in reflected]
+    plan.reflective = validate_reflective(heldout, base, answers, ctx.cfg.win_rate, ctx.cfg.min_heldout)
     lead = plan.row.decision or ("high gap" if plan.row.high_gap else "")
     plan.row.decision = f"{lead}; {plan.reflective.reason}" if lead else plan.reflective.reason
