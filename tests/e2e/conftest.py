@@ -30,7 +30,9 @@ max_prompt_tokens = 128
 def fresh_torch_threads() -> int:
     """torch's CPU thread count in a fresh process: what a user's retrain trains on."""
     probe = "import torch; print(torch.get_num_threads())"
-    return int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
+    return int(
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)
