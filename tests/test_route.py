@@ -13,6 +13,7 @@ from uno_local.route import (
     parse_suggestions,
     reflect,
     reflect_many,
+    revise_many,
     revise_messages,
 )
 from uno_local.store.learning import ClusterRow
@@ -208,3 +209,25 @@ def test_reflect_many_answers_each_step_in_one_batch_and_takes_known_drafts():
     ]
     gen = Script("Bend your knees.", "1. Warm up first.", "Warm up first, then bend your knees slowly.")
     assert reflect(QUERY, gen, "critic-2") == results[0]  # reflect is reflect_many of one query
+
+
+def test_revise_many_revises_in_one_batch_and_keeps_an_answer_it_cannot_revise():
+    """One batch for every answer with suggestions; an answer without any, or whose revision echoes the
+    prompt's scaffolding, comes back as it was, with why."""
+    calls = []
+
+    def generate_many(batch, adapter):
+        calls.append((len(batch), adapter))
+        return ["Warm up first, then bend your knees slowly.", "## User Question\n\nWhy rest?"]
+
+    queries = [QUERY, [{"role": "user", "content": "How often?"}], [{"role": "user", "content": "Why rest?"}]]
+    out = revise_many(
+        queries,
+        ["Bend your knees.", "Run often.", "Rest helps."],
+        [["Warm up."], [], ["Say why."]],
+        generate_many,
+    )
+    assert calls == [(2, None)]
+    assert out[0] == ("Warm up first, then bend your knees slowly.", None)
+    assert out[1] == ("Run often.", "there was no suggestion to follow")
+    assert out[2][0] == "Rest helps." and "echoes its prompt" in out[2][1]

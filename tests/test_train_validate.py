@@ -12,6 +12,7 @@ from uno_local.validate import (
     looping_epochs,
     validate_expert,
     validate_reflective,
+    validate_revision,
 )
 
 
@@ -244,3 +245,14 @@ def test_validate_reflective(answers, n_heldout, chosen, says):
     )
     assert result.ship is chosen and says in result.reason
     assert chosen or "the base model could not revise these answers well enough" in result.reason
+
+
+def test_validate_revision_says_no_critic_is_trained_when_even_the_users_rules_do_not_help():
+    """The probe before a Critic: revisions that follow the rules win and a Critic may train; revisions
+    that change nothing (refused, or a model that cannot revise) tie, and none is trained."""
+    good = validate_revision(heldout(3), [SIGN] * 3, [SIGN + "\nHappy cooking!"] * 3, 0.6, 3)
+    assert good.ship and good.reason.startswith("the base model's revisions under your own rules won 1.00")
+    unchanged = validate_revision(heldout(3), [SIGN] * 3, [SIGN] * 3, 0.6, 3)
+    assert not unchanged.ship and unchanged.win_rates == {0: 0.5}
+    assert unchanged.reason.startswith("no Critic trained: even under your own rules")
+    assert "won only 0.50 of 3 held-out logs" in unchanged.reason

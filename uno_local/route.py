@@ -163,6 +163,22 @@ def system_of(messages: Messages) -> Messages:
     return [m for m in messages if m.get("role") == "system"]
 
 
+def revise_many(
+    queries: list[Messages], answers: list[str], suggestions: list[list[str]], generate_many: GenerateMany
+) -> list[tuple[str, str | None]]:
+    """The base model's revision of each answer under its suggestions, all in one `generate_many` call:
+    (the revised answer, None), or (the answer as it was, why) when `quality.revision_problem` refuses
+    the revision (scaffolding, empty, implausible) or there is no suggestion to follow."""
+    texts = [query_text(messages) for messages in queries]
+    todo = [i for i, items in enumerate(suggestions) if items]
+    prompts = [system_of(queries[i]) + revise_messages(texts[i], answers[i], suggestions[i]) for i in todo]
+    out: list[tuple[str, str | None]] = [(answer, "there was no suggestion to follow") for answer in answers]
+    for i, revised in zip(todo, generate_many(prompts, None) if todo else [], strict=True):
+        problem = revision_problem(revised, texts[i], answers[i], suggestions[i])
+        out[i] = (answers[i], problem) if problem is not None else (revised, None)
+    return out
+
+
 def reflect_many(
     queries: list[Messages],
     generate_many: GenerateMany,
@@ -193,13 +209,14 @@ def reflect_many(
                 traces[i].append(
                     ReflectStep("skip", "The critic gave no numbered suggestion; the draft stands.")
                 )
-        revise_prompts = [
-            system_of(queries[i]) + revise_messages(texts[i], answers[i], items) for i, items in suggested
-        ]
-        revisions = generate_many(revise_prompts, None) if suggested else []
+        revisions = revise_many(
+            [queries[i] for i, _ in suggested],
+            [answers[i] for i, _ in suggested],
+            [items for _, items in suggested],
+            generate_many,
+        )
         active = []
-        for (i, items), revised in zip(suggested, revisions, strict=True):
-            problem = revision_problem(revised, texts[i], answers[i], items)
+        for (i, _), (revised, problem) in zip(suggested, revisions, strict=True):
             if problem is not None:  # scaffolding, an empty or implausible revision: never shown
                 traces[i].append(
                     ReflectStep("skip", f"{problem[0].upper()}{problem[1:]}; the previous answer stands.")

@@ -102,6 +102,37 @@ def validate_expert(
     return Validation(ship, epoch, rates, len(heldout), f"epoch {epoch} {reason}", trials, repetition)
 
 
+def _judged_once(
+    heldout: list[LogData], base_answers: list[str], answers: list[str], threshold: float, min_heldout: int
+) -> tuple[bool, str, float, list]:
+    """Pure: one set of answers judged against the base answers as an Expert epoch's are."""
+    cases = [judge_case(log) for log in heldout]
+    trials = [tuple(judge_trial(c, a, b)) for c, a, b in zip(cases, answers, base_answers, strict=True)]
+    rate = win_rate(trials)
+    ship, why = ship_decision(rate, len(heldout), threshold, min_heldout)
+    return ship, why, rate, trials
+
+
+def validate_revision(
+    heldout: list[LogData], base_answers: list[str], revised: list[str], threshold: float, min_heldout: int
+) -> Validation:
+    """Pure: whether the base model can revise its own answers for this cluster at all, before a Critic
+    is trained. `revised`: the base answers to the held-out logs revised under each log's own rules, the
+    suggestions a Critic trained on these logs aims to give (a refused revision leaves the answer: a
+    tie). When even these do not win as an Expert must, no Critic can make the Reflective path ship,
+    so none is trained and the cluster stays on the base model."""
+    ship, why, rate, trials = _judged_once(heldout, base_answers, revised, threshold, min_heldout)
+    reason = (
+        f"the base model's revisions under your own rules {why}"
+        if ship
+        else (
+            f"no Critic trained: even under your own rules, the base model's revisions of its answers {why}, "
+            "so the Reflective path could not help and they stay on the base model"
+        )
+    )
+    return Validation(ship, None, {0: rate}, len(heldout), reason, {0: trials})
+
+
 def validate_reflective(
     heldout: list[LogData], base_answers: list[str], answers: list[str], threshold: float, min_heldout: int
 ) -> Validation:
@@ -109,10 +140,7 @@ def validate_reflective(
     revision) on the held-out logs, judged against the base answers as an Expert's are. It is chosen only
     with the win rate an Expert needs: otherwise the base model cannot revise these answers well enough
     (a revision refused as scaffolding or implausible leaves the draft: a tie), and they stay on the base."""
-    cases = [judge_case(log) for log in heldout]
-    trials = [tuple(judge_trial(c, a, b)) for c, a, b in zip(cases, answers, base_answers, strict=True)]
-    rate = win_rate(trials)
-    ship, why = ship_decision(rate, len(heldout), threshold, min_heldout)
+    ship, why, rate, trials = _judged_once(heldout, base_answers, answers, threshold, min_heldout)
     if ship:
         reason = f"the Reflective path {why}"
     else:

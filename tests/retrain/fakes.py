@@ -64,6 +64,7 @@ class FakeRuntime:
         self.last_kind = ""
         self.loaded: dict[str, str] = {}  # adapter name -> what it learned
         self.fail: str | None = None
+        self.revises = True  # False: a revision gives back the answer it was asked to revise
 
     def stream(self, messages, settings, *, adapter=None, json_schema=None):
         system = messages[0]["content"] if messages[0]["role"] == "system" else ""
@@ -85,6 +86,8 @@ class FakeRuntime:
         if kind == "revise":
             answer = content.split("## Initial Answer\n\n", 1)[1].split("\n\n## Suggestion", 1)[0]
             block = content.split("## Suggestion\n\n", 1)[1].split("\n\n## User Question", 1)[0]
+            if not self.revises:
+                return answer
             return follow(answer, [re.sub(r"^\d+\.\s*", "", line) for line in block.splitlines()])
         learned = self.loaded.get(adapter, "") if adapter else ""
         if learned.startswith(CRITIQUE):  # a Critic: its critique for a critic prompt, else a plain answer

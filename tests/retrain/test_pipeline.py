@@ -264,6 +264,26 @@ def test_a_reflective_path_that_does_not_beat_the_base_is_not_chosen(app, fakes)
     assert load_clusters(app.store)[0].decision == c0["decision"]
 
 
+@pytest.mark.parametrize("high_gap", [False, True], ids=["failed-expert", "high-gap"])
+def test_no_critic_is_trained_where_the_base_model_cannot_revise(app, fakes, high_gap):
+    """The base model's revisions under each held-out log's own rules (what a Critic trained on them
+    could at best suggest) change nothing, a tie with the base: no Critic can make the Reflective path
+    win, so none is trained (a minute saved per cluster on a real machine) and `uno rules` says why."""
+    fakes.trainer.learns = False
+    app.runtime.revises = False
+    if high_gap:
+        app.config.uno.gap_threshold = 0.0
+    add_cooking(app)
+    report = retrain(app, fakes)
+    (c0,) = report.clusters
+    assert (c0["route"], c0["expert"], c0["critic"]) == ("base", None, None)
+    assert [o for o, _ in fakes.trainer.runs] == ([] if high_gap else ["preference"])
+    assert "no Critic trained: even under your own rules, the base model's revisions" in c0["decision"]
+    assert "won only 0.50 of" in c0["decision"]
+    assert load_clusters(app.store)[0].decision == c0["decision"]
+    assert report.deployed == []
+
+
 def test_one_retrain_at_a_time(app, fakes):
     add_cooking(app)
     assert not retrain_alive(app.home)

@@ -16,12 +16,16 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from uno_local.errors import TrainingError
 from uno_local.retrain.runs import choose_backend
 from uno_local.retrain.state import Progress, RetrainOptions, StageEvent
 from uno_local.runtime import GenerationRequest, GenerationSettings
 from uno_local.store.learning import get_artifact, input_hash, put_artifact
+
+if TYPE_CHECKING:
+    from uno_local.train import LogData
 
 RULES_TOKENS = 40  # rules are short; grammar-constrained sampling slows down on long strings
 MAX_RULE_CHARS = 90
@@ -208,6 +212,23 @@ class Context:
             for j in range(n)
         ]
         return self._requests(json.dumps(["revise", messages, n], sort_keys=True), requests)
+
+    def base_answers(self, heldout: list[LogData]) -> list[str]:
+        """The base model's greedy answers to held-out logs, cached per log: the
+        baseline every adapter and the Reflective path are judged against."""
+        return self.cached_batch(
+            "base_answer",
+            [
+                ArtifactJob(
+                    str(log.message_id),
+                    (log.prompt, self.answer_tokens),
+                    lambda log=log: self.answer([log.prompt], None)[0],
+                    {"decoding": "greedy"},
+                )
+                for log in heldout
+            ],
+            report=False,
+        )
 
     def answer(self, prompts: list[list[dict]], adapter_file: Path | None) -> list[str]:
         """Greedy answers to `prompts` with the adapter in `adapter_file` (None: the base model)."""

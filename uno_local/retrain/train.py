@@ -3,7 +3,8 @@ epoch (`uno_local/train.py` builds the examples and caches runs; the trainer is 
 
 A cluster whose data did not change since the last retrain reuses its adapters and its decision (one
 that shipped nothing would ship nothing again: training and judging are seeded and greedy), and a
-vetoed cluster is not trained (`plan_cluster`). The training folder is named by a hash of everything
+vetoed cluster is not trained (`plan_cluster`). No Critic is trained where the base model's revisions
+under the held-out logs' own rules do not win (`can_revise`): its Reflective path could not either. The training folder is named by a hash of everything
 the adapter depends on, including the user's edited rules, so an edit retrains its cluster.
 """
 
@@ -17,9 +18,11 @@ from uno_local import gap as gaps
 from uno_local.errors import NothingToLearnError
 from uno_local.retrain.context import Context
 from uno_local.retrain.state import ClusterPlan, RetrainState
+from uno_local.route import revise_many
 from uno_local.store.learning import ClusterRow, input_hash
 from uno_local.train import critic_examples, expert_examples, split, train_cached
 from uno_local.training import TrainExample
+from uno_local.validate import Validation, validate_revision
 
 REUSED_FIELDS = ("route", "expert", "critic", "win_rate", "decision", "intrinsic_gap")
 
@@ -107,12 +110,37 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
 
 
 def train_critic(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> None:
-    """The Critic for the Reflective path, on every member (a high gap, or a failed Expert)."""
+    """The Critic for the Reflective path, on every member (a high gap, or a failed Expert), once
+    `can_revise` shows that the base model's revisions could win at all."""
     examples = critic_examples([state.items[m] for m in plan.learning_members])
     if len(examples) < 2:
         plan.row.route, plan.row.decision = "base", plan.row.decision or "too few rules to train a Critic"
         return
+    ctx.emit("train", 0, 1, f"critic c{plan.row.label} ({n}/{total}): can the base model revise its answers?")
+    probe = can_revise(ctx, state, plan)
+    if not probe.ship:
+        lead = plan.row.decision or ("high gap" if plan.row.high_gap else "")
+        plan.row.route = "base"
+        plan.row.decision = f"{lead}; {probe.reason}" if lead else probe.reason
+        return
     plan.critic_ckpts, _ = _train(ctx, "critic", plan, examples, "sft", n, total)
+
+
+def can_revise(ctx: Context, state: RetrainState, plan: ClusterPlan) -> Validation:
+    """The base model revises its own answers to the held-out logs under each log's own rules (the
+    suggestions a Critic trained on them aims to give), in one batch, judged as the Reflective path will
+    be (`validate.validate_revision`). Training a Critic costs about a minute; this, one batch."""
+    heldout = [state.items[m] for m in plan.heldout_ids]
+    base = ctx.base_answers(heldout)
+    revised = revise_many(
+        [log.prompt for log in heldout],
+        base,
+        [list(log.guide) for log in heldout],
+        lambda prompts, _adapter: ctx.answer(prompts, None),
+    )
+    return validate_revision(
+        heldout, base, [answer for answer, _ in revised], ctx.cfg.win_rate, ctx.cfg.min_heldout
+    )
 
 
 def _train(

@@ -1,18 +1,18 @@
 """Validate: each new Expert's judged epochs answer the held-out logs in llama.cpp -> ship it or not
 (`uno_local/validate.py` decides). An Expert that does not ship sends its cluster to the Reflective
-path: a Critic is trained for it here (`needs_critic`). Every new Critic's Reflective path (draft,
-critique, revision, as `route.reflect` serves it) then answers the same held-out logs, and is chosen only
-when it beats the base as an Expert must (`validate_reflective`); otherwise the cluster stays on the base
-model and `uno rules` says why."""
+path (`needs_critic`): a Critic is trained for it here, once the base model shows it can revise these
+answers at all (`train.train_critic`). Every new Critic's Reflective path (draft, critique, revision, as
+`route.reflect` serves it) then answers the same held-out logs, and is chosen only when it beats the
+base as an Expert must (`validate_reflective`); otherwise the cluster stays on the base model and
+`uno rules` says why."""
 
 from __future__ import annotations
 
-from uno_local.retrain.context import ArtifactJob, Context
+from uno_local.retrain.context import Context
 from uno_local.retrain.convert import gguf, judged_checkpoints
 from uno_local.retrain.state import ClusterPlan, RetrainState
 from uno_local.retrain.train import train_critic
 from uno_local.route import reflect_many
-from uno_local.train import LogData
 from uno_local.validate import Validation, validate_expert, validate_reflective
 
 
@@ -33,28 +33,11 @@ def heldout_examples(queries: list[str], before: list[str], after: list[str], n:
     ]
 
 
-def base_answers(ctx: Context, heldout: list[LogData]) -> list[str]:
-    """The base model's greedy answers to the held-out logs (cached per log)."""
-    return ctx.cached_batch(
-        "base_answer",
-        [
-            ArtifactJob(
-                str(log.message_id),
-                (log.prompt, ctx.answer_tokens),
-                lambda log=log: ctx.answer([log.prompt], None)[0],
-                {"decoding": "greedy"},
-            )
-            for log in heldout
-        ],
-        report=False,
-    )
-
-
 def run(ctx: Context, state: RetrainState) -> RetrainState:
     todo = [p for p in state.plans if p.expert_ckpts]
     for n, plan in enumerate(todo, 1):
         heldout = [state.items[m] for m in plan.heldout_ids]
-        base = base_answers(ctx, heldout)
+        base = ctx.base_answers(heldout)
         per_epoch = {}
         for epoch, ckpt in judged_checkpoints(plan, ctx.cfg.judged_epochs).items():
             ctx.emit(
@@ -85,7 +68,7 @@ def check_reflective(ctx: Context, state: RetrainState, plan: ClusterPlan) -> No
     drafts are the base model's answers already made; each step answers every held-out log in one batch."""
     heldout = [state.items[m] for m in plan.heldout_ids]
     critic_file = gguf(ctx, plan.critic_ckpt)
-    base = base_answers(ctx, heldout)
+    base = ctx.base_answers(heldout)
 
     def generate_many(prompts: list[list[dict]], adapter: str | None) -> list[str]:
         return ctx.answer(prompts, critic_file if adapter else None)
