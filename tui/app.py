@@ -21,14 +21,12 @@ from textual.screen import Screen
 from textual.widgets import Input, TextArea
 from textual.worker import get_current_worker
 
-from tui.adapters_view import AdaptersScreen
 from tui.answer import LiveAnswer, stream_answer
 from tui.chat_view import ChatView
 from tui.conversation_actions import ConversationActions, StartTurn
 from tui.dialogs import ConfirmDialog, RenameDialog
-from tui.feedback_view import FeedbackScreen
 from tui.help import HelpScreen
-from tui.learning import WhyScreen, explain_answer
+from tui.learning_actions import SCHEDULE_COMMANDS, LearningActions
 from tui.messages import (
     AnswerDelta,
     AnswerFailed,
@@ -37,32 +35,22 @@ from tui.messages import (
     ConversationAction,
     ConversationChosen,
     PromptSubmitted,
-    RetrainFinished,
-    RetrainProgress,
     SearchChanged,
     SelectionChanged,
 )
 from tui.prompt import InputHistory, PromptInput
-from tui.retrain import run_retrain
-from tui.retrain_view import RetrainScreen, RetrainState, report_text
-from tui.rules_view import RulesScreen
+from tui.retrain_view import RetrainState
 from tui.sidebar import ConversationList, Sidebar, search_hit
 from tui.status import Status, StatusBar
 from uno_local.app import App
 from uno_local.errors import UnoError
 from uno_local.schedule import chat_generating
 from uno_local.store import Message
-from uno_local.store.learning import retrain_runs
 
 T = TypeVar("T")
 TITLE_LENGTH = 40
 # Actions that stay available while a dialog is open; the rest would act on the screen beneath it.
 MODAL_SAFE_ACTIONS = {"quit", "help", "command_palette", "focus_next", "focus_previous"}  # Tab: in the dialog
-SCHEDULE_COMMANDS = {
-    "on": "Retrain every night at 03:00 when there is new feedback (uno schedule enable)",
-    "off": "Stop the nightly retrain (uno schedule disable)",
-    "status": "Whether and when the nightly retrain runs (uno schedule status)",
-}
 # Palette entries without a key of their own (each is also in a message's Enter menu).
 EXTRA_COMMANDS = [
     (
@@ -89,7 +77,7 @@ def model_label(core: App) -> str:
         return "no model"
 
 
-class UnoApp(ConversationActions, TextualApp[None]):
+class UnoApp(ConversationActions, LearningActions, TextualApp[None]):
     """uno-local's chat window."""
 
     CSS_PATH = Path(__file__).with_name("uno.tcss")  # absolute: subclasses live elsewhere
@@ -150,72 +138,6 @@ class UnoApp(ConversationActions, TextualApp[None]):
 
     def _runner(self, action: str) -> Callable[[], object]:
         return lambda: self.run_action(action)
-
-    # the learning views
-    async def action_view(self, name: str) -> None:
-        views = {"feedback": FeedbackScreen, "rules": RulesScreen, "adapters": AdaptersScreen}
-        if name == "retrain":
-            self.push_screen(RetrainScreen(self.core))
-            return
-
-        async def closed(jump: object) -> None:
-            if isinstance(jump, int):  # the Feedback view's Enter: open the answer in its conversation
-                message = self.guard(self.core.store.get_message, jump)
-                if message is not None:
-                    await self.open_conversation(message.conversation_id, message.id)
-
-        self.push_screen(views[name](self.core), closed)
-
-    def action_why(self) -> None:
-        message = self.chat_view.target_answer
-        if message is None:
-            self.notify("There is no answer here to explain yet.", severity="warning")
-            return
-        self.push_screen(WhyScreen(explain_answer(self.core, message.id)))
-
-    def action_schedule(self, kind: str) -> None:
-        """The palette's overnight-learning setting: the same as `uno schedule enable|disable|status`."""
-        from uno_local import schedule
-
-        try:
-            if kind == "on":
-                found = schedule.enable(self.core.home)
-            elif kind == "off":
-                found = schedule.disable()
-                self.notify(
-                    "Overnight learning is off." if found.backend else "Overnight learning was not on."
-                )
-                return
-            else:
-                found = schedule.status()
-        except UnoError as exc:
-            self.notify(str(exc), severity="error", title="uno")
-            return
-        on = f"on: every night at {found.at} ({found.backend})" if found.backend else "off"
-        self.notify(f"Overnight learning is {on}.", title="uno")
-
-    def report_overnight(self) -> None:
-        """Say once what the retrains since the last start learned (or why the last one failed)."""
-        seen_file = self.core.home / "tui-seen-run"  # the last retrain run reported here
-        try:
-            first_start = not seen_file.exists()
-            seen = 0 if first_start else int(seen_file.read_text() or 0)
-            runs = [r for r in retrain_runs(self.core.store, after_id=seen) if r.status != "running"]
-            newest = runs[0].id if runs else seen
-            if first_start or newest != seen:
-                seen_file.write_text(str(newest))
-                seen_file.chmod(0o600)
-        except (ValueError, OSError, UnoError):
-            return
-        if runs and not first_start:  # on the very first start there is no "since last time"
-            text = report_text(runs[0]).split("\n", 1)[0]
-            more = f" ({len(runs)} retrains since the last start.)" if len(runs) > 1 else ""
-            self.notify(
-                f"{text}{more} F6 shows the report.",
-                severity="error" if runs[0].status == "failed" else "information",
-                title="While you were away",
-                timeout=15,
-            )
 
     # layout
     def compose(self) -> ComposeResult:
@@ -535,48 +457,6 @@ class UnoApp(ConversationActions, TextualApp[None]):
             self._stop.set()
         else:
             self.query_one(PromptInput).focus()
-
-    # retraining
-    def action_retrain(self) -> None:
-        if self.retraining:
-            self.notify(
-                "A retrain is already running; its progress is in the status bar.", severity="warning"
-            )
-            return
-        self.retraining = "retrain: starting…"
-        self.refresh_status()
-        self.notify(
-            "Retraining in the background; keep chatting. The next answer after it uses what it learns.",
-            title="uno",
-        )
-        self.retrain_worker()
-
-    @work(thread=True, exclusive=True, group="retrain")
-    def retrain_worker(self) -> None:
-        def register(proc) -> None:
-            self._retrain_proc = proc
-
-        run_retrain(self.core.home, self.core.config.model.path or None, self.post_message, register)
-
-    def on_retrain_progress(self, event: RetrainProgress) -> None:
-        if self.retrain_state is None:
-            self.retrain_state = RetrainState()
-        self.retrain_state.update(event.stage, event.done, event.total, event.text)
-        detail = f" {event.text[:40]}" if event.text else ""
-        self.retraining = f"retrain: {event.stage} {event.done}/{event.total}{detail}"
-        self.refresh_status()
-
-    def on_retrain_finished(self, event: RetrainFinished) -> None:
-        self.retraining = ""
-        self.retrain_state = None
-        self._retrain_proc = None
-        self.notify(
-            event.summary,
-            severity="error" if event.failed else "information",
-            title="uno retrain",
-            timeout=10,
-        )
-        self.refresh_status()
 
 
 def run_tui(app: App) -> None:
