@@ -255,4 +255,11 @@ def test_validate_revision_says_no_critic_is_trained_when_even_the_users_rules_d
     unchanged = validate_revision(heldout(3), [SIGN] * 3, [SIGN] * 3, 0.6, 3)
     assert not unchanged.ship and unchanged.win_rates == {0: 0.5}
     assert unchanged.reason.startswith("no Critic trained: even under your own rules")
-    assert "won only 0.50 of 3 held-out logs" in unchanged.reason
+    assert "won only 0.50 of 3 held-out logs" in unchanged.reason and "not revised" not in unchanged.reason
+    problems = [
+        "the revision echoes its prompt: ## User Question",
+        None,
+        "the revision echoes its prompt: 1.",
+    ]
+    refused = validate_revision(heldout(3), [SIGN] * 3, [SIGN] * 3, 0.6, 3, problems)
+    assert "; not revised: the revision echoes its prompt (2); so the Reflective path" in refused.reason

@@ -14,6 +14,7 @@ loops, nothing ships (docs/thresholds.md has the margin's calibration).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from statistics import fmean
 
@@ -113,23 +114,37 @@ def _judged_once(
     return ship, why, rate, trials
 
 
+def refusals(problems: list[str | None]) -> str:
+    """Pure: why revisions were refused, by kind with counts ("the revision echoes its prompt (2)");
+    "" when none was. A problem's details (after ":" or " (") are left out."""
+    kinds = Counter(p.split(":")[0].split(" (")[0] for p in problems if p)
+    return ", ".join(f"{kind} ({n})" for kind, n in kinds.most_common())
+
+
 def validate_revision(
-    heldout: list[LogData], base_answers: list[str], revised: list[str], threshold: float, min_heldout: int
+    heldout: list[LogData],
+    base_answers: list[str],
+    revised: list[str],
+    threshold: float,
+    min_heldout: int,
+    problems: list[str | None] | None = None,
 ) -> Validation:
     """Pure: whether the base model can revise its own answers for this cluster at all, before a Critic
     is trained. `revised`: the base answers to the held-out logs revised under each log's own rules, the
     suggestions a Critic trained on these logs aims to give (a refused revision leaves the answer: a
-    tie). When even these do not win as an Expert must, no Critic can make the Reflective path ship,
-    so none is trained and the cluster stays on the base model."""
+    tie; `problems` says why each was refused, None where it was not). When even these do not win as an
+    Expert must, no Critic can make the Reflective path ship, so none is trained and the cluster stays
+    on the base model."""
     ship, why, rate, trials = _judged_once(heldout, base_answers, revised, threshold, min_heldout)
-    reason = (
-        f"the base model's revisions under your own rules {why}"
-        if ship
-        else (
-            f"no Critic trained: even under your own rules, the base model's revisions of its answers {why}, "
-            "so the Reflective path could not help and they stay on the base model"
+    if ship:
+        reason = f"the base model's revisions under your own rules {why}"
+    else:
+        refused = refusals(problems or [])
+        reason = (
+            f"no Critic trained: even under your own rules, the base model's revisions of its answers {why}"
+            + (f"; not revised: {refused}" if refused else "")
+            + "; so the Reflective path could not help and they stay on the base model"
         )
-    )
     return Validation(ship, None, {0: rate}, len(heldout), reason, {0: trials})
 
 

@@ -138,9 +138,8 @@ def can_revise(ctx: Context, state: RetrainState, plan: ClusterPlan) -> Validati
         [list(log.guide) for log in heldout],
         lambda prompts, _adapter: ctx.answer(prompts, None),
     )
-    return validate_revision(
-        heldout, base, [answer for answer, _ in revised], ctx.cfg.win_rate, ctx.cfg.min_heldout
-    )
+    answers, problems = [answer for answer, _ in revised], [problem for _, problem in revised]
+    return validate_revision(heldout, base, answers, ctx.cfg.win_rate, ctx.cfg.min_heldout, problems)
 
 
 def _train(
