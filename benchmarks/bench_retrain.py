@@ -24,6 +24,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -85,6 +86,38 @@ def incremental_logs(scenario_name: str, new: int) -> tuple[list[dict], list[dic
     return records[:-new], records[-new:]
 
 
+def run_watched(command: list[str], env: dict) -> tuple[int, str, str, str | None]:
+    """Run `command` (a retrain with `--progress-jsonl`), following its stages on stderr and its memory
+    high-water mark (VmHWM in /proc, Linux) twice a second: (exit code, stdout, the other stderr lines,
+    the stage during which the high-water mark last rose, None where /proc has none)."""
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.PIPE, text=True)
+        stage, other = {"now": "start"}, []
+
+        def follow() -> None:
+            for line in proc.stderr:
+                try:
+                    stage["now"] = json.loads(line)["stage"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    other.append(line)
+
+        reader = threading.Thread(target=follow, daemon=True)
+        reader.start()
+        high, peak_stage = 0, None
+        while proc.poll() is None:
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                hwm = int(status.split("VmHWM:")[1].split()[0])
+            except (OSError, IndexError, ValueError):
+                hwm = 0
+            if hwm > high:
+                high, peak_stage = hwm, stage["now"]
+            time.sleep(0.5)
+        reader.join()
+        out.seek(0)
+        return proc.returncode, out.read(), "".join(other), peak_stage
+
+
 def retrain(home: str, records: list[dict], settings: list[str]) -> dict:
     """Import `records` into `home`, then time `uno retrain --json` in a child process."""
     env = {**os.environ, "UNO_HOME": home, "HF_HUB_OFFLINE": "1"}
@@ -97,16 +130,17 @@ def retrain(home: str, records: list[dict], settings: list[str]) -> dict:
     )
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "uno_local", "retrain", "--json"], env=env, capture_output=True, text=True
+    code, out, err, peak_stage = run_watched(
+        [sys.executable, "-m", "uno_local", "retrain", "--json", "--progress-jsonl"], env
     )
     wall = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    report = json.loads(proc.stdout) if proc.returncode == 0 else {"error": proc.stderr.strip()[-300:]}
+    report = json.loads(out) if code == 0 else {"error": err.strip()[-300:]}
     return {
         "logs": len(records),
         "wall_s": round(wall, 1),
         "peak_rss_gib": round(max(peak_kib, before) / 2**20, 2),  # the max over every child so far
+        "peak_stage": peak_stage,  # the stage during which the child's memory high-water mark last rose
         "stage_seconds": report.get("stage_seconds"),
         "clusters": [
             {k: c.get(k) for k in ("label", "size", "route", "win_rate", "gap", "reused")}
@@ -127,7 +161,8 @@ def train_settings(precision: str | None, lora_layers: int | None) -> list[str]:
 def describe(result: dict, target_s: float) -> str:
     return (
         f"{result['wall_s']:.0f} s ({result['wall_s'] / target_s:.2f} of its {target_s:.0f} s target), peak RSS "
-        f"{result['peak_rss_gib']:.2f} GiB ({result['peak_rss_gib'] / TARGET_GIB:.2f} of 3 GiB); trained tokens "
+        f"{result['peak_rss_gib']:.2f} GiB ({result['peak_rss_gib'] / TARGET_GIB:.2f} of 3 GiB, peak in "
+        f"{result['peak_stage']}); trained tokens "
         f"{result['trained_tokens']}; stages {result['stage_seconds']}; clusters "
         f"{[(c['size'], c['route'], c['win_rate'], 'reused' if c['reused'] else 'trained') for c in result['clusters']]}"
         + (f"; ERROR {result['error']}" if result["error"] else "")
