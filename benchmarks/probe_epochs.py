@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from statistics import fmean
 
+PARAPHRASE = "Ask this question again in different words. Reply with the new question only."
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -26,6 +28,11 @@ def main() -> None:
     parser.add_argument("topic")
     parser.add_argument("--max-tokens", type=int, default=160)
     parser.add_argument("--train", action="store_true", help="also answer the topic's training questions")
+    parser.add_argument(
+        "--paraphrase",
+        action="store_true",
+        help="also answer the base model's paraphrases of the training questions (fresh questions near them)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -51,10 +58,24 @@ def main() -> None:
         marks = "".join("x" if p else "." for p in passed)
         return f"{sum(passed)}/{len(passed)} {marks} repetition {fmean(map(repetition_share, texts)):.2f}"
 
+    paraphrases = []
+    if args.paraphrase:
+        asks = [
+            GenerationRequest(
+                [{"role": "user", "content": f"{PARAPHRASE}\n\n{q}"}], GenerationSettings.greedy(48)
+            )
+            for q in topic.train
+        ]
+        paraphrases = [r.text.strip().split("\n")[0].strip('"') for r in runtime.generate_many(asks)]
+        for q, p in zip(topic.train, paraphrases, strict=True):
+            print(f"paraphrase: {q!r} -> {p!r}", flush=True)
+
     def row(name: str, adapter: str | None) -> None:
         cells = [f"test {line(topic.test, adapter)}"]
         if args.train:
             cells.append(f"train {line(topic.train, adapter)}")
+        if paraphrases:
+            cells.append(f"paraphrased {line(paraphrases, adapter)}")
         print(name, " | ".join(cells), flush=True)
 
     row("base", None)
