@@ -447,11 +447,15 @@ class LlamaRuntime:
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode(), add_bos=False, special=True)
 
-    def close(self) -> None:
+    def release_batch(self) -> None:
         with self._lock:
             if self._batcher is not None:
                 self._batcher.close()
                 self._batcher = None
+
+    def close(self) -> None:
+        self.release_batch()
+        with self._lock:
             for handle in self._adapters.values():
                 with suppress(Exception):
                     self._llama_cpp.llama_adapter_lora_free(handle)

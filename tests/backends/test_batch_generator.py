@@ -235,3 +235,15 @@ def test_requests_are_grouped_by_adapter(runtime, random_adapter):
     single, _ = complete(runtime, requests[1].messages, requests[1].settings, adapter=random_adapter)
     alone = runtime.generate_many([requests[1]])[0]
     assert alone.text == single
+
+
+def test_a_released_batch_context_is_made_again_with_the_same_answers(runtime):
+    """`release_batch` frees the batch context (the retrain's training needs the memory); the next
+    `generate_many` makes a new one and answers as before."""
+    requests = [GenerationRequest(ask(q), greedy(12)) for q in QUESTIONS[:3]]
+    before = [r.text for r in runtime.generate_many(requests)]
+    assert runtime._batcher is not None
+    runtime.release_batch()
+    assert runtime._batcher is None
+    runtime.release_batch()  # nothing to free: fine
+    assert [r.text for r in runtime.generate_many(requests)] == before

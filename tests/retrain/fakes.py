@@ -131,6 +131,9 @@ class FakeRuntime:
     def set_threads(self, n) -> None:
         pass
 
+    def release_batch(self) -> None:
+        self.calls["release_batch"] += 1
+
     def close(self) -> None:
         pass
 

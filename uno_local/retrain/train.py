@@ -82,6 +82,7 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
         raise NothingToLearnError(
             "Nothing new to learn: every topic was already trained and judged on all of your feedback."
         )
+    ctx.app.runtime.release_batch()  # about 190 MB that training needs more (docs/benchmarks.md)
     for n, plan in enumerate(todo, 1):
         if len(plan.heldout_ids) < ctx.cfg.min_heldout:  # nothing could ever ship: do not train
             plan.row.route = "base"
