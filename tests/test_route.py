@@ -139,11 +139,11 @@ R1, R2 = "Bend your knees slowly.", "Warm up first, then bend your knees slowly.
     "replies, max_rounds, answer, kinds",
     [
         (["draft", "Nothing to add."], 3, "draft", ["draft", "critique", "skip"]),  # no numbered item
-        (["draft", "1. x", "  "], 1, "draft", ["draft", "critique", "skip"]),  # empty revision kept out
+        (["draft", "1. x", "  "], 1, "draft", ["draft", "critique", "refused", "skip"]),  # empty: kept out
         (["draft"], 0, "draft", ["draft"]),
         (["d", "1. a", R1, "1. b", R2], 2, R2, ["draft", "critique", "revise", "critique", "revise"]),
         (["d", "1. a", R1, "fine"], 5, R1, ["draft", "critique", "revise", "critique", "skip"]),
-        (["d", "1. a", "ok"], 1, "d", ["draft", "critique", "skip"]),  # too short to be an answer
+        (["d", "1. a", "ok"], 1, "d", ["draft", "critique", "refused", "skip"]),  # too short for an answer
     ],
 )
 def test_reflect_stops_and_caps(replies, max_rounds, answer, kinds):
@@ -172,8 +172,8 @@ def test_reflect_falls_back_to_the_draft_on_a_scaffolding_echo(revision):
     gen = Script(draft, "1. Write the answer in lowercase.", revision)
     answer, trace = reflect(QUERY, gen, "critic-2", max_rounds=1)
     assert answer == draft
-    assert [s.kind for s in trace] == ["draft", "critique", "skip"]
-    assert "echoes its prompt" in trace[-1].text
+    assert [s.kind for s in trace] == ["draft", "critique", "refused", "skip"]
+    assert trace[-2].text == revision and "echoes its prompt" in trace[-1].text  # never the answer
 
 
 def test_reflect_many_answers_each_step_in_one_batch_and_takes_known_drafts():
@@ -211,9 +211,9 @@ def test_reflect_many_answers_each_step_in_one_batch_and_takes_known_drafts():
     assert reflect(QUERY, gen, "critic-2") == results[0]  # reflect is reflect_many of one query
 
 
-def test_revise_many_revises_in_one_batch_and_keeps_an_answer_it_cannot_revise():
-    """One batch for every answer with suggestions; an answer without any, or whose revision echoes the
-    prompt's scaffolding, comes back as it was, with why."""
+def test_revise_many_revises_in_one_batch_and_says_which_revisions_not_to_keep():
+    """One batch for every answer with suggestions; an answer without any comes back as it was, and a
+    revision that echoes the prompt's scaffolding comes back with why it must not be kept."""
     calls = []
 
     def generate_many(batch, adapter):
@@ -230,4 +230,4 @@ def test_revise_many_revises_in_one_batch_and_keeps_an_answer_it_cannot_revise()
     assert calls == [(2, None)]
     assert out[0] == ("Warm up first, then bend your knees slowly.", None)
     assert out[1] == ("Run often.", "there was no suggestion to follow")
-    assert out[2][0] == "Rest helps." and "echoes its prompt" in out[2][1]
+    assert out[2][0] == "## User Question\n\nWhy rest?" and "echoes its prompt" in out[2][1]  # not kept

@@ -8,7 +8,7 @@ whose file fails its checksum or structure check is skipped with a warning; the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,9 +16,44 @@ import numpy as np
 from uno_local.chat import RoutePlan
 from uno_local.cluster import Router
 from uno_local.errors import AdapterError
-from uno_local.route import cluster_state, decide_route, query_text, reflect
-from uno_local.runtime import ChatStats, GenerationSettings, StreamEvent, complete
+from uno_local.route import cluster_state, decide_route, query_text, reflect, reflect_many
+from uno_local.runtime import (
+    ChatStats,
+    GenerationRequest,
+    GenerationResult,
+    GenerationSettings,
+    StreamEvent,
+    complete,
+)
 from uno_local.store.learning import ClusterRow, load_clusters, serving_key
+
+
+@dataclass
+class Answered:
+    """One routed answer of `UnoResponder.answer_many`; `error` says why it failed (then `text` is "")."""
+
+    plan: RoutePlan
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0  # every step of a Reflective answer counted (draft, critique, revisions)
+    error: str | None = None
+
+
+class StepFailed(Exception):
+    """A step of a batched Reflective answer failed: its Critic's group fails, the other answers stand."""
+
+
+class Spent(str):
+    """A generated text that keeps what it cost, so that a Reflective answer's steps can be summed."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @classmethod
+    def of(cls, result: GenerationResult) -> Spent:
+        text = cls(result.text)
+        text.prompt_tokens, text.completion_tokens = result.prompt_tokens, len(result.tokens)
+        return text
 
 
 @dataclass
@@ -93,6 +128,78 @@ class UnoResponder:
         if plan.route == "reflective":
             return plan, self._reflective(messages, settings, plan.adapter)
         return plan, runtime.stream(messages, settings)
+
+    def answer_many(
+        self,
+        contexts: list[list[dict]],
+        settings: GenerationSettings,
+        *,
+        n_parallel: int = 8,
+        on_answer: Callable[[int, Answered], None] | None = None,
+        plans: list[RoutePlan] | None = None,
+    ) -> list[Answered]:
+        """Every context's routed answer (`uno ask --batch`, `uno eval`), batched: the Expert and base
+        answers in one `generate_many` (grouped by adapter), then the Reflective ones, each step of all
+        those sharing a Critic in one batch (`route.reflect_many`). `on_answer(i, answered)` as each
+        is done. A failed request fails its own answer only (for the Reflective path: its Critic's group).
+        `plans`: the contexts' routes when the caller has made them already."""
+        runtime = self.app.runtime
+        plans = plans or [self.plan(messages) for messages in contexts]
+        answered: list[Answered] = [Answered(plan, "") for plan in plans]
+
+        def finish(i: int, answer: Answered) -> None:
+            answered[i] = answer
+            if on_answer is not None:
+                on_answer(i, answer)
+
+        direct = [i for i, plan in enumerate(plans) if plan.route != "reflective"]
+        runtime.generate_many(
+            [
+                GenerationRequest(
+                    contexts[i], settings, adapter=plans[i].adapter if plans[i].route == "expert" else None
+                )
+                for i in direct
+            ],
+            on_result=lambda r: finish(
+                direct[r.index],
+                Answered(plans[direct[r.index]], r.text, r.prompt_tokens, len(r.tokens), r.error),
+            ),
+            n_parallel=n_parallel,
+        )
+        by_critic: dict[str | None, list[int]] = {}
+        for i, plan in enumerate(plans):
+            if plan.route == "reflective":
+                by_critic.setdefault(plan.adapter, []).append(i)
+        for critic, group in by_critic.items():
+
+            def generate_many(prompts: list[list[dict]], adapter: str | None) -> list[str]:
+                requests = [GenerationRequest(m, settings, adapter=adapter) for m in prompts]
+                results = runtime.generate_many(requests, n_parallel=n_parallel)
+                for result in results:
+                    if result.error:
+                        raise StepFailed(result.error)
+                return [Spent.of(result) for result in results]
+
+            try:
+                reflected = reflect_many(
+                    [contexts[i] for i in group], generate_many, critic, self.app.config.uno.critic_max_rounds
+                )
+            except StepFailed as exc:
+                for i in group:
+                    finish(i, Answered(plans[i], "", error=str(exc)))
+                continue
+            for i, (answer, trace) in zip(group, reflected, strict=True):
+                spent = [step.text for step in trace if isinstance(step.text, Spent)]
+                finish(
+                    i,
+                    Answered(
+                        plans[i],
+                        str(answer),
+                        sum(s.prompt_tokens for s in spent),
+                        sum(s.completion_tokens for s in spent),
+                    ),
+                )
+        return answered
 
     def _reflective(self, messages, settings, critic: str) -> Iterator[StreamEvent]:
         """Draft (base), critique (Critic adapter), revise (base); the final text is streamed at once."""

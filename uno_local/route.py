@@ -137,7 +137,7 @@ def query_text(messages: Messages) -> str:
 
 @dataclass(frozen=True)
 class ReflectStep:
-    kind: Literal["draft", "critique", "revise", "skip"]
+    kind: Literal["draft", "critique", "revise", "refused", "skip"]  # refused: a revision not kept
     text: str
     adapter: str | None = None
 
@@ -167,15 +167,16 @@ def revise_many(
     queries: list[Messages], answers: list[str], suggestions: list[list[str]], generate_many: GenerateMany
 ) -> list[tuple[str, str | None]]:
     """The base model's revision of each answer under its suggestions, all in one `generate_many` call:
-    (the revised answer, None), or (the answer as it was, why) when `quality.revision_problem` refuses
-    the revision (scaffolding, empty, implausible) or there is no suggestion to follow."""
+    (the revision, None), or (the revision, why) when `quality.revision_problem` refuses it (scaffolding,
+    empty, implausible: the caller keeps the answer it had), or (the answer, why) when there was no
+    suggestion to follow and nothing was generated."""
     texts = [query_text(messages) for messages in queries]
     todo = [i for i, items in enumerate(suggestions) if items]
     prompts = [system_of(queries[i]) + revise_messages(texts[i], answers[i], suggestions[i]) for i in todo]
     out: list[tuple[str, str | None]] = [(answer, "there was no suggestion to follow") for answer in answers]
     for i, revised in zip(todo, generate_many(prompts, None) if todo else [], strict=True):
         problem = revision_problem(revised, texts[i], answers[i], suggestions[i])
-        out[i] = (answers[i], problem) if problem is not None else (revised, None)
+        out[i] = (revised, problem)
     return out
 
 
@@ -218,6 +219,7 @@ def reflect_many(
         active = []
         for (i, _), (revised, problem) in zip(suggested, revisions, strict=True):
             if problem is not None:  # scaffolding, an empty or implausible revision: never shown
+                traces[i].append(ReflectStep("refused", revised))
                 traces[i].append(
                     ReflectStep("skip", f"{problem[0].upper()}{problem[1:]}; the previous answer stands.")
                 )

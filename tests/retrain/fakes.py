@@ -102,8 +102,15 @@ class FakeRuntime:
         self.batches.append([])
         results = []
         for index, r in enumerate(requests):
-            events = self.stream(r.messages, r.settings, adapter=r.adapter, json_schema=r.json_schema)
-            result = GenerationResult(index, text="".join(e.delta for e in events), adapter=r.adapter)
+            events = list(self.stream(r.messages, r.settings, adapter=r.adapter, json_schema=r.json_schema))
+            stats = events[-1].stats
+            result = GenerationResult(
+                index,
+                text="".join(e.delta for e in events),
+                tokens=list(range(stats.completion_tokens)),
+                prompt_tokens=stats.prompt_tokens,
+                adapter=r.adapter,
+            )
             self.batches[-1].append(self.last_kind)
             results.append(result)
             if on_result is not None:

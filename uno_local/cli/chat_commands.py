@@ -89,11 +89,11 @@ def ask(
 
 
 def answer_batch(app: App, items: list[tuple[object, list[dict]]], settings, on_answer) -> list[dict]:
-    """Log and route every item, then answer them together: base and Expert answers in one batched
-    call (`generate_many`, grouped by adapter), Reflective ones one at a time. Each answer is stored
-    as it finishes; a failed one is stored incomplete and its line carries the error."""
-    from uno_local.chat import RoutePlan, history_for_model, start_planned_answer
-    from uno_local.runtime import GenerationRequest
+    """Log and route every item, then answer them together (`UnoResponder.answer_many`: base and Expert
+    answers in one batched call, grouped by adapter; each step of the Reflective ones in a batch of its
+    own). Each answer is stored as it finishes; a failed one is stored incomplete and its line carries
+    the error."""
+    from uno_local.chat import history_for_model, start_planned_answer
 
     store, responder = app.store, app.chat.responder
     turns = []
@@ -103,7 +103,7 @@ def answer_batch(app: App, items: list[tuple[object, list[dict]]], settings, on_
             store.add_message(conversation, message["role"], message["content"], source="context")
         store.add_message(conversation, "user", messages[-1]["content"], source="ask")
         context = history_for_model(store, conversation)
-        plan = responder.plan(context) if hasattr(responder, "plan") else RoutePlan()
+        plan = responder.plan(context)
         answer_id = start_planned_answer(store, conversation, app.runtime.model_name, settings, plan, "ask")
         turns.append((item_id, answer_id, plan, context))
     rows: list[dict] = [{}] * len(turns)
@@ -122,26 +122,13 @@ def answer_batch(app: App, items: list[tuple[object, list[dict]]], settings, on_
         }
         on_answer()
 
-    direct = [i for i, turn in enumerate(turns) if turn[2].route != "reflective"]
-    requests = [
-        GenerationRequest(
-            turns[i][3], settings, adapter=turns[i][2].adapter if turns[i][2].route == "expert" else None
-        )
-        for i in direct
-    ]
-    app.runtime.generate_many(
-        requests,
-        on_result=lambda r: done(direct[r.index], r.text, r.prompt_tokens, len(r.tokens), r.error),
+    responder.answer_many(
+        [context for *_, context in turns],
+        settings,
+        plans=[plan for _, _, plan, _ in turns],
         n_parallel=app.config.model.n_parallel,
+        on_answer=lambda i, a: done(i, a.text, a.prompt_tokens, a.completion_tokens, a.error),
     )
-    for i, (_, _, plan, context) in enumerate(turns):
-        if plan.route == "reflective":
-            _, events = responder.respond(context, settings)
-            parts, stats = [], None
-            for event in events:
-                parts.append(event.delta)
-                stats = event.stats or stats
-            done(i, "".join(parts), stats and stats.prompt_tokens, stats and stats.completion_tokens)
     for row in rows:
         if "error" in row:
             click.echo(f"Warning: {row['id']}: {row['error']}", err=True)

@@ -5,9 +5,9 @@ greedily; the simulated user answers the train queries' base answers with feedba
 through the normal import path; `rag` retrieves the k nearest past logs by query embedding and puts
 their feedback and corrections into the prompt; `uno retrain` runs the whole loop once, and
 `uno-single` and `uno` answer with their routing modes. Each method's answers (and the simulated
-user's logs) go to the runtime as one batch (`generate_many`); only Reflective answers, three
-dependent steps each, run one at a time. Pure helpers (quick subsampling, the RAG prompt) are kept
-apart from the run.
+user's logs) go to the runtime as one batch (`generate_many`); `uno-single` and `uno` through
+`UnoResponder.answer_many`, which batches each step of the Reflective answers too. Pure helpers (quick
+subsampling, the RAG prompt) are kept apart from the run.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from uno_local.eval.metrics import MethodRun, Usage, build_report
 from uno_local.eval.scenario import Scenario
 from uno_local.eval.simuser import feedback_summary, simulate_logs
 from uno_local.logs import import_records, parse_record
+from uno_local.responder import Answered
 from uno_local.runtime import GenerationRequest, GenerationResult, GenerationSettings
 
 METHODS = ("base", "rag", "uno-single", "uno")
@@ -46,6 +47,12 @@ def _answered(result: GenerationResult) -> GenerationResult:
     if not result.ok:
         raise ModelError(result.error or "An answer failed.")
     return result
+
+
+def _answered_text(answer: Answered) -> str:
+    if answer.error:
+        raise ModelError(answer.error)
+    return answer.text
 
 
 def quick_scenario(scenario: Scenario, train: int = 8, test: int = 3, controls: int = 3) -> Scenario:
@@ -204,31 +211,19 @@ def run_eval(
                     responder.mode = mode
 
                     def routed(contexts, tick, responder=responder):
-                        # Expert and base answers in one batch (grouped by adapter); Reflective ones after.
-                        plans = [responder.plan(m) for m in contexts]
-                        direct = [i for i, plan in enumerate(plans) if plan.route != "reflective"]
-                        adapters = [plans[i].adapter if plans[i].route == "expert" else None for i in direct]
-                        results = generate([contexts[i] for i in direct], tick, adapters=adapters)
-                        out: list = [None] * len(contexts)
-                        for i, r in zip(direct, results, strict=True):
-                            out[i] = (r.text, Usage(r.prompt_tokens, len(r.tokens)))
-                        for i, plan in enumerate(plans):
-                            if plan.route == "reflective":
-                                _, events = responder.respond(contexts[i], settings)
-                                parts, stats = [], None
-                                for event in events:
-                                    parts.append(event.delta)
-                                    stats = event.stats or stats
-                                used = Usage(stats.prompt_tokens, stats.completion_tokens)
-                                out[i] = ("".join(parts), used)
-                                tick()
+                        answered = responder.answer_many(
+                            contexts,
+                            settings,
+                            n_parallel=app.config.model.n_parallel,
+                            on_answer=lambda _i, _a: tick(),
+                        )
                         return [
                             (
-                                text,
-                                used,
-                                {"route": plan.route, "cluster": plan.cluster, "adapter": plan.adapter},
+                                _answered_text(a),
+                                Usage(a.prompt_tokens, a.completion_tokens),
+                                {"route": a.plan.route, "cluster": a.plan.cluster, "adapter": a.plan.adapter},
                             )
-                            for (text, used), plan in zip(out, plans, strict=True)
+                            for a in answered
                         ]
 
                     run = answer_all(mode, single, routed)

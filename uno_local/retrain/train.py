@@ -140,7 +140,8 @@ def can_revise(ctx: Context, state: RetrainState, plan: ClusterPlan) -> Validati
         [list(log.guide) for log in heldout],
         lambda prompts, _adapter: ctx.answer(prompts, None),
     )
-    answers, problems = [answer for answer, _ in revised], [problem for _, problem in revised]
+    answers = [draft if problem else text for (text, problem), draft in zip(revised, base, strict=True)]
+    problems = [problem for _, problem in revised]
     return validate_revision(heldout, base, answers, ctx.cfg.win_rate, ctx.cfg.min_heldout, problems)
 
 
