@@ -363,6 +363,32 @@ def test_answer_many_batches_each_reflective_step_and_answers_as_one_at_a_time(a
     assert answered[0].text.startswith("1. ")  # the garden Critic's suggestion was followed
 
 
+def test_a_failed_reflective_step_fails_its_critics_answers_only(app, fakes, monkeypatch):
+    from uno_local.responder import UnoResponder
+    from uno_local.runtime import GenerationResult
+
+    app.config.uno.gap_threshold = 0.0
+    add_cooking(app)
+    add_garden(app)
+    retrain(app, fakes)
+    monkeypatch.setattr(UnoResponder, "_check", lambda self, rec: app.registry.verify_file(rec))
+    real = fakes.runtime.generate_many
+
+    def critics_fail(requests, **kw):
+        if any(r.adapter for r in requests):
+            return [GenerationResult(i, error="the Critic's adapter is gone") for i in range(len(requests))]
+        return real(requests, **kw)
+
+    monkeypatch.setattr(fakes.runtime, "generate_many", critics_fail)
+    contexts = [[{"role": "user", "content": q}] for q in ("How do I prune roses?", "What is jazz?")]
+    answered = UnoResponder(app).answer_many(contexts, app.settings(greedy=True))
+    assert [(a.plan.route, a.error) for a in answered] == [
+        ("reflective", "the Critic's adapter is gone"),
+        ("base", None),
+    ]
+    assert answered[1].text and not answered[0].text
+
+
 def test_generation_is_batched_across_logs_and_cached_logs_generate_nothing(app, fakes):
     add_cooking(app)
     add_garden(app)
