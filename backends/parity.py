@@ -2,13 +2,18 @@
 
 For each chat-templated prompt we take the next-token logits at the last prompt position, with and without
 the adapter, in both runtimes, on the same token ids. The adapter-induced change (with minus without) must
-agree across runtimes: its Pearson correlation, pooled over prompts and vocab, is the number that catches a
-wrong export (a missing q/k permutation still loads and can still pass a behaviour smoke test).
+agree across runtimes to within float32 rounding.
+
+llama.cpp runs a float32 copy of the base (`float32_base`: the same weights, dequantized once by llama.cpp
+itself), not the quantized file it serves: on a quantized file llama.cpp also quantizes the activations it
+multiplies the weights with, and that rounding (0.33 logits rms on the embedded Q4_1 model) is larger than
+what a wrong export changes. Measured on 36 trained Expert checkpoints (docs/eval.md): on the Q4_1 file
+right exports scored 0.60-2.00x the runtimes' difference and exports without the q/k permutation
+0.82-3.66x; on the float32 copy right ones 0.77-1.38x and wrong ones 13.7-84x.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import warnings
 from dataclasses import dataclass
@@ -18,7 +23,11 @@ import numpy as np
 
 from uno_local.errors import AdapterError
 
-NUDGE = 0.01  # the adapter scale's step either way for llama.cpp's jitter (`compare_logits`)
+FLOAT32_BASE = "llama-f32.gguf"  # the float32 copy's name in the derived HF folder
+# The allowed export error, in rms logits: this many times the runtimes' own difference on the base,
+# plus this share of the adapter's effect (float32 rounding grows with what the adapter changes).
+FLOOR_TIMES = 3.0
+EFFECT_SHARE = 0.01
 
 
 @dataclass
@@ -29,52 +38,47 @@ class ParityReport:
     n_prompts: int
     err_rms: float = 0.0  # rms of delta_llama - delta_torch: what the export gets wrong
     floor_rms: float = 0.0  # rms of base_llama - base_torch: the runtimes' own difference, no adapter
+    effect_rms: float = 0.0  # rms of delta_torch: how much the adapter changes the logits
     top1_exact: float = 0.0  # share of prompts whose with-adapter argmax token is exactly the same
-    jitter_rms: float = 0.0  # llama.cpp's own noise where the adapter acts (`compare_logits`)
-
-    def passes(self, min_top1: float = 0.9, max_floor_ratio: float = 2.0, max_err: float = 0.05) -> bool:
-        """The bar an adapter must clear before it is deployed: the same next tokens, and an adapter
-        effect that differs between llama.cpp and torch by no more than twice what the runtimes
-        themselves differ: the base model's difference, or llama.cpp's jitter with the adapter on,
-        whichever is larger (llama.cpp's quantized paths quantize activations, so any change to them
-        draws new rounding; Gemma 3 270M's Q4_K_M draws more of it than its base difference shows).
-
-        Measured on a trained habit adapter: correct export 1.27x the floor (delta correlation 0.991),
-        the same adapter without the q/k permutation 2.92x (0.981). A fixed correlation bar of 0.99 sat
-        on the noise floor: it refused correct strong adapters and passed weak wrong ones. An adapter
-        whose whole effect is under `max_err` logits passes too (too small to matter)."""
-        if self.top1_agreement < min_top1:
-            return False
-        return self.max_abs_err < max_err or self.noise_ratio <= max_floor_ratio
 
     @property
-    def noise_ratio(self) -> float:
-        """The export error as a multiple of the runtimes' own difference (what `passes` bounds)."""
-        return self.err_rms / max(self.floor_rms, self.jitter_rms, 1e-6)
+    def allowed_err(self) -> float:
+        """The export error float32 rounding explains: `FLOOR_TIMES` x the base's difference plus
+        `EFFECT_SHARE` of the adapter's effect."""
+        return FLOOR_TIMES * self.floor_rms + EFFECT_SHARE * self.effect_rms
+
+    @property
+    def error_ratio(self) -> float:
+        """The export error as a multiple of what rounding explains (`passes` wants at most 1)."""
+        return self.err_rms / max(self.allowed_err, 1e-9)
+
+    def passes(self, min_top1: float = 0.9, max_err: float = 0.05) -> bool:
+        """The bar an adapter must clear before it is deployed: the same next tokens, and an adapter effect
+        that differs between llama.cpp and torch by no more than rounding explains (`allowed_err`).
+
+        Measured on the float32 copy (36 checkpoints of pet-care's three Experts, docs/eval.md): right
+        exports 0.09-0.32 of the allowed error, the same checkpoints exported without the q/k permutation
+        3.0-8.5 of it. An adapter whose whole effect is under `max_err` logits passes too (too small to
+        matter)."""
+        if self.top1_agreement < min_top1:
+            return False
+        return self.max_abs_err < max_err or self.err_rms <= self.allowed_err
 
 
 def compare_logits(
-    base_llama: np.ndarray,
-    adapted_llama: np.ndarray,
-    base_torch: np.ndarray,
-    adapted_torch: np.ndarray,
-    nudged_llama: tuple[np.ndarray, np.ndarray] | None = None,
+    base_llama: np.ndarray, adapted_llama: np.ndarray, base_torch: np.ndarray, adapted_torch: np.ndarray
 ) -> ParityReport:
     """Pure core: each argument is (n_prompts, vocab) next-token logits.
 
-    `nudged_llama` are llama.cpp's logits with the adapter scaled by 1 - d and 1 + d (d small): their
-    mean differs from `adapted_llama` only by rounding, as the adapter's own change cancels to first
-    order, so its rms is llama.cpp's jitter where the adapter acts (`jitter_rms`).
-
     Top-1 agreement forgives near-ties: where each runtime's choice is within twice the base's own
-    llama.cpp-vs-torch rms of the other's best logit, either token is a fair greedy pick (measured on
-    a strong habit adapter: "Making" 24.62 vs "To" 24.57 in llama.cpp, 24.37 vs 24.49 in torch)."""
+    llama.cpp-vs-torch rms of the other's best logit, either token is a fair greedy pick."""
     delta_llama = (adapted_llama - base_llama).astype(np.float64)
     delta_torch = (adapted_torch - base_torch).astype(np.float64)
     corr = float(np.corrcoef(delta_llama.ravel(), delta_torch.ravel())[0, 1])
     err = float(np.abs(delta_llama - delta_torch).max())
     err_rms = float(np.sqrt(np.mean((delta_llama - delta_torch) ** 2)))
     floor = float(np.sqrt(np.mean((base_llama.astype(np.float64) - base_torch) ** 2)))
+    effect = float(np.sqrt(np.mean(delta_torch**2)))
     pick_l, pick_t = adapted_llama.argmax(axis=1), adapted_torch.argmax(axis=1)
     rows = np.arange(len(pick_l))
     tie = 2.0 * floor
@@ -83,11 +87,33 @@ def compare_logits(
     )
     exact = pick_l == pick_t
     top1 = float(np.mean(exact | near_tie))
-    jitter = 0.0
-    if nudged_llama is not None:
-        mean = (nudged_llama[0].astype(np.float64) + nudged_llama[1]) / 2.0
-        jitter = float(np.sqrt(np.mean((adapted_llama - mean) ** 2)))
-    return ParityReport(corr, top1, err, base_llama.shape[0], err_rms, floor, float(np.mean(exact)), jitter)
+    return ParityReport(corr, top1, err, base_llama.shape[0], err_rms, floor, effect, float(np.mean(exact)))
+
+
+def float32_base(base_gguf: Path, folder: Path) -> Path:
+    """A float32 GGUF of `base_gguf`'s weights in `folder` (the base's derived HF folder, keyed by the
+    GGUF), written once by llama.cpp's own quantizer and renamed into place, so a crash leaves none."""
+    target = folder / FLOAT32_BASE
+    if target.is_file():
+        return target
+    from backends.llama_runtime import prepare_llama_cpp
+
+    llama_cpp = prepare_llama_cpp()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_ALL_F32
+    params.allow_requantize = True  # from a quantized file: llama.cpp dequantizes each tensor
+    tmp = folder / f".{FLOAT32_BASE}.tmp-{os.getpid()}"
+    try:
+        failed = llama_cpp.llama_model_quantize(str(base_gguf).encode(), str(tmp).encode(), params)
+        if failed:
+            raise AdapterError(
+                f"llama.cpp could not write a float32 copy of {base_gguf} for the parity check "
+                f"(is the disk full?); no adapter was deployed."
+            )
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
 
 
 def prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
@@ -119,9 +145,10 @@ class ParityChecker:
     """Both runtimes with the base model loaded once, and their adapter-free logits computed once; each
     `check` then costs only that adapter's own load and forwards (a retrain deploys a dozen adapters).
 
-    `prompts` are user messages, chat-templated by the base's tokenizer; `ids` are token ids used as
-    they are instead (a tiny test model has no chat template). `n_threads` is for llama.cpp (default: up
-    to 4 cores). Close it (or use it as a context manager) to free llama.cpp's model.
+    llama.cpp runs the float32 copy of `base_gguf` (`float32_base`, kept in `hf_base_dir`). `prompts` are
+    user messages, chat-templated by the base's tokenizer; `ids` are token ids used as they are instead
+    (a tiny test model has no chat template). `n_threads` is for llama.cpp (default: up to 4 cores).
+    Close it (or use it as a context manager) to free llama.cpp's model.
     """
 
     def __init__(
@@ -147,7 +174,7 @@ class ParityChecker:
         self._torch = AutoModelForCausalLM.from_pretrained(hf_base_dir, dtype=torch.float32).eval()
         threads = n_threads or max(1, min(4, os.cpu_count() or 1))
         self._llm = Llama(
-            model_path=str(base_gguf),
+            model_path=str(float32_base(base_gguf, hf_base_dir)),
             n_ctx=max(map(len, self.ids)) + 8,
             n_threads=threads,
             n_threads_batch=threads,
@@ -170,10 +197,8 @@ class ParityChecker:
 
     def llama_adapted(self, gguf_adapter: Path) -> np.ndarray:
         """Logits from llama.cpp with the GGUF adapter selected on the loaded base, then freed."""
-        return self._llama_scaled(gguf_adapter, (1.0,))[0]
+        import ctypes
 
-    def _llama_scaled(self, gguf_adapter: Path, scales: tuple[float, ...]) -> list[np.ndarray]:
-        """llama.cpp's logits with the GGUF adapter at each scale, loaded once and then freed."""
         import llama_cpp
 
         adapter = llama_cpp.llama_adapter_lora_init(self._llm.model, str(gguf_adapter).encode())
@@ -183,11 +208,8 @@ class ParityChecker:
             )
         try:
             adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
-            out = []
-            for scale in scales:
-                llama_cpp.llama_set_adapters_lora(self._llm.ctx, adapters, 1, (ctypes.c_float * 1)(scale))
-                out.append(self._llama_logits())
-            return out
+            llama_cpp.llama_set_adapters_lora(self._llm.ctx, adapters, 1, (ctypes.c_float * 1)(1.0))
+            return self._llama_logits()
         finally:
             llama_cpp.llama_set_adapters_lora(self._llm.ctx, None, 0, None)  # detach before freeing
             llama_cpp.llama_adapter_lora_free(adapter)
@@ -204,11 +226,9 @@ class ParityChecker:
         return np.stack(rows)
 
     def check(self, peft_dir: Path, gguf_adapter: Path) -> ParityReport:
-        """Compare the adapter's effect in llama.cpp (GGUF) and in torch (PEFT); llama.cpp also runs it
-        nudged by NUDGE either way, for its own jitter."""
-        adapted_l, lower, upper = self._llama_scaled(gguf_adapter, (1.0, 1.0 - NUDGE, 1.0 + NUDGE))
+        """Compare the adapter's effect in llama.cpp (GGUF) and in torch (PEFT)."""
         adapted_t = self.torch_adapted(peft_dir)
-        return compare_logits(self.base_llama, adapted_l, self.base_torch, adapted_t, (lower, upper))
+        return compare_logits(self.base_llama, self.llama_adapted(gguf_adapter), self.base_torch, adapted_t)
 
     def close(self) -> None:
         self._llm.close()

@@ -2,12 +2,11 @@
 
 For each module and scale: a random rank-4 PEFT LoRA (A and B ~ N(0, scale)) on that projection of every
 layer, exported with our exporter and compared by `ParityChecker` on the deploy gate's prompts. Prints
-the adapter's effect in torch, the export error, the base difference, llama.cpp's jitter, the least-
-squares ratio of llama.cpp's effect to torch's and the gate's verdict. `--run-on` compares in llama.cpp
-with another GGUF of the same weights (e.g. a float32 one from llama.cpp's `convert_hf_to_gguf.py
---outtype f32` on the derived HF folder), which separates the export from the quantized arithmetic.
-Usage: python benchmarks/probe_parity.py --model GGUF [--run-on GGUF] [--modules q_proj,v_proj]
-[--scales 0.001,0.02,0.1] [--cache DIR]
+the adapter's effect in torch, the export error, the base difference (llama.cpp runs the base's float32
+copy, `backends.parity.float32_base`), the least-squares ratio of llama.cpp's effect to torch's and the
+gate's verdict.
+Usage: python benchmarks/probe_parity.py --model GGUF [--modules q_proj,v_proj] [--scales 0.001,0.02,0.1]
+[--cache DIR]
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ from uno_local.retrain.deploy import PARITY_PROMPTS  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="The GGUF the adapters are trained for.")
-    parser.add_argument("--run-on", type=Path, help="Another GGUF of the same weights for llama.cpp to run.")
     parser.add_argument("--modules", default="q_proj,k_proj,v_proj,down_proj")
     parser.add_argument("--scales", default="0.001,0.02,0.1")
     parser.add_argument(
@@ -47,7 +45,7 @@ def main() -> None:
     quiet_transformers()
     with tempfile.TemporaryDirectory() as tmp:
         hf = ensure_hf_base(args.model, args.cache or Path(tmp) / "cache")
-        with ParityChecker(args.run_on or args.model, hf, PARITY_PROMPTS) as checker:
+        with ParityChecker(args.model, hf, PARITY_PROMPTS) as checker:
             for module in args.modules.split(","):
                 for scale in (float(s) for s in args.scales.split(",")):
                     base = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32)
@@ -67,8 +65,8 @@ def main() -> None:
                     print(
                         f"{module} s={scale}: torch effect {np.sqrt(np.mean(delta_t**2)):.3f}, "
                         f"error {report.err_rms:.3f}, base difference {report.floor_rms:.3f}, "
-                        f"jitter {report.jitter_rms:.3f}, llama.cpp/torch {ratio:.3f}, "
-                        f"{report.noise_ratio:.2f}x -> {'passes' if report.passes() else 'refused'}",
+                        f"llama.cpp/torch {ratio:.3f}, {report.error_ratio:.2f}x the allowed error -> "
+                        f"{'passes' if report.passes() else 'refused'}",
                         flush=True,
                     )
 

@@ -201,20 +201,35 @@ def parity(trained_habit, hf_base, model_path, tmp_path_factory):
 def test_exported_adapter_matches_peft_in_llama_cpp(parity):
     good, _, _ = parity
     assert good.n_prompts == len(HELD_OUT)
-    assert good.delta_corr > 0.99, good
+    assert good.delta_corr > 0.9999, good  # measured 0.999999 on the float32 copy
     assert good.top1_agreement >= 0.9, good
     assert good.passes()
 
 
 def test_export_without_the_permutation_is_caught(parity):
     good, wrong, _ = parity
-    # Measured: 0.998 vs 0.993, max error 1.24 vs 2.47.
-    assert wrong.delta_corr < good.delta_corr - 0.003, (good, wrong)
-    assert wrong.max_abs_err > 1.5 * good.max_abs_err, (good, wrong)
+    assert wrong.delta_corr < good.delta_corr, (good, wrong)
+    assert wrong.max_abs_err > 10 * good.max_abs_err, (good, wrong)
     assert good.passes() and not wrong.passes(), (good, wrong)  # the deploy gate refuses the wrong export
-    # Measured: llama.cpp's jitter 0.17 against the base's difference 0.15 on this Q4_1 model; the wrong
-    # export's error is 4.0x it, so the jitter does not hide a wrong export here.
-    assert wrong.err_rms > 2.0 * max(wrong.floor_rms, wrong.jitter_rms), wrong
+    # On the float32 copy the runtimes differ by rounding only: the right export stays within what
+    # rounding explains with room to spare, the wrong one is several times over it.
+    # Measured: error 0.05x what rounding explains (0.0047 logits rms, correlation 0.999999) against
+    # 5.7x (0.57, 0.995); largest error 0.02 against 2.09 logits.
+    assert good.error_ratio < 0.5 < 2 < wrong.error_ratio, (good, wrong)
+
+
+def test_the_gate_runs_llama_cpp_on_a_float32_copy_of_the_base(parity, hf_base, model_path):
+    """The copy holds the quantized file's weights, dequantized by llama.cpp: the runtimes' difference on
+    the base is float32 rounding (measured 0.007 logits rms), not Q4_1's 0.33."""
+    from gguf import GGUFReader
+
+    from backends.parity import FLOAT32_BASE
+
+    good, _, _ = parity
+    copy = hf_base / FLOAT32_BASE
+    assert {t.tensor_type.name for t in GGUFReader(copy).tensors} == {"F32"}
+    assert len(GGUFReader(copy).tensors) == len(GGUFReader(model_path).tensors)
+    assert good.floor_rms < 0.05, good
 
 
 def test_a_shared_checker_leaves_both_base_models_as_they_were(parity):
@@ -225,48 +240,25 @@ def test_a_shared_checker_leaves_both_base_models_as_they_were(parity):
 
 
 @pytest.mark.parametrize(
-    ("top1", "err", "err_rms", "floor", "jitter", "expected"),
+    ("top1", "err", "err_rms", "floor", "effect", "expected"),
     [
-        (
-            1.0,
-            1.64,
-            0.41,
-            0.33,
-            0.0,
-            True,
-        ),  # measured: a trained habit adapter, correct export (1.27x the floor)
-        (1.0, 3.90, 0.95, 0.33, 0.0, False),  # measured: the same adapter without the q/k permutation (2.92x)
-        (1.0, 2.60, 0.69, 0.15, 0.17, False),  # measured: this file's wrong export, jitter included (4.0x)
-        # measured: Gemma 3 270M Q4_K_M's trained habit Expert, epoch 3 (test_gemma.py): llama.cpp's own
-        # jitter is 6x the base's difference, and the export error 3.1x the base's but 0.51x the jitter
-        (1.0, 3.20, 1.025, 0.327, 1.994, True),
-        (1.0, 0.001, 0.0005, 0.0001, 0.0, True),  # a near-no-op adapter: too small to matter
-        (0.5, 0.10, 0.01, 0.30, 0.0, False),  # different next tokens never pass
+        # measured on the float32 copy, pet-care's dogs Expert at epoch 9 (docs/eval.md): right export,
+        # then the same checkpoint without the q/k permutation
+        (1.0, 0.05, 0.0066, 0.0070, 4.861, True),
+        (1.0, 1.20, 0.2345, 0.0070, 4.861, False),
+        # the weakest wrong export measured there (cats, epoch 1): 3.0x the allowed error
+        (1.0, 0.60, 0.0952, 0.0070, 0.833, False),
+        # a strong adapter: float32 rounding grows with the effect (Gemma 3 down_proj, s = 0.1, session 20)
+        (1.0, 0.40, 0.064, 0.007, 13.8, True),
+        (1.0, 0.001, 0.0005, 0.0001, 0.001, True),  # a near-no-op adapter: too small to matter
+        (0.5, 0.10, 0.01, 0.30, 1.0, False),  # different next tokens never pass
     ],
 )
-def test_parity_bar(top1, err, err_rms, floor, jitter, expected):
+def test_parity_bar(top1, err, err_rms, floor, effect, expected):
     from backends.parity import ParityReport
 
-    assert ParityReport(0.99, top1, err, 6, err_rms, floor, jitter_rms=jitter).passes() is expected
-
-
-def test_jitter_is_llama_cpps_own_noise_not_the_adapters_effect():
-    """The nudged runs' mean cancels the adapter's change (linear in its scale), leaving the rounding
-    each llama.cpp run drew: a strong adapter does not raise the jitter, noisier runs do."""
-    from backends.parity import NUDGE, compare_logits
-
-    rng = np.random.default_rng(0)
-    base, effect = rng.normal(size=(6, 50)), 5.0 * rng.normal(size=(6, 50))
-
-    def run(scale: float, noise: float) -> np.ndarray:
-        return base + scale * effect + noise * rng.normal(size=base.shape)
-
-    for noise in (0.0, 0.3):
-        nudged = (run(1 - NUDGE, noise), run(1 + NUDGE, noise))
-        report = compare_logits(base, run(1.0, noise), base, base + effect, nudged)
-        assert report.jitter_rms == pytest.approx(noise * np.sqrt(1.5), abs=0.05), report
-    quiet = compare_logits(base, base + effect, base, base + effect)
-    assert quiet.jitter_rms == 0.0  # not measured: the gate falls back to the base's difference
+    report = ParityReport(0.99, top1, err, 6, err_rms, floor, effect_rms=effect)
+    assert report.passes() is expected, report
 
 
 def test_top1_agreement_forgives_near_ties_only():

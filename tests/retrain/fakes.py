@@ -221,7 +221,7 @@ class FakeTrainer:
 @dataclass
 class ParityResult:
     passes_: bool = True
-    noise_ratio: float = 0.1
+    error_ratio: float = 0.1
     top1_agreement: float = 1.0
 
     def passes(self) -> bool:

@@ -15,8 +15,6 @@ from uno_local.store import now_iso
 from uno_local.store.learning import replace_clusters
 
 # Fixed, varied prompts for the deploy-time logits parity check (the issue's "fixed prompts").
-# Measured on a trained habit adapter: these gave delta correlation 0.991; the adapter's own four
-# training queries gave 0.984 (Q4_1's activation quantization in llama.cpp sets the noise floor).
 PARITY_PROMPTS = [
     "How do I make a fruit salad?",
     "How do I cook mushrooms?",
@@ -55,7 +53,7 @@ class ParityGate:
             if not result.passes():
                 raise AdapterError(
                     f"The exported adapter does not match the trained one (export error "
-                    f"{result.noise_ratio:.2f}x the runtimes' own difference, "
+                    f"{result.error_ratio:.2f}x what rounding explains, "
                     f"top-1 agreement {result.top1_agreement:.2f}); it was not deployed."
                 )
 
