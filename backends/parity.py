@@ -108,7 +108,7 @@ def float32_base(base_gguf: Path, folder: Path) -> Path:
         if failed:
             raise AdapterError(
                 f"llama.cpp could not write a float32 copy of {base_gguf} for the parity check "
-                f"(is the disk full?); no adapter was deployed."
+                f"(the disk may be full, or the model file unreadable); no adapter was deployed."
             )
         os.replace(tmp, target)
     finally:

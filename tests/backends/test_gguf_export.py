@@ -232,6 +232,16 @@ def test_the_gate_runs_llama_cpp_on_a_float32_copy_of_the_base(parity, hf_base, 
     assert good.floor_rms < 0.05, good
 
 
+def test_a_base_llama_cpp_cannot_copy_is_one_sentence_and_leaves_nothing(tmp_path):
+    from backends.parity import float32_base
+
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"GGUF" + b"\0" * 8)
+    with pytest.raises(AdapterError, match="could not write a float32 copy .* no adapter was deployed"):
+        float32_base(junk, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.gguf"]
+
+
 def test_a_shared_checker_leaves_both_base_models_as_they_were(parity):
     """Each check unloads its adapters: the same adapter checked again, after another one, gives the
     very same report (a LoRA left on the torch base or llama.cpp context would change it)."""
