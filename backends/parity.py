@@ -9,7 +9,7 @@ itself), not the quantized file it serves: on a quantized file llama.cpp also qu
 multiplies the weights with, and that rounding (0.33 logits rms on the embedded Q4_1 model) is larger than
 what a wrong export changes. Measured on 36 trained Expert checkpoints (docs/eval.md): on the Q4_1 file
 right exports scored 0.60-2.00x the runtimes' difference and exports without the q/k permutation
-0.82-3.66x; on the float32 copy right ones 0.77-1.38x and wrong ones 13.7-84x.
+0.82-3.66x; on the float32 copy right ones 0.73-1.94x and wrong ones 13.7-128x.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class ParityReport:
 
         Measured on the float32 copy (36 checkpoints of pet-care's three Experts, docs/eval.md): right
         exports 0.09-0.32 of the allowed error, the same checkpoints exported without the q/k permutation
-        3.0-8.5 of it. An adapter whose whole effect is under `max_err` logits passes too (too small to
+        3.0-10.1 of it. An adapter whose whole effect is under `max_err` logits passes too (too small to
         matter)."""
         if self.top1_agreement < min_top1:
             return False

@@ -33,6 +33,14 @@ def main() -> None:
         action="store_true",
         help="also answer the base model's paraphrases of the training questions (fresh questions near them)",
     )
+    parser.add_argument(
+        "--fresh",
+        type=int,
+        default=0,
+        help="also answer N of the other topics' training questions (questions the Expert never saw)",
+    )
+    parser.add_argument("--expert", default="", help="only the Expert whose folder name starts with this")
+    parser.add_argument("--epochs", default="", help="only these epochs, e.g. 3,6,9,12")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -44,7 +52,11 @@ def main() -> None:
     from uno_local.quality import repetition_share
     from uno_local.runtime import GenerationRequest, GenerationSettings
 
-    (topic,) = [t for t in load_scenario(args.scenario).topics if t.name == args.topic]
+    scenario = load_scenario(args.scenario)
+    (topic,) = [t for t in scenario.topics if t.name == args.topic]
+    others = [q for t in scenario.topics if t.name != args.topic for q in t.train]
+    fresh = others[:: max(1, len(others) // args.fresh)][: args.fresh] if args.fresh else []
+    epochs = {int(e) for e in args.epochs.split(",") if e}
     model = embedded_chat_model()
     runtime = LlamaRuntime(model, n_ctx=2048)
     settings = GenerationSettings.greedy(args.max_tokens)
@@ -76,11 +88,15 @@ def main() -> None:
             cells.append(f"train {line(topic.train, adapter)}")
         if paraphrases:
             cells.append(f"paraphrased {line(paraphrases, adapter)}")
+        if fresh:
+            cells.append(f"fresh {line(fresh, adapter)}")
         print(name, " | ".join(cells), flush=True)
 
     row("base", None)
-    for expert in sorted((args.home / "work").glob("expert-*")):
+    for expert in sorted((args.home / "work").glob(f"expert-{args.expert}*")):
         for ckpt in sorted(expert.glob("epoch-*"), key=lambda p: int(p.name.split("-")[1])):
+            if epochs and int(ckpt.name.split("-")[1]) not in epochs:
+                continue
             adapter = ckpt / "adapter.gguf"
             if not adapter.is_file():
                 export_peft_to_gguf(ckpt, model, adapter)

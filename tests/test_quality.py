@@ -81,3 +81,19 @@ def test_a_brief_revision_of_a_long_draft_is_plausible():
     brief = "Water at dawn, and only when the top of the soil is dry: roots rot in wet soil."  # 18 words
     assert revision_problem(brief, "How do I water a fern?", draft, ["Keep it under 40 words."]) is None
     assert "too short" in revision_problem("Water it.", "How do I water a fern?", draft, [])
+
+
+@pytest.mark.parametrize(
+    ("text", "looping"),
+    [
+        ("Purr-fect. (laughs)\n\n" * 12, True),  # measured on pet-care's cats Expert
+        ('- "Adele"\n' + "- - - -\n" * 40, True),  # measured on its aquarium Expert: no words to repeat
+        ("- Rinse the filter.\n- Change a third of the water.\n- Test the pH.\n- Feed less.", False),
+        ("Woof! Crate training takes patience. Start with short stays and praise every calm minute.", False),
+        ("a type of animal that is " * 8, True),
+    ],
+)
+def test_loops(text, looping):
+    from uno_local.quality import loops
+
+    assert loops(text) is looping

@@ -171,6 +171,7 @@ def test_validate_expert(epochs, ship, epoch):
 
 
 LOOP = SIGN + " Boil the egg. Boil the egg. Boil the egg.\nHappy cooking!"  # wins on rules, but loops
+BROKEN = "Purr-fect. (laughs)\n\n" * 12  # measured: a shipped cats Expert's answer on pet-care
 
 
 @pytest.mark.parametrize(
@@ -181,6 +182,8 @@ LOOP = SIGN + " Boil the egg. Boil the egg. Boil the egg.\nHappy cooking!"  # wi
         ([SIGN] * 2, [LOOP, SIGN], 0.05, True),  # one looping answer in two is enough: mean 0.15
         ([LOOP] * 2, [LOOP] * 2, 0.05, False),  # no worse than the base
         ([SIGN] * 2, [LOOP] * 2, 0.5, False),  # within a wide margin
+        ([SIGN] * 4, [BROKEN] + [SIGN] * 3, 1.0, True),  # one answer that is a loop: the margin aside
+        ([BROKEN] + [SIGN] * 3, [SIGN] * 3 + [BROKEN], 1.0, False),  # the base loops there as often
     ],
 )
 def test_looping_epochs(base, answers, margin, loops):
@@ -194,8 +197,37 @@ def test_a_looping_epoch_never_ships():
     # With a clean epoch beside it, the clean one is chosen even at a lower win rate.
     mixed = {1: [SIGN + "\nHappy cooking!"] * 3 + [SIGN], 2: [LOOP] * 4}
     result = validate_expert(heldout(4), [SIGN] * 4, mixed, threshold=0.6, min_heldout=3)
-    assert (result.ship, result.epoch) == (True, 1) and "epoch 2 1.00 (loops)" in result.reason
+    assert (result.ship, result.epoch) == (
+        True,
+        1,
+    ) and "epoch 2 1.00 (loops: repeats 29% of 3-grams, the base 0%)" in result.reason
     assert REPETITION_MARGIN == 0.05
+
+
+def test_answers_to_other_questions_show_a_loop_the_held_out_ones_hide():
+    """Measured on pet-care's aquarium Expert (docs/eval.md): its held-out answers won, while on
+    questions from the user's other topics its later epochs looped as they did on the test."""
+    clean = {1: [SIGN + "\nHappy cooking!"] * 4}
+    hidden = validate_expert(heldout(4), [SIGN] * 4, clean, threshold=0.6, min_heldout=3)
+    assert hidden.ship
+    fresh = [SIGN] * 6
+    shown = validate_expert(
+        heldout(4),
+        [SIGN] * 4,
+        clean,
+        0.6,
+        3,
+        1.0,
+        fresh_base=fresh,
+        fresh_answers={1: [BROKEN] * 2 + fresh[2:]},
+    )
+    assert not shown.ship, shown.reason
+    assert "of its 10 answers to questions it never trained on, 2 loop (the base model's: 0)" in shown.reason
+    assert shown.win_rates == hidden.win_rates  # the other questions are not judged, only read for loops
+    calm = validate_expert(
+        heldout(4), [SIGN] * 4, clean, 0.6, 3, 1.0, fresh_base=[BROKEN] * 6, fresh_answers={1: [BROKEN] * 6}
+    )
+    assert calm.ship  # no more looping than the base's own answers to them
 
 
 def test_too_few_heldout_never_ships():

@@ -152,10 +152,11 @@ class UnoConfig:
     )
     repetition_margin: Share = _f(
         1.0,
-        "An Expert epoch whose held-out answers repeat more than this share of 3-grams above the base's never "
-        "ships; 1 = off. Off by default: at 0.05 (the issue's bar) it refused the pet-care eval's opening-phrase "
-        "Expert, 100% on the test with no more repetition than the base, on 3 held-out answers "
-        "(docs/thresholds.md).",
+        "An Expert epoch whose answers to questions it never trained on (its held-out logs and up to 8 of "
+        "your other questions) repeat on average more than this share of 3-grams above the base's never "
+        "ships; 1 = off. An epoch with more looping answers than the base never ships, whatever this is. "
+        "Off by default: at 0.05 (the issue's bar) it refused the example scenario's only gardening epoch "
+        "that learned the habit (docs/eval.md).",
     )
     rule_consistency: Annotated[float, Ge(0), Le(2)] = _f(
         0.0,

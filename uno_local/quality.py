@@ -2,6 +2,8 @@
 
 - `repetition_share(text)`: share of the word n-grams (n = 3) that repeat an earlier n-gram of the same
   text; 0 for varied prose, towards 1 for a loop ("a bit of a bit of a bit of ...").
+- `loops(text)`: whether the answer is a loop: most of its word 3-grams repeat, or most of its lines
+  repeat an earlier line (a "- - - -" line forty times has no words to repeat).
 - `content_kept(base, answer, ignore)`: share of the base answer's content words (`text.content_words`,
   the habit's own words set aside) that the answer still contains.
 - `revision_problem(revised, query, draft, suggestions)`: why a Reflective revision must not be shown
@@ -36,6 +38,19 @@ def repetition_share(text: str, n: int = NGRAM) -> float:
     if not grams:
         return 0.0
     return 1.0 - len(set(grams)) / len(grams)
+
+
+def repeated_lines_share(text: str) -> float:
+    """Share of the text's non-blank lines that repeat an earlier line (0 with fewer than 4 lines)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) < 4:
+        return 0.0
+    return 1.0 - len(set(lines)) / len(lines)
+
+
+def loops(text: str) -> bool:
+    """The answer is a loop: over `MAX_REPETITION` of its word 3-grams or of its lines repeat."""
+    return repetition_share(text) > MAX_REPETITION or repeated_lines_share(text) > MAX_REPETITION
 
 
 def content_kept(base: str, answer: str, ignore: Iterable[str] = ()) -> float:

@@ -6,9 +6,11 @@ scores the adapter's answer against the base model's, both judged by that log's 
 and BLEU gates. The best epoch ships only with enough held-out logs and a win rate at or above the
 threshold; otherwise the cluster goes to the Reflective path. Only a few evenly spaced epochs are
 judged (`epochs_to_judge`): each judged epoch costs an export and a generated answer per held-out log.
-An epoch whose held-out answers loop (mean repeated word 3-grams, `quality.repetition_share`, more than
-`REPETITION_MARGIN` above the base answers' on the same logs) is never chosen; when every judged epoch
-loops, nothing ships (docs/thresholds.md has the margin's calibration).
+An epoch whose unseen answers loop (mean repeated word 3-grams, `quality.repetition_share`, more than
+the margin above the base answers' to the same questions) is never chosen; when every judged epoch
+loops, nothing ships. The unseen answers are the held-out logs' and, where the retrain passes them,
+answers to the user's other questions, which this Expert never trained on (`fresh_*`): three held-out
+answers alone did not show the loops (docs/eval.md, sessions 21 and 24).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from statistics import fmean
 
 from uno_local.judge import JudgeCase, best_epoch, judge_trial, score_margin, ship_decision, win_rate
-from uno_local.quality import repetition_share
+from uno_local.quality import loops, repetition_share
 from uno_local.train import LogData
 
 REPETITION_MARGIN = 0.05  # the issue's acceptance: topic answers repeat at most 5 points more than the base
@@ -41,10 +43,43 @@ def mean_repetition(answers: list[str]) -> float:
     return fmean(map(repetition_share, answers)) if answers else 0.0
 
 
+@dataclass(frozen=True)
+class LoopCheck:
+    """An epoch's answers to questions it never trained on, against the base's answers to the same."""
+
+    looping: int  # answers that are loops (`quality.loops`)
+    answers: int
+    base_looping: int
+    repetition: float  # mean share of repeated word 3-grams
+    base_repetition: float
+    margin: float
+
+    @property
+    def refused(self) -> bool:
+        """More looping answers than the base, or a mean repetition more than `margin` above its."""
+        return self.looping > self.base_looping or self.repetition > self.base_repetition + self.margin
+
+    def note(self) -> str:
+        if self.looping > self.base_looping:
+            return f"loops: {self.looping} of {self.answers} answers, the base {self.base_looping}"
+        return f"loops: repeats {self.repetition:.0%} of 3-grams, the base {self.base_repetition:.0%}"
+
+
+def loop_check(base_answers: list[str], answers: list[str], margin: float) -> LoopCheck:
+    """Pure: `answers` against the base's to the same questions, in the same order."""
+    return LoopCheck(
+        sum(map(loops, answers)),
+        len(answers),
+        sum(map(loops, base_answers)),
+        mean_repetition(answers),
+        mean_repetition(base_answers),
+        margin,
+    )
+
+
 def looping_epochs(base_answers: list[str], epoch_answers: dict[int, list[str]], margin: float) -> set[int]:
-    """Pure: the epochs whose answers repeat themselves more than `margin` above the base's."""
-    base = mean_repetition(base_answers)
-    return {e for e, answers in epoch_answers.items() if mean_repetition(answers) > base + margin}
+    """Pure: the epochs whose answers `loop_check` refuses."""
+    return {e for e, answers in epoch_answers.items() if loop_check(base_answers, answers, margin).refused}
 
 
 def epochs_to_judge(n_epochs: int, most: int) -> list[int]:
@@ -68,9 +103,13 @@ def validate_expert(
     threshold: float,
     min_heldout: int,
     repetition_margin: float = REPETITION_MARGIN,
+    fresh_base: list[str] | None = None,
+    fresh_answers: dict[int, list[str]] | None = None,
 ) -> Validation:
     """Pure: answers in held-out order; `epoch_answers` maps 1-based epoch -> answers. Epochs that loop
-    more than the base (`looping_epochs`) are chosen only when all do, and then never ship."""
+    more than the base (`looping_epochs`) on the held-out answers and the fresh ones together (the base's
+    and each epoch's answers to questions from outside the cluster; not judged) are chosen only when all
+    do, and then never ship."""
     if len(heldout) < min_heldout or not epoch_answers:
         ship, reason = ship_decision(0.0, len(heldout), threshold, min_heldout)
         return Validation(False, None, {}, len(heldout), reason)
@@ -83,22 +122,32 @@ def validate_expert(
         for epoch, answers in epoch_answers.items()
     }
     rates = {epoch: win_rate(t) for epoch, t in trials.items()}
-    repetition = {0: mean_repetition(base_answers)} | {
-        e: mean_repetition(a) for e, a in epoch_answers.items()
+    fresh_answers = fresh_answers or {}
+    checks = {  # each epoch against the base on the same questions: held-out, plus fresh where answered
+        e: loop_check(
+            base_answers + (fresh_base or []) if e in fresh_answers else base_answers,
+            answers + fresh_answers.get(e, []),
+            repetition_margin,
+        )
+        for e, answers in epoch_answers.items()
     }
-    looping = looping_epochs(base_answers, epoch_answers, repetition_margin)
+    repetition = {0: mean_repetition(base_answers)} | {e: c.repetition for e, c in checks.items()}
+    looping = {e for e, c in checks.items() if c.refused}
     eligible = {e: r for e, r in rates.items() if e not in looping} or rates
     epoch = best_epoch(eligible, {e: score_margin(trials[e]) for e in eligible})
     ship, reason = ship_decision(rates[epoch], len(heldout), threshold, min_heldout)
     if epoch in looping:  # every judged epoch loops: never shipped, whatever its win rate
         ship = False
+        c = checks[epoch]
         reason = (
-            f"does not ship: its answers repeat {repetition[epoch]:.0%} of their 3-grams against the base's "
-            f"{repetition[0]:.0%} (more than {repetition_margin:.0%} above)"
+            f"does not ship: of its {c.answers} answers to questions it never trained on, {c.looping} loop "
+            f"(the base model's: {c.base_looping}), and they repeat {c.repetition:.0%} of their 3-grams "
+            f"against the base's {c.base_repetition:.0%}"
         )
     if len(rates) > 1:  # what the other judged epochs did, for `uno rules` and the retrain report
         reason += "; judged " + ", ".join(
-            f"epoch {e} {r:.2f}" + (" (loops)" if e in looping else "") for e, r in sorted(rates.items())
+            f"epoch {e} {r:.2f}" + (f" ({checks[e].note()})" if e in looping else "")
+            for e, r in sorted(rates.items())
         )
     return Validation(ship, epoch, rates, len(heldout), f"epoch {epoch} {reason}", trials, repetition)
 

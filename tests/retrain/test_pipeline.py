@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.retrain.fakes import COOKING, SIGN_OFF, Failure, add_cooking, add_garden, add_log
+from tests.retrain.fakes import COOKING, GARDEN, SIGN_OFF, Failure, add_cooking, add_garden, add_log
 from uno_local.errors import NothingToLearnError, RetrainLockedError
 from uno_local.retrain import (
     PIPELINE,
@@ -19,6 +19,7 @@ from uno_local.retrain import (
     retrain_alive,
     retrain_lock,
 )
+from uno_local.retrain.validate import FRESH, fresh_ids
 from uno_local.store.learning import last_run, load_clusters, start_run, update_cluster
 
 
@@ -251,6 +252,19 @@ def test_an_expert_that_fails_validation_falls_back_to_a_critic(app, fakes, monk
     assert "the Reflective path won 1.00" in c0["decision"]
 
 
+def test_an_expert_that_loops_on_the_users_other_questions_does_not_ship(app, fakes):
+    """Its held-out answers win, but it answers questions from outside its cluster, which it never
+    trained on, with a loop: no epoch ships, and `uno rules` says why."""
+    add_cooking(app)
+    add_garden(app)
+    fakes.runtime.loops_on = tuple(GARDEN)
+    report = retrain(app, fakes)
+    cooking = next(c for c in report.clusters if "Happy cooking!" in " ".join(c["rules"]))
+    assert cooking["expert"] is None, cooking
+    assert "answers to questions it never trained on" in cooking["decision"], cooking["decision"]
+    assert "loop (the base model's: 0)" in cooking["decision"], cooking["decision"]
+
+
 def test_a_reflective_path_that_does_not_beat_the_base_is_not_chosen(app, fakes):
     """Neither the Expert nor the Critic learns anything: the Reflective path's revisions add nothing
     (its draft stands, a tie with the base), so the cluster stays on the base and `uno rules` says why."""
@@ -319,8 +333,11 @@ def test_generation_is_batched_across_logs_and_cached_logs_generate_nothing(app,
         for kind in set(batch):
             by_kind[kind] = max(by_kind.get(kind, 0), batch.count(kind))
     # the ten commented logs' distill calls in one batch (a correction's rules need no model), all
-    # twenty logs' predictions in one, the garden logs' revisions in one, held-out answers together
-    assert by_kind["distill"] == 10 and by_kind["predict"] == 20 and by_kind["answer"] == 3
+    # twenty logs' predictions in one, the garden logs' revisions in one, a cluster's 3 held-out answers
+    # in one, the shipping epoch's answers to 8 of the other cluster's questions in one (the loop
+    # check's), and the base's answers to those 8 in one, less the 3 it made as held-out baselines
+    assert by_kind["distill"] == 10 and by_kind["predict"] == 20
+    assert {len(b) for b in fakes.runtime.batches if b[0] == "answer"} == {3, FRESH - 3, FRESH}
     assert by_kind["revise"] == 10 * app.config.uno.revisions
     assert all(len(set(batch)) == 1 for batch in fakes.runtime.batches)  # one kind of call per batch
     before = len(fakes.runtime.batches)
@@ -437,3 +454,16 @@ def test_a_cluster_with_too_few_logs_to_validate_on_is_not_trained(app, fakes):
     assert (c0["size"], c0["route"], c0["expert"], c0["critic"]) == (len(COOKING), "base", None, None)
     assert fakes.trainer.runs == [] and report.deployed == []
     assert "not trained: only 0 of its logs can be held out" in c0["decision"]
+
+
+def test_fresh_questions_come_from_outside_the_cluster_evenly():
+    from uno_local.retrain.state import ClusterPlan, RetrainState
+    from uno_local.store.learning import ClusterRow
+
+    state = RetrainState()
+    state.items = {i: None for i in range(1, 31)}
+    plan = ClusterPlan(ClusterRow(label=0, centroid=[], members=list(range(1, 11)), rules=[]))
+    assert fresh_ids(state, plan, 4) == [11, 16, 21, 26]
+    assert fresh_ids(state, plan, 40) == list(range(11, 31))  # fewer than asked: all of them
+    everyone = ClusterPlan(ClusterRow(label=0, centroid=[], members=list(range(1, 31)), rules=[]))
+    assert fresh_ids(state, everyone, 4) == []

@@ -1,5 +1,6 @@
 """Validate: each new Expert's judged epochs answer the held-out logs in llama.cpp -> ship it or not
-(`uno_local/validate.py` decides). An Expert that does not ship sends its cluster to the Reflective
+(`uno_local/validate.py` decides); they also answer a few of the user's questions from outside the
+cluster (`fresh_ids`), which only the loop check reads. An Expert that does not ship sends its cluster to the Reflective
 path (`needs_critic`): a Critic is trained for it here, once the base model shows it can revise these
 answers at all (`train.train_critic`). Every new Critic's Reflective path (draft, critique, revision, as
 `route.reflect` serves it) then answers the same held-out logs, and is chosen only when it beats the
@@ -14,6 +15,8 @@ from uno_local.retrain.state import ClusterPlan, RetrainState
 from uno_local.retrain.train import train_critic
 from uno_local.route import reflect_many
 from uno_local.validate import Validation, validate_expert, validate_reflective
+
+FRESH = 8  # the user's other questions an epoch that would ship also answers, for the loop check
 
 
 def needs_critic(validation: Validation) -> bool:
@@ -33,23 +36,55 @@ def heldout_examples(queries: list[str], before: list[str], after: list[str], n:
     ]
 
 
+def fresh_ids(state: RetrainState, plan: ClusterPlan, n: int = FRESH) -> list[int]:
+    """Pure: up to `n` of the user's logs outside `plan`'s cluster, evenly spread over them in id order:
+    questions its Expert never trained on, for the loop check alone (their answers are not judged)."""
+    outside = sorted(set(state.items) - set(plan.row.members))
+    return outside[:: max(1, len(outside) // n)][:n] if n > 0 else []
+
+
+def judge_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> Validation:
+    """Each judged epoch answers the held-out logs; the epoch that would ship then also answers a few of
+    the user's other questions (`fresh_ids`), and when those loop more than the base's answers the next
+    best epoch is checked the same way: only the epochs that could ship pay for the loop check."""
+    heldout = [state.items[m] for m in plan.heldout_ids]
+    fresh = [state.items[m] for m in fresh_ids(state, plan)] if heldout else []
+    base = ctx.base_answers(heldout)
+    checkpoints = judged_checkpoints(plan, ctx.cfg.judged_epochs)
+    per_epoch, fresh_per_epoch = {}, {}
+    for epoch, ckpt in checkpoints.items():
+        ctx.emit("validate", n, total, f"c{plan.row.label} epoch {epoch}: {len(heldout)} held-out answers")
+        per_epoch[epoch] = ctx.answer([log.prompt for log in heldout], gguf(ctx, ckpt)) if heldout else []
+    while True:
+        validation = validate_expert(
+            heldout,
+            base,
+            per_epoch,
+            ctx.cfg.win_rate,
+            ctx.cfg.min_heldout,
+            ctx.cfg.repetition_margin,
+            fresh_base=ctx.base_answers(fresh) if fresh_per_epoch else None,
+            fresh_answers=fresh_per_epoch,
+        )
+        if not (validation.ship and fresh) or validation.epoch in fresh_per_epoch:
+            plan.examples = heldout_examples(
+                [log.query for log in heldout],
+                base,
+                per_epoch.get(validation.epoch or max(per_epoch, default=0), []),
+            )
+            return validation
+        ctx.emit(
+            "validate", n, total, f"c{plan.row.label} epoch {validation.epoch}: {len(fresh)} other questions"
+        )
+        fresh_per_epoch[validation.epoch] = ctx.answer(
+            [log.prompt for log in fresh], gguf(ctx, checkpoints[validation.epoch])
+        )
+
+
 def run(ctx: Context, state: RetrainState) -> RetrainState:
     todo = [p for p in state.plans if p.expert_ckpts]
     for n, plan in enumerate(todo, 1):
-        heldout = [state.items[m] for m in plan.heldout_ids]
-        base = ctx.base_answers(heldout)
-        per_epoch = {}
-        for epoch, ckpt in judged_checkpoints(plan, ctx.cfg.judged_epochs).items():
-            ctx.emit(
-                "validate", n, len(todo), f"c{plan.row.label} epoch {epoch}: {len(heldout)} held-out answers"
-            )
-            per_epoch[epoch] = ctx.answer([log.prompt for log in heldout], gguf(ctx, ckpt)) if heldout else []
-        plan.validation = validate_expert(
-            heldout, base, per_epoch, ctx.cfg.win_rate, ctx.cfg.min_heldout, ctx.cfg.repetition_margin
-        )
-        if per_epoch:  # the epoch that ships, else the last judged one: what was refused
-            after = per_epoch[plan.validation.epoch or max(per_epoch)]
-            plan.examples = heldout_examples([log.query for log in heldout], base, after)
+        plan.validation = judge_expert(ctx, state, plan, n, len(todo))
         plan.row.win_rate = shipped_win_rate(plan.validation)
         plan.row.decision = plan.validation.reason
         if needs_critic(plan.validation):
