@@ -182,8 +182,9 @@ BROKEN = "Purr-fect. (laughs)\n\n" * 12  # measured: a shipped cats Expert's ans
         ([SIGN] * 2, [LOOP, SIGN], 0.05, True),  # one looping answer in two is enough: mean 0.15
         ([LOOP] * 2, [LOOP] * 2, 0.05, False),  # no worse than the base
         ([SIGN] * 2, [LOOP] * 2, 0.5, False),  # within a wide margin
-        ([SIGN] * 4, [BROKEN] + [SIGN] * 3, 1.0, True),  # one answer that is a loop: the margin aside
-        ([BROKEN] + [SIGN] * 3, [SIGN] * 3 + [BROKEN], 1.0, False),  # the base loops there as often
+        ([SIGN] * 4, [BROKEN] * 2 + [SIGN] * 2, 1.0, True),  # two answers that are loops: the margin aside
+        ([SIGN] * 4, [BROKEN] + [SIGN] * 3, 1.0, False),  # one: the base model loops now and then too
+        ([BROKEN] + [SIGN] * 3, [SIGN] * 2 + [BROKEN] * 2, 1.0, False),  # one more than the base
     ],
 )
 def test_looping_epochs(base, answers, margin, loops):

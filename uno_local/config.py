@@ -155,8 +155,8 @@ class UnoConfig:
         "An Expert epoch whose answers to questions it never trained on (its held-out logs and up to 8 of "
         "your other questions) repeat on average more than this share of 3-grams above the base's never "
         "ships; 1 = off. An epoch with more looping answers than the base never ships, whatever this is. "
-        "Off by default: at 0.05 (the issue's bar) it refused the example scenario's only gardening epoch "
-        "that learned the habit (docs/eval.md).",
+        "Off by default: at 0.05 (the issue's bar) it refused the example scenario's gardening epochs 6-12 "
+        "and the epoch 3 it shipped had not learned the habit (docs/eval.md).",
     )
     rule_consistency: Annotated[float, Ge(0), Le(2)] = _f(
         0.0,

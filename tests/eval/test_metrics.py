@@ -184,12 +184,14 @@ def test_quality_against_the_base() -> None:
     assert qb == {
         "scaffolding_answers": 0,
         "topic_repetition": 0.0,
+        "topic_looping": 0,
         "topic_content_kept": 1.0,
         "control_repetition": 0.0,
         "control_content_kept": 1.0,
     }
     assert q["topic_content_kept"] == pytest.approx(4 / 6)  # two of six answers lost everything
     assert q["topic_repetition"] == pytest.approx(2 * (1 - 1 / 7) / 6)  # "bye" x 9: 7 trigrams, 1 distinct
+    assert q["topic_looping"] == 2  # the mean (0.29) hides two answers that are loops
     assert report["methods"]["uno"]["repetition_over_base"] == pytest.approx(q["topic_repetition"])
     assert q["control_content_kept"] == 1.0
 

@@ -10,7 +10,9 @@
   3-grams per answer, and `content_kept`, the mean share of the base answer's content words the answer
   still has once the habit is set aside (its phrases ignored; case, bullets and punctuation never
   count); `scaffolding_answers` counts answers that carry prompt scaffolding (`quality.scaffolding`: the
-  Critic's or revision prompt's headings and instructions). uno_local/quality.py defines all three.
+  Critic's or revision prompt's headings and instructions), and `topic_looping` the topic answers that
+  are loops (`quality.loops`: a mean hides one answer that repeats itself to the token limit).
+  uno_local/quality.py defines them.
 - routing (methods that route): on-topic `recall` (test queries sent to their topic's cluster, the
   cluster most of that topic's routed queries went to), `precision` (routed queries, controls included,
   that went to their topic's cluster) and `controls_kept` (controls left on the base model).
@@ -29,7 +31,7 @@ from typing import Any
 
 from uno_local.eval.checks import check
 from uno_local.eval.scenario import Check, Scenario
-from uno_local.quality import content_kept, repetition_share, scaffolding
+from uno_local.quality import content_kept, loops, repetition_share, scaffolding
 
 TRAINING_SLOTS = ("wall_s", "tokens", "gap_skipped_tokens", "stage_seconds")
 
@@ -123,6 +125,7 @@ def quality(
     return {
         "scaffolding_answers": sum(scaffolding(a) is not None for a in answers),
         "topic_repetition": fmean(reps) if reps else 0.0,
+        "topic_looping": sum(loops(a) for t in scenario.topics for a in test_answers[t.name]),
         "topic_content_kept": fmean(kept) if kept else 1.0,
         "control_repetition": fmean(map(repetition_share, control_answers)) if control_answers else 0.0,
         "control_content_kept": (

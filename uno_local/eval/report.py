@@ -121,7 +121,7 @@ def _share(value: float | None) -> str:
 
 def render_table(report: dict[str, Any]) -> Table:
     """One row per method: adherence overall and per topic, control drift, topic answer quality (repeated
-    3-grams, base content kept), tokens, training time."""
+    3-grams, looping answers, base content kept), tokens, training time."""
     topics = report["scenario"]["topics"]
     table = Table(title=f"uno eval: {report['scenario']['name']}", title_justify="left")
     table.add_column("method", style="bold")
@@ -130,6 +130,7 @@ def render_table(report: dict[str, Any]) -> Table:
         table.add_column(topic, justify="right")
     table.add_column("controls unchanged", justify="right")
     table.add_column("repeated 3-grams", justify="right")
+    table.add_column("loops", justify="right")
     table.add_column("content kept", justify="right")
     table.add_column("tokens/answer", justify="right")
     table.add_column("train s", justify="right")
@@ -142,6 +143,7 @@ def render_table(report: dict[str, Any]) -> Table:
             *(_share(entry["per_topic"].get(t)) for t in topics),
             _share(entry["control_unchanged"]),
             _share(quality.get("topic_repetition")),
+            str(quality.get("topic_looping", "—")),
             _share(quality.get("topic_content_kept")),
             f"{entry['tokens_per_answer']:.0f}",
             "—" if wall is None else f"{wall:.0f}",
