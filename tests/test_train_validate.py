@@ -9,7 +9,7 @@ from uno_local.train import LogData, critic_examples, expert_examples, split
 from uno_local.validate import (
     REPETITION_MARGIN,
     epochs_to_judge,
-    looping_epochs,
+    loop_check,
     validate_expert,
     validate_reflective,
     validate_revision,
@@ -187,8 +187,8 @@ BROKEN = "Purr-fect. (laughs)\n\n" * 12  # measured: a shipped cats Expert's ans
         ([BROKEN] + [SIGN] * 3, [SIGN] * 2 + [BROKEN] * 2, 1.0, False),  # one more than the base
     ],
 )
-def test_looping_epochs(base, answers, margin, loops):
-    assert looping_epochs(base, {1: answers}, margin) == ({1} if loops else set())
+def test_loop_check(base, answers, margin, loops):
+    assert loop_check(base, answers, margin).refused is loops
 
 
 def test_a_looping_epoch_never_ships():

@@ -86,11 +86,6 @@ def loop_check(base_answers: list[str], answers: list[str], margin: float) -> Lo
     )
 
 
-def looping_epochs(base_answers: list[str], epoch_answers: dict[int, list[str]], margin: float) -> set[int]:
-    """Pure: the epochs whose answers `loop_check` refuses."""
-    return {e for e, answers in epoch_answers.items() if loop_check(base_answers, answers, margin).refused}
-
-
 def epochs_to_judge(n_epochs: int, most: int) -> list[int]:
     """Pure: up to `most` evenly spaced 1-based epochs of `n_epochs`, always the last; `most` < 1: all.
 
@@ -116,7 +111,7 @@ def validate_expert(
     fresh_answers: dict[int, list[str]] | None = None,
 ) -> Validation:
     """Pure: answers in held-out order; `epoch_answers` maps 1-based epoch -> answers. Epochs that loop
-    more than the base (`looping_epochs`) on the held-out answers and the fresh ones together (the base's
+    more than the base (`loop_check`) on the held-out answers and the fresh ones together (the base's
     and each epoch's answers to questions from outside the cluster; not judged) are chosen only when all
     do, and then never ship."""
     if len(heldout) < min_heldout or not epoch_answers:

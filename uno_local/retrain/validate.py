@@ -1,7 +1,7 @@
 """Validate: each new Expert's judged epochs answer the held-out logs in llama.cpp -> ship it or not
-(`uno_local/validate.py` decides); they also answer a few of the user's questions from outside the
-cluster (`fresh_ids`), which only the loop check reads. An Expert that does not ship sends its cluster to the Reflective
-path (`needs_critic`): a Critic is trained for it here, once the base model shows it can revise these
+(`uno_local/validate.py` decides); the epoch that would ship also answers a few of the user's
+questions from outside the cluster (`fresh_ids`), which only the loop check reads. An Expert that does
+not ship sends its cluster to the Reflective path (`needs_critic`): a Critic is trained for it here, once the base model shows it can revise these
 answers at all (`train.train_critic`). Every new Critic's Reflective path (draft, critique, revision, as
 `route.reflect` serves it) then answers the same held-out logs, and is chosen only when it beats the
 base as an Expert must (`validate_reflective`); otherwise the cluster stays on the base model and
@@ -51,7 +51,7 @@ def judge_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, t
     fresh = [state.items[m] for m in fresh_ids(state, plan)] if heldout else []
     base = ctx.base_answers(heldout)
     checkpoints = judged_checkpoints(plan, ctx.cfg.judged_epochs)
-    per_epoch, fresh_per_epoch = {}, {}
+    per_epoch, fresh_per_epoch, fresh_base = {}, {}, None
     for epoch, ckpt in checkpoints.items():
         ctx.emit("validate", n, total, f"c{plan.row.label} epoch {epoch}: {len(heldout)} held-out answers")
         per_epoch[epoch] = ctx.answer([log.prompt for log in heldout], gguf(ctx, ckpt)) if heldout else []
@@ -63,7 +63,7 @@ def judge_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, t
             ctx.cfg.win_rate,
             ctx.cfg.min_heldout,
             ctx.cfg.repetition_margin,
-            fresh_base=ctx.base_answers(fresh) if fresh_per_epoch else None,
+            fresh_base=fresh_base,
             fresh_answers=fresh_per_epoch,
         )
         if not (validation.ship and fresh) or validation.epoch in fresh_per_epoch:
@@ -76,6 +76,7 @@ def judge_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, t
         ctx.emit(
             "validate", n, total, f"c{plan.row.label} epoch {validation.epoch}: {len(fresh)} other questions"
         )
+        fresh_base = fresh_base or ctx.base_answers(fresh)  # once, and only when an epoch needs it
         fresh_per_epoch[validation.epoch] = ctx.answer(
             [log.prompt for log in fresh], gguf(ctx, checkpoints[validation.epoch])
         )
