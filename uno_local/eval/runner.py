@@ -6,8 +6,9 @@ through the normal import path; `rag` retrieves the k nearest past logs by query
 their feedback and corrections into the prompt; `uno retrain` runs the whole loop once, and
 `uno-single` and `uno` answer with their routing modes. Each method's answers (and the simulated
 user's logs) go to the runtime as one batch (`generate_many`); `uno-single` and `uno` through
-`UnoResponder.answer_many`, which batches each step of the Reflective answers too. Pure helpers (quick
-subsampling, the RAG prompt) are kept apart from the run.
+`UnoResponder.answer_many`, which batches each step of the Reflective answers too; `uno` keeps
+`uno-single`'s answer wherever the two route a query along the same path (`answer_routed`). Pure
+helpers (quick subsampling, the RAG prompt) are kept apart from the run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from uno_local import paths
+from uno_local.chat import RoutePlan
 from uno_local.config import config_to_toml
 from uno_local.errors import ModelError
 from uno_local.eval.metrics import MethodRun, Usage, build_report
@@ -75,6 +77,42 @@ def rag_messages(query: str, memories: list[dict]) -> list[dict]:
         lines.append(note)
     system = "This user gave feedback on earlier answers. Follow their preferences.\n" + "\n".join(lines)
     return [{"role": "system", "content": system}, {"role": "user", "content": query}]
+
+
+def same_path(a: RoutePlan, b: RoutePlan) -> bool:
+    """Pure: two plans send a query through the same generation (a Reflective one differs from any other)."""
+    return a.route != "reflective" and (a.route, a.adapter) == (b.route, b.adapter)
+
+
+def answer_routed(
+    responder,
+    contexts: list[list[dict]],
+    settings: GenerationSettings,
+    n_parallel: int,
+    tick: Callable[[], None],
+    earlier: list[Answered] | None = None,
+) -> list[Answered]:
+    """Every context's routed answer; with `earlier` (another mode's answers to the same contexts), a
+    context this mode routes along the same path keeps that answer: the same greedy request, not made
+    twice. `uno` and `uno-single` differ only where a cluster takes the Reflective path."""
+    plans = [responder.plan(messages) for messages in contexts]
+    answered: list[Answered | None] = [None] * len(contexts)
+    if earlier is not None:
+        for i, (plan, before) in enumerate(zip(plans, earlier, strict=True)):
+            if same_path(plan, before.plan):
+                answered[i] = dataclasses.replace(before, plan=plan)
+                tick()
+    todo = [i for i, a in enumerate(answered) if a is None]
+    fresh = responder.answer_many(
+        [contexts[i] for i in todo],
+        settings,
+        n_parallel=n_parallel,
+        on_answer=lambda _i, _a: tick(),
+        plans=[plans[i] for i in todo],
+    )
+    for i, answer in zip(todo, fresh, strict=True):
+        answered[i] = answer
+    return answered
 
 
 def run_eval(
@@ -204,18 +242,17 @@ def run_eval(
                     "stage_seconds": report.stage_seconds,
                 }
                 validator = report.clusters
+                by_mode: dict[str, list[Answered]] = {}  # uno reuses uno-single's where they route alike
                 for mode in ("uno-single", "uno"):
                     if mode not in methods:
                         continue
                     responder = app.responder()
                     responder.mode = mode
 
-                    def routed(contexts, tick, responder=responder):
-                        answered = responder.answer_many(
-                            contexts,
-                            settings,
-                            n_parallel=app.config.model.n_parallel,
-                            on_answer=lambda _i, _a: tick(),
+                    def routed(contexts, tick, responder=responder, mode=mode):
+                        earlier = by_mode.get("uno-single")
+                        answered = by_mode[mode] = answer_routed(
+                            responder, contexts, settings, app.config.model.n_parallel, tick, earlier
                         )
                         return [
                             (
