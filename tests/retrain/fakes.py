@@ -66,6 +66,7 @@ class FakeRuntime:
         self.fail: str | None = None
         self.revises = True  # False: a revision gives back the answer it was asked to revise
         self.loops_on: tuple[str, ...] = ()  # questions an adapter answers with a loop
+        self.answered: list[tuple[str, str | None]] = []  # (question, adapter) of every plain answer
 
     def stream(self, messages, settings, *, adapter=None, json_schema=None):
         system = messages[0]["content"] if messages[0]["role"] == "system" else ""
@@ -90,6 +91,7 @@ class FakeRuntime:
             if not self.revises:
                 return answer
             return follow(answer, [re.sub(r"^\d+\.\s*", "", line) for line in block.splitlines()])
+        self.answered.append((content, adapter))
         learned = self.loaded.get(adapter, "") if adapter else ""
         if learned and any(q in content for q in self.loops_on):
             return "Happy cooking!\n\n" * 12
