@@ -1,4 +1,4 @@
-"""`uno eval`'s routed answers: `uno` makes only the answers `uno-single` has not already made."""
+"""`uno eval`'s routed answers: each method makes only the answers an earlier one has not made."""
 
 from __future__ import annotations
 
@@ -44,10 +44,12 @@ def test_uno_answers_only_where_it_routes_otherwise_than_uno_single():
     queries = ["a", "b", "c", "d"]
     contexts = [[{"role": "user", "content": q}] for q in queries]
     settings = GenerationSettings.greedy(16)
+    base_method = [Answered(RoutePlan("base"), f"base method: {q}", 5, 7) for q in queries]
     single = PlannedResponder({"a": EXPERT, "b": BASE, "c": SINGLE_FOR_REFLECTIVE, "d": BASE})
     ticks = []
-    first = answer_routed(single, contexts, settings, 8, lambda: ticks.append(1))
-    assert single.asked == queries and len(ticks) == 4
+    first = answer_routed(single, contexts, settings, 8, lambda: ticks.append(1), earlier=base_method)
+    assert single.asked == ["a"] and len(ticks) == 4  # the base model's answers were made already
+    assert [a.text for a in first] == ["expert: a", "base method: b", "base method: c", "base method: d"]
 
     uno = PlannedResponder(
         {"a": EXPERT, "b": BASE, "c": REFLECTIVE, "d": RoutePlan("expert", "expert-c2", "2", "")}
@@ -55,6 +57,6 @@ def test_uno_answers_only_where_it_routes_otherwise_than_uno_single():
     ticks.clear()
     second = answer_routed(uno, contexts, settings, 8, lambda: ticks.append(1), earlier=first)
     assert uno.asked == ["c", "d"] and len(ticks) == 4  # every answer ticks, reused or made
-    assert [a.text for a in second] == ["expert: a", "base: b", "reflective: c", "expert: d"]
+    assert [a.text for a in second] == ["expert: a", "base method: b", "reflective: c", "expert: d"]
     assert [a.plan for a in second] == [uno.plans[q] for q in queries]  # each keeps its own mode's route
     assert (second[0].prompt_tokens, second[0].completion_tokens) == (5, 7)

@@ -6,9 +6,10 @@ through the normal import path; `rag` retrieves the k nearest past logs by query
 their feedback and corrections into the prompt; `uno retrain` runs the whole loop once, and
 `uno-single` and `uno` answer with their routing modes. Each method's answers (and the simulated
 user's logs) go to the runtime as one batch (`generate_many`); `uno-single` and `uno` through
-`UnoResponder.answer_many`, which batches each step of the Reflective answers too; `uno` keeps
-`uno-single`'s answer wherever the two route a query along the same path (`answer_routed`). Pure
-helpers (quick subsampling, the RAG prompt) are kept apart from the run.
+`UnoResponder.answer_many`, which batches each step of the Reflective answers too. A query routed
+along a path already taken keeps that answer, the same greedy request (`answer_routed`): `uno-single`
+keeps the base method's where it routes to the base model, `uno` keeps `uno-single`'s (the two differ
+only on the Reflective path). Pure helpers (quick subsampling, the RAG prompt) are kept apart.
 """
 
 from __future__ import annotations
@@ -92,9 +93,9 @@ def answer_routed(
     tick: Callable[[], None],
     earlier: list[Answered] | None = None,
 ) -> list[Answered]:
-    """Every context's routed answer; with `earlier` (another mode's answers to the same contexts), a
+    """Every context's routed answer; with `earlier` (another method's answers to the same contexts), a
     context this mode routes along the same path keeps that answer: the same greedy request, not made
-    twice. `uno` and `uno-single` differ only where a cluster takes the Reflective path."""
+    twice."""
     plans = [responder.plan(messages) for messages in contexts]
     answered: list[Answered | None] = [None] * len(contexts)
     if earlier is not None:
@@ -194,6 +195,13 @@ def run_eval(
                 return [{"role": "user", "content": query}]
 
             runs.append(answer_all("base", single, base_answers))
+            # uno-single keeps these wherever it routes to the base model; uno keeps uno-single's
+            by_mode: dict[str, list[Answered]] = {
+                "base": [
+                    Answered(RoutePlan("base"), route["answer"], used.prompt_tokens, used.completion_tokens)
+                    for route, used in zip(runs[0].extra["routes"], runs[0].usage, strict=True)
+                ]
+            }
 
             n_train = sum(len(t.train) for t in scenario.topics)
             done = [0]
@@ -242,7 +250,6 @@ def run_eval(
                     "stage_seconds": report.stage_seconds,
                 }
                 validator = report.clusters
-                by_mode: dict[str, list[Answered]] = {}  # uno reuses uno-single's where they route alike
                 for mode in ("uno-single", "uno"):
                     if mode not in methods:
                         continue
@@ -250,7 +257,7 @@ def run_eval(
                     responder.mode = mode
 
                     def routed(contexts, tick, responder=responder, mode=mode):
-                        earlier = by_mode.get("uno-single")
+                        earlier = by_mode.get("uno-single", by_mode["base"])
                         answered = by_mode[mode] = answer_routed(
                             responder, contexts, settings, app.config.model.n_parallel, tick, earlier
                         )
