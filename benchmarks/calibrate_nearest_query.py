@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.calibrate_thresholds import (  # noqa: E402
+from benchmarks.leave_one_scenario_out import (  # noqa: E402
     GLOBAL_CUTS,
     ROUTING_SCENARIOS,
     best_setting,
