@@ -156,40 +156,78 @@ class LlamaRuntime:
         self.model_path = check_model_file(model_path)
         self.model_name = self.model_path.name
         self.system_prompt = system_prompt
-        threads = n_threads or max(1, (os.cpu_count() or 2))
-        self._threads = threads
-        try:
-            self.llm = llama_cpp.Llama(
-                model_path=str(self.model_path),
-                n_ctx=n_ctx,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_batch=n_batch,
-                verbose=False,
-            )
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelError(
-                f"llama.cpp could not load {self.model_path.name} ({exc}); the file may be corrupt or unsupported."
-            ) from exc
-        self.arch = self.llm.metadata.get("general.architecture", "")
+        self._threads = n_threads or max(1, (os.cpu_count() or 2))
+        self._shape = {"n_ctx": n_ctx, "n_batch": n_batch}
+        self._llm = self._load(self._threads)
+        self.arch = self._llm.metadata.get("general.architecture", "")
         self.template_note = ""  # one sentence when the GGUF has no chat template of its own
-        if not self.llm.metadata.get("tokenizer.chat_template"):
-            fmt = chat_format or FALLBACK_FORMATS.get(self.arch, DEFAULT_FALLBACK)
-            self.llm.chat_format = fmt
+        self._chat_format = None
+        if not self._llm.metadata.get("tokenizer.chat_template"):
+            fmt = self._chat_format = chat_format or FALLBACK_FORMATS.get(self.arch, DEFAULT_FALLBACK)
+            self._llm.chat_format = fmt
             self.template_note = (
                 f"{self.model_name} has no chat template; using the {fmt} template "
                 "(set chat_format in [model] of uno.toml to choose another)."
             )
         self._lock = threading.Lock()
         self._adapters: dict[str, object] = {}
+        self._adapter_files: dict[str, Path] = {}  # to load them again after `release`
         self._active: str | None = None
         self._batcher = None  # the batch context, made on the first generate_many
+        self._current_threads = self._threads
+        self._closed = False
+
+    def _load(self, threads: int):
+        try:
+            return self._llama_cpp.Llama(
+                model_path=str(self.model_path),
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+                **self._shape,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelError(
+                f"llama.cpp could not load {self.model_path.name} ({exc}); the file may be corrupt or unsupported."
+            ) from exc
+
+    @property
+    def llm(self):
+        """The llama.cpp model and chat context, loaded again (with its adapters) after `release`."""
+        if self._llm is None:
+            if self._closed:
+                raise ModelError(f"{self.model_name} was closed; open the app again to use it.")
+            llm = self._load(self._current_threads)
+            if self._chat_format:
+                llm.chat_format = self._chat_format
+            self._llm = llm
+            for name, path in self._adapter_files.items():
+                self._adapters[name] = self._init_adapter(path)
+        return self._llm
+
+    def release(self) -> None:
+        """Free the model, its contexts and its adapters' weights (the retrain's training needs the
+        memory and generates nothing); the next call loads them again, with the same adapters."""
+        with self._lock:
+            if self._batcher is not None:
+                self._batcher.close()
+                self._batcher = None
+            if self._llm is None:
+                return
+            for handle in self._adapters.values():
+                with suppress(Exception):
+                    self._llama_cpp.llama_adapter_lora_free(handle)
+            self._adapters.clear()
+            self._active = None
+            self._llm.close()
+            self._llm = None
 
     def set_threads(self, n: int | None) -> None:
         """Use `n` CPU threads from the next answer on (None: the configured number). llama.cpp's
         threads spin while they wait, so sharing cores with a training job needs fewer of them."""
         n = n or self._threads
         with self._lock:
+            self._current_threads = n
             self.llm._ctx.set_n_threads(n, n)
 
     # adapters
@@ -199,17 +237,22 @@ class LlamaRuntime:
         if not path.is_file():
             raise AdapterError(f"Adapter file not found: {path}; `uno adapters` lists what is deployed.")
         with self._lock:
-            if name in self._adapters:
+            if name in self._adapter_files:
                 return
-            handle = self._llama_cpp.llama_adapter_lora_init(self.llm._model.model, str(path).encode())
-            if not handle:
-                raise AdapterError(
-                    f"llama.cpp refused the adapter {path.name}; it is corrupt or was made for another model."
-                )
-            self._adapters[name] = handle
+            self._adapters[name] = self._init_adapter(path)
+            self._adapter_files[name] = path
+
+    def _init_adapter(self, path: Path) -> object:
+        handle = self._llama_cpp.llama_adapter_lora_init(self.llm._model.model, str(path).encode())
+        if not handle:
+            raise AdapterError(
+                f"llama.cpp refused the adapter {path.name}; it is corrupt or was made for another model."
+            )
+        return handle
 
     def unload_adapter(self, name: str) -> None:
         with self._lock:
+            self._adapter_files.pop(name, None)
             handle = self._adapters.pop(name, None)
             if handle is None:
                 return
@@ -218,7 +261,7 @@ class LlamaRuntime:
             self._llama_cpp.llama_adapter_lora_free(handle)
 
     def adapters(self) -> list[str]:
-        return sorted(self._adapters)
+        return sorted(self._adapter_files)
 
     def _select(self, name: str | None) -> None:
         """Make `name` (or the base, for None) active; reset the KV prefix after a change."""
@@ -447,20 +490,10 @@ class LlamaRuntime:
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode(), add_bos=False, special=True)
 
-    def release_batch(self) -> None:
-        with self._lock:
-            if self._batcher is not None:
-                self._batcher.close()
-                self._batcher = None
-
     def close(self) -> None:
-        self.release_batch()
-        with self._lock:
-            for handle in self._adapters.values():
-                with suppress(Exception):
-                    self._llama_cpp.llama_adapter_lora_free(handle)
-            self._adapters.clear()
-            self.llm.close()
+        self.release()
+        self._adapter_files.clear()
+        self._closed = True
 
 
 def sampling(settings: GenerationSettings) -> dict:

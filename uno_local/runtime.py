@@ -114,9 +114,10 @@ class Runtime(Protocol):
 
     def set_threads(self, n: int | None) -> None: ...
 
-    def release_batch(self) -> None:
-        """Free the memory `generate_many` keeps between calls (its batch context); the next call makes it
-        again. The retrain calls it before training, which needs the memory and generates nothing."""
+    def release(self) -> None:
+        """Free the model, its contexts (`generate_many`'s batch context too) and its adapters' weights
+        until the next call, which loads them again with the same adapters. The retrain calls it before
+        each training run, which needs the memory and generates nothing."""
         ...
 
     def unload_adapter(self, name: str) -> None: ...

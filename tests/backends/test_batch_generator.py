@@ -4,6 +4,7 @@ grammars and lengths, isolation of a failing request, adapter grouping, continuo
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -237,13 +238,28 @@ def test_requests_are_grouped_by_adapter(runtime, random_adapter):
     assert alone.text == single
 
 
-def test_a_released_batch_context_is_made_again_with_the_same_answers(runtime):
-    """`release_batch` frees the batch context (the retrain's training needs the memory); the next
-    `generate_many` makes a new one and answers as before."""
-    requests = [GenerationRequest(ask(q), greedy(12)) for q in QUESTIONS[:3]]
+def resident_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) / 1024
+
+
+def test_a_released_model_loads_again_with_its_adapters_and_the_same_answers(runtime, random_adapter):
+    """`release` frees the model, its contexts and its adapters (the retrain's training needs the
+    memory); the next call loads them again, and the base and the adapter answer as before."""
+    requests = [
+        GenerationRequest(ask(q), greedy(12), adapter=random_adapter if i else None)
+        for i, q in enumerate(QUESTIONS[:3])
+    ]
     before = [r.text for r in runtime.generate_many(requests)]
-    assert runtime._batcher is not None
-    runtime.release_batch()
-    assert runtime._batcher is None
-    runtime.release_batch()  # nothing to free: fine
+    streamed, _ = complete(runtime, requests[1].messages, requests[1].settings, adapter=random_adapter)
+    loaded = resident_mb()
+    runtime.release()
+    assert runtime._batcher is None and runtime._llm is None
+    assert loaded - resident_mb() > 80  # the model's weights (97 MB of Q4_1) and its contexts
+    runtime.release()  # nothing to free: fine
+    assert runtime.adapters() == [random_adapter]  # still listed; loaded again with the model
+    assert (
+        complete(runtime, requests[1].messages, requests[1].settings, adapter=random_adapter)[0] == streamed
+    )
+    runtime.release()
     assert [r.text for r in runtime.generate_many(requests)] == before

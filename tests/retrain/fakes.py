@@ -67,6 +67,7 @@ class FakeRuntime:
         self.revises = True  # False: a revision gives back the answer it was asked to revise
         self.loops_on: tuple[str, ...] = ()  # questions an adapter answers with a loop
         self.answered: list[tuple[str, str | None]] = []  # (question, adapter) of every plain answer
+        self.model_loaded = True  # False after `release`, until the next generation loads it again
 
     def stream(self, messages, settings, *, adapter=None, json_schema=None):
         system = messages[0]["content"] if messages[0]["role"] == "system" else ""
@@ -76,6 +77,7 @@ class FakeRuntime:
             kind = "revise" if "\n## Suggestion\n" in messages[-1]["content"] else "answer"
         self.calls[kind] += 1
         self.last_kind = kind
+        self.model_loaded = True
         if self.fail == kind:
             raise Failure(f"the runtime failed during {kind}")
         return self._events(self._reply(kind, messages[-1]["content"], adapter))
@@ -143,8 +145,9 @@ class FakeRuntime:
     def set_threads(self, n) -> None:
         pass
 
-    def release_batch(self) -> None:
-        self.calls["release_batch"] += 1
+    def release(self) -> None:
+        self.calls["release"] += 1
+        self.model_loaded = False
 
     def close(self) -> None:
         pass
@@ -191,9 +194,12 @@ class FakeTrainer:
         self.runs: list[tuple[str, list]] = []  # (objective, examples) per call
         self.fail_on: int | None = None
         self.learns = True
+        self.runtime: FakeRuntime | None = None  # the chat model's runtime, to see whether it is loaded
+        self.beside_the_chat_model: list[bool] = []  # per call: whether that model was loaded
 
     def train(self, examples, config, out_dir, *, objective="preference", on_progress=None, should_stop=None):
         self.runs.append((objective, examples))
+        self.beside_the_chat_model.append(self.runtime is not None and self.runtime.model_loaded)
         if self.fail_on == len(self.runs):
             raise Failure("the trainer failed")
         taught = [e.chosen for e in examples if objective == "sft" or not e.is_sft]
@@ -253,6 +259,7 @@ class Fakes:
 
     def __init__(self) -> None:
         self.runtime, self.embedder, self.trainer = FakeRuntime(), FakeEmbedder(), FakeTrainer()
+        self.trainer.runtime = self.runtime
         self.export_fails = False
         self.parity_fails = False
         self.exports = 0

@@ -223,7 +223,9 @@ def test_high_gap_trains_a_critic_on_the_edited_rules(app, fakes):
     assert [objective for objective, _ in fakes.trainer.runs] == ["sft", "sft"]
     assert {e.chosen for e in fakes.trainer.runs[-1][1]} == {"1. Answer as a numbered list."}
     assert report.gap_skipped_tokens > 0
-    assert app.runtime.calls["release_batch"] == 1  # the batch context's memory is freed to train
+    # every training run, the Critics' after the base model's revisions too, trains with the chat
+    # model's memory freed; it is loaded again to judge them
+    assert fakes.trainer.beside_the_chat_model == [False, False] and app.runtime.calls["release"] == 2
     assert all("the Reflective path won 1.00" in c["decision"] for c in report.clusters)
     update_cluster(app.store, 1, user_rules=['End the answer with "Happy gardening!"', "Say when to water."])
     report = retrain(app, fakes)

@@ -82,7 +82,6 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
         raise NothingToLearnError(
             "Nothing new to learn: every topic was already trained and judged on all of your feedback."
         )
-    ctx.app.runtime.release_batch()  # about 190 MB that training needs more (docs/benchmarks.md)
     for n, plan in enumerate(todo, 1):
         if len(plan.heldout_ids) < ctx.cfg.min_heldout:  # nothing could ever ship: do not train
             plan.row.route = "base"
@@ -93,7 +92,7 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
             continue
         if plan.row.high_gap:
             state.gap_skipped_tokens += sum(
-                len(ctx.app.runtime.tokenize(state.items[m].pair["chosen"])) * 2
+                len(ctx.app.runtime.tokenize(state.items[m].pair["chosen"])) * 2  # before any `release`
                 for m in plan.train_ids
                 if state.items[m].pair
             )
@@ -165,6 +164,9 @@ def _train(
             f"{p.tokens_per_s:.0f} tok/s ETA {p.eta_s:.0f}s",
         )
 
+    # The model in llama.cpp (about 200 MB with its contexts) is not needed while the trainer's base
+    # trains; the next generation loads it again (docs/benchmarks.md, "uno retrain ... peak memory").
+    ctx.app.runtime.release()
     ckpts, metrics = train_cached(
         ctx.trainer, examples, ctx.app.config.train, folder, objective, report, ctx.should_stop
     )
