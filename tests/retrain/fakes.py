@@ -66,7 +66,6 @@ class FakeRuntime:
         self.fail: str | None = None
         self.revises = True  # False: a revision gives back the answer it was asked to revise
         self.loops_on: tuple[str, ...] = ()  # questions an adapter answers with a loop
-        self.answered: list[tuple[str, str | None]] = []  # (question, adapter) of every plain answer
         self.model_loaded = True  # False after `release`, until the next generation loads it again
 
     def stream(self, messages, settings, *, adapter=None, json_schema=None):
@@ -93,7 +92,6 @@ class FakeRuntime:
             if not self.revises:
                 return answer
             return follow(answer, [re.sub(r"^\d+\.\s*", "", line) for line in block.splitlines()])
-        self.answered.append((content, adapter))
         learned = self.loaded.get(adapter, "") if adapter else ""
         if learned and any(q in content for q in self.loops_on):
             return "Happy cooking!\n\n" * 12

@@ -267,23 +267,6 @@ def test_an_expert_that_loops_on_the_users_other_questions_does_not_ship(app, fa
     assert "loop (the base model's: 0)" in cooking["decision"], cooking["decision"]
 
 
-def test_the_loop_check_reuses_the_base_answers_to_the_other_clusters_held_out_logs(app, fakes, monkeypatch):
-    """The loop check's other questions are first the other clusters' held-out logs, whose base
-    answers their own validation needs too: with as many other questions as those, the base answers
-    nothing beyond the held-out logs, each once, and every Expert's questions have a base answer."""
-    monkeypatch.setattr("uno_local.retrain.validate.FRESH", 3)
-    add_cooking(app)
-    add_garden(app)
-    report = retrain(app, fakes)
-    assert sum(c["expert"] is not None for c in report.clusters) == 2, report.clusters
-    base = [q for q, adapter in fakes.runtime.answered if adapter is None]
-    assert base and len(base) == len(set(base)), sorted(base)
-    assert len(base) == sum(c["heldout"] for c in report.clusters)  # nothing beyond the held-out logs
-    for adapter in {a for _, a in fakes.runtime.answered if a}:
-        asked = {q for q, a in fakes.runtime.answered if a == adapter}
-        assert asked <= set(base)  # the base answered everything an Expert was judged or checked on
-
-
 def test_a_reflective_path_that_does_not_beat_the_base_is_not_chosen(app, fakes):
     """Neither the Expert nor the Critic learns anything: the Reflective path's revisions add nothing
     (its draft stands, a tie with the base), so the cluster stays on the base and `uno rules` says why."""
@@ -486,22 +469,3 @@ def test_fresh_questions_come_from_outside_the_cluster_evenly():
     assert fresh_ids(state, plan, 40) == list(range(11, 31))  # fewer than asked: all of them
     everyone = ClusterPlan(ClusterRow(label=0, centroid=[], members=list(range(1, 31)), rules=[]))
     assert fresh_ids(state, everyone, 4) == []
-
-
-def test_fresh_questions_are_the_other_clusters_held_out_logs_first():
-    """Their base answers are made for those clusters' own validation: the loop check reuses them."""
-    from uno_local.retrain.state import ClusterPlan, RetrainState
-    from uno_local.store.learning import ClusterRow
-
-    def plan(label, members, heldout):
-        return ClusterPlan(
-            ClusterRow(label=label, centroid=[], members=members, rules=[]), heldout_ids=heldout
-        )
-
-    state = RetrainState()
-    state.items = {i: None for i in range(1, 31)}
-    mine = plan(0, list(range(1, 11)), [9, 10])
-    state.plans = [mine, plan(1, list(range(11, 21)), [19, 20]), plan(2, list(range(21, 27)), [25, 26, 24])]
-    assert fresh_ids(state, mine, 4) == [19, 25, 20, 26]  # one cluster's after another's
-    assert fresh_ids(state, mine, 8) == [19, 25, 20, 26, 24, 11, 16, 23]  # then evenly from the rest
-    assert fresh_ids(state, mine, 40) == [19, 25, 20, 26, 24, *range(11, 19), 21, 22, 23, 27, 28, 29, 30]

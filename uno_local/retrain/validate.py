@@ -9,8 +9,6 @@ base as an Expert must (`validate_reflective`); otherwise the cluster stays on t
 
 from __future__ import annotations
 
-import itertools
-
 from uno_local.retrain.context import Context
 from uno_local.retrain.convert import gguf, judged_checkpoints
 from uno_local.retrain.state import ClusterPlan, RetrainState
@@ -39,18 +37,10 @@ def heldout_examples(queries: list[str], before: list[str], after: list[str], n:
 
 
 def fresh_ids(state: RetrainState, plan: ClusterPlan, n: int = FRESH) -> list[int]:
-    """Pure: up to `n` of the user's logs outside `plan`'s cluster, questions its Expert never trained
-    on, for the loop check alone (their answers are not judged). The other clusters' held-out logs come
-    first, one cluster's after another's in turn: their base answers are made (and cached per log) for
-    those clusters' own validation anyway. The rest are spread evenly over the other logs in id order."""
-    if n <= 0:
-        return []
-    mine = set(plan.row.members)
-    turns = itertools.zip_longest(*(p.heldout_ids for p in state.plans if p is not plan))
-    chosen = [m for turn in turns for m in turn if m is not None and m not in mine and m in state.items][:n]
-    rest = sorted(set(state.items) - mine - set(chosen))
-    short = n - len(chosen)
-    return chosen + (rest[:: max(1, len(rest) // short)][:short] if short else [])
+    """Pure: up to `n` of the user's logs outside `plan`'s cluster, evenly spread over them in id order:
+    questions its Expert never trained on, for the loop check alone (their answers are not judged)."""
+    outside = sorted(set(state.items) - set(plan.row.members))
+    return outside[:: max(1, len(outside) // n)][:n] if n > 0 else []
 
 
 def judge_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> Validation:
@@ -58,7 +48,7 @@ def judge_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, t
     the user's other questions (`fresh_ids`), and when those loop more than the base's answers the next
     best epoch is checked the same way: only the epochs that could ship pay for the loop check."""
     heldout = [state.items[m] for m in plan.heldout_ids]
-    fresh = [state.items[m] for m in fresh_ids(state, plan, FRESH)] if heldout else []
+    fresh = [state.items[m] for m in fresh_ids(state, plan)] if heldout else []
     base = ctx.base_answers(heldout)
     checkpoints = judged_checkpoints(plan, ctx.cfg.judged_epochs)
     per_epoch, fresh_per_epoch, fresh_base = {}, {}, None
