@@ -25,3 +25,17 @@ def test_rules_veto_edit_and_errors(uno_home):
         assert (row.vetoed, row.effective_rules) == (False, ["Sign off."])
     missing = runner.invoke(cli, ["rules", "veto", "9"])
     assert missing.exit_code == 1 and "No cluster 9; `uno rules` lists them." in missing.stderr
+
+
+def test_a_long_decision_wraps_between_words_on_a_terminal_and_stays_one_line_in_a_pipe(capsys):
+    from uno_local.cli.learn_commands import _wrapping_echo
+
+    decision = "    decision: epoch 9 won 0.67 of 3 held-out logs (needs 0.60); judged epoch 3 0.33, epoch 6 0.00 (loops)"
+    _wrapping_echo(tty=True, columns=80)(decision, "      ")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "    decision: epoch 9 won 0.67 of 3 held-out logs (needs 0.60); judged epoch 3",
+        "      0.33, epoch 6 0.00 (loops)",
+    ]
+    _wrapping_echo(tty=False)(decision, "      ")
+    assert capsys.readouterr().out == decision + "\n"

@@ -135,19 +135,38 @@ def rules(ctx: click.Context, as_json: bool) -> None:
     if not rows:
         click.echo("No clusters yet: give feedback on some answers, then run `uno retrain`.")
         return
+    echo = _wrapping_echo()
     for row in rows:
         gap = "-" if row.gap is None else f"{row.gap:.2f}"
         win = "-" if row.win_rate is None else f"{row.win_rate:.2f}"
         veto = "  [vetoed]" if row.vetoed else ""
-        click.echo(
+        echo(
             f"cluster {row.label}: {len(row.members)} logs, gap {gap}{' (high)' if row.high_gap else ''}, "
-            f"route {row.route}, win rate {win}, expert {row.expert or '-'}, critic {row.critic or '-'}{veto}"
+            f"route {row.route}, win rate {win}, expert {row.expert or '-'}, critic {row.critic or '-'}{veto}",
+            "    ",
         )
         edited = " (edited)" if row.user_rules is not None else ""
         for rule in row.effective_rules:
-            click.echo(f"    - {rule}{edited}")
+            echo(f"    - {rule}{edited}", "      ")
         if row.decision:
-            click.echo(f"    decision: {row.decision}")
+            echo(f"    decision: {row.decision}", "      ")
+
+
+def _wrapping_echo(tty: bool | None = None, columns: int | None = None):
+    """`click.echo` that wraps at word boundaries to the terminal's width with a hanging indent, as
+    `git` and `ls` do; output to a pipe or a file keeps one line per item, for scripts."""
+    import shutil
+    import sys
+    import textwrap
+
+    if not (sys.stdout.isatty() if tty is None else tty):
+        return lambda text, hang: click.echo(text)
+    width = max(40, (columns or shutil.get_terminal_size().columns) - 1)
+
+    def echo(text: str, hang: str) -> None:
+        click.echo(textwrap.fill(text, width, subsequent_indent=hang, break_on_hyphens=False))
+
+    return echo
 
 
 def _cluster(app: App, label: int):
