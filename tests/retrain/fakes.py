@@ -260,6 +260,7 @@ class Fakes:
         self.trainer.runtime = self.runtime
         self.export_fails = False
         self.parity_fails = False
+        self.parity_beside_the_chat_model: list[bool] = []  # per checker opened: was that model loaded
         self.exports = 0
 
     def export(self, peft_dir: Path, model_path: Path, target: Path) -> None:
@@ -269,7 +270,11 @@ class Fakes:
         target.write_text((Path(peft_dir) / "learned.txt").read_text())  # the "GGUF" carries the lesson
 
     def tools(self) -> Tools:
-        return Tools(lambda *a: self.trainer, self.export, lambda *a: FakeParity(self))
+        return Tools(lambda *a: self.trainer, self.export, self.open_parity)
+
+    def open_parity(self, *args) -> FakeParity:
+        self.parity_beside_the_chat_model.append(self.runtime.model_loaded)
+        return FakeParity(self)
 
     def heal(self) -> None:
         """Nothing fails any more."""

@@ -225,7 +225,9 @@ def test_high_gap_trains_a_critic_on_the_edited_rules(app, fakes):
     assert report.gap_skipped_tokens > 0
     # every training run, the Critics' after the base model's revisions too, trains with the chat
     # model's memory freed; it is loaded again to judge them
-    assert fakes.trainer.beside_the_chat_model == [False, False] and app.runtime.calls["release"] == 2
+    assert fakes.trainer.beside_the_chat_model == [False, False]
+    assert fakes.parity_beside_the_chat_model == [False]  # one deploy gate, with that model freed too
+    assert app.runtime.calls["release"] == 3
     assert all("the Reflective path won 1.00" in c["decision"] for c in report.clusters)
     update_cluster(app.store, 1, user_rules=['End the answer with "Happy gardening!"', "Say when to water."])
     report = retrain(app, fakes)

@@ -46,6 +46,9 @@ class ParityGate:
         def check(gguf_file: Path) -> None:
             if self.checker is None:
                 app = self.ctx.app
+                # The checker holds the base twice in float32 (torch, and llama.cpp's copy): the chat
+                # model is not needed beside them (docs/benchmarks.md, "uno retrain ... peak memory").
+                app.runtime.release()
                 self.checker = self.ctx.tools.open_parity_checker(
                     app.model_path, app.cache_dir, PARITY_PROMPTS
                 )
