@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 from uno_local.errors import AdapterError, ConfigError, ContextOverflowError, ModelError
@@ -131,6 +132,14 @@ def check_model_file(path: Path) -> Path:
     return path
 
 
+@dataclass
+class LoadedAdapter:
+    """A GGUF LoRA adapter picked by name: its file, and llama.cpp's handle (None while released)."""
+
+    path: Path
+    handle: object | None
+
+
 class LlamaRuntime:
     """The chat model in llama.cpp. Thread-safe: one generation at a time."""
 
@@ -170,8 +179,7 @@ class LlamaRuntime:
                 "(set chat_format in [model] of uno.toml to choose another)."
             )
         self._lock = threading.Lock()
-        self._adapters: dict[str, object] = {}
-        self._adapter_files: dict[str, Path] = {}  # to load them again after `release`
+        self._adapters: dict[str, LoadedAdapter] = {}
         self._active: str | None = None
         self._batcher = None  # the batch context, made on the first generate_many
         self._current_threads = self._threads
@@ -201,8 +209,11 @@ class LlamaRuntime:
             if self._chat_format:
                 llm.chat_format = self._chat_format
             self._llm = llm
-            for name, path in self._adapter_files.items():
-                self._adapters[name] = self._init_adapter(path)
+            for name, adapter in list(self._adapters.items()):
+                try:
+                    adapter.handle = self._init_adapter(adapter.path)
+                except AdapterError:  # its file went while the model was released: the others still serve
+                    del self._adapters[name]
         return self._llm
 
     def release(self) -> None:
@@ -214,10 +225,10 @@ class LlamaRuntime:
                 self._batcher = None
             if self._llm is None:
                 return
-            for handle in self._adapters.values():
+            for adapter in self._adapters.values():
                 with suppress(Exception):
-                    self._llama_cpp.llama_adapter_lora_free(handle)
-            self._adapters.clear()
+                    self._llama_cpp.llama_adapter_lora_free(adapter.handle)
+                adapter.handle = None
             self._active = None
             self._llm.close()
             self._llm = None
@@ -237,10 +248,9 @@ class LlamaRuntime:
         if not path.is_file():
             raise AdapterError(f"Adapter file not found: {path}; `uno adapters` lists what is deployed.")
         with self._lock:
-            if name in self._adapter_files:
+            if name in self._adapters:
                 return
-            self._adapters[name] = self._init_adapter(path)
-            self._adapter_files[name] = path
+            self._adapters[name] = LoadedAdapter(path, self._init_adapter(path))
 
     def _init_adapter(self, path: Path) -> object:
         handle = self._llama_cpp.llama_adapter_lora_init(self.llm._model.model, str(path).encode())
@@ -252,16 +262,15 @@ class LlamaRuntime:
 
     def unload_adapter(self, name: str) -> None:
         with self._lock:
-            self._adapter_files.pop(name, None)
-            handle = self._adapters.pop(name, None)
-            if handle is None:
+            adapter = self._adapters.pop(name, None)
+            if adapter is None or adapter.handle is None:  # unknown, or the model is released
                 return
             if self._active == name:
                 self._select(None)
-            self._llama_cpp.llama_adapter_lora_free(handle)
+            self._llama_cpp.llama_adapter_lora_free(adapter.handle)
 
     def adapters(self) -> list[str]:
-        return sorted(self._adapter_files)
+        return sorted(self._adapters)
 
     def _select(self, name: str | None) -> None:
         """Make `name` (or the base, for None) active; reset the KV prefix after a change."""
@@ -273,7 +282,7 @@ class LlamaRuntime:
         else:
             if name not in self._adapters:
                 raise AdapterError(f"Adapter {name!r} is not loaded; `uno adapters` lists what is deployed.")
-            array = (self._llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._adapters[name])
+            array = (self._llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._adapters[name].handle)
             scales = (ctypes.c_float * 1)(1.0)
             rc = self._llama_cpp.llama_set_adapters_lora(ctx, array, 1, scales)
         if rc != 0:
@@ -445,7 +454,7 @@ class LlamaRuntime:
                             )
                         )
                     continue
-                self._batcher.set_adapter(self._adapters[adapter] if adapter else None)
+                self._batcher.set_adapter(self._adapters[adapter].handle if adapter else None)
                 self._batcher.run(jobs, done)
         return results  # type: ignore[return-value]  # every index was answered
 
@@ -492,7 +501,7 @@ class LlamaRuntime:
 
     def close(self) -> None:
         self.release()
-        self._adapter_files.clear()
+        self._adapters.clear()
         self._closed = True
 
 

@@ -263,3 +263,23 @@ def test_a_released_model_loads_again_with_its_adapters_and_the_same_answers(run
     )
     runtime.release()
     assert [r.text for r in runtime.generate_many(requests)] == before
+
+
+def test_an_adapter_whose_file_went_while_released_is_dropped_and_the_others_serve(
+    runtime, random_adapter, tmp_path
+):
+    """A file deleted while the model is released (a rollback or a user's cleanup): the model loads
+    again with the adapters it still has; a request for the gone one gets its one sentence."""
+    copy = tmp_path / "copy.gguf"
+    copy.write_bytes(Path(runtime._adapters[random_adapter].path).read_bytes())
+    runtime.load_adapter("copy", copy)
+    request = GenerationRequest(ask(QUESTIONS[0]), greedy(8), adapter=random_adapter)
+    before = runtime.generate_many([request])[0].text
+    runtime.release()
+    copy.unlink()
+    gone = GenerationRequest(ask(QUESTIONS[0]), greedy(8), adapter="copy")
+    kept, missing = runtime.generate_many([request, gone])
+    assert kept.text == before and kept.error is None
+    assert missing.finish_reason == "error" and "'copy' is not loaded" in missing.error
+    assert runtime.adapters() == [random_adapter]
+    runtime.unload_adapter("copy")  # gone already: nothing to do
