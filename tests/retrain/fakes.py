@@ -61,6 +61,7 @@ class FakeRuntime:
     def __init__(self) -> None:
         self.calls: Counter = Counter()
         self.batches: list[list[str]] = []  # per generate_many call, the kinds of its requests
+        self.budgets: list[set[int]] = []  # per generate_many call, its requests' max_tokens
         self.last_kind = ""
         self.loaded: dict[str, str] = {}  # adapter name -> what it learned
         self.fail: str | None = None
@@ -105,6 +106,7 @@ class FakeRuntime:
         """One request after another through `stream` (the real runtime batches them); `batches` keeps
         each call's request kinds."""
         self.batches.append([])
+        self.budgets.append({r.settings.max_tokens for r in requests})
         results = []
         for index, r in enumerate(requests):
             events = list(self.stream(r.messages, r.settings, adapter=r.adapter, json_schema=r.json_schema))

@@ -19,7 +19,7 @@ from uno_local.retrain import (
     retrain_alive,
     retrain_lock,
 )
-from uno_local.retrain.validate import FRESH, fresh_ids
+from uno_local.retrain.validate import FRESH, FRESH_TOKENS, fresh_ids
 from uno_local.store.learning import last_run, load_clusters, start_run, update_cluster
 
 
@@ -339,9 +339,15 @@ def test_generation_is_batched_across_logs_and_cached_logs_generate_nothing(app,
     # the ten commented logs' distill calls in one batch (a correction's rules need no model), all
     # twenty logs' predictions in one, the garden logs' revisions in one, a cluster's 3 held-out answers
     # in one, the shipping epoch's answers to 8 of the other cluster's questions in one (the loop
-    # check's), and the base's answers to those 8 in one, less the 3 it made as held-out baselines
+    # check's), and the base's answers to those 8 in one, both shorter than the chat's
     assert by_kind["distill"] == 10 and by_kind["predict"] == 20
-    assert {len(b) for b in fakes.runtime.batches if b[0] == "answer"} == {3, FRESH - 3, FRESH}
+    answers = {
+        (len(b), *m)
+        for b, m in zip(fakes.runtime.batches, fakes.runtime.budgets, strict=True)
+        if b[0] == "answer"
+    }
+    chat, fresh = app.config.generation.max_tokens, min(app.config.generation.max_tokens, FRESH_TOKENS)
+    assert fresh < chat and answers == {(3, chat), (FRESH, fresh)}, answers
     assert by_kind["revise"] == 10 * app.config.uno.revisions
     assert all(len(set(batch)) == 1 for batch in fakes.runtime.batches)  # one kind of call per batch
     before = len(fakes.runtime.batches)
@@ -471,3 +477,18 @@ def test_fresh_questions_come_from_outside_the_cluster_evenly():
     assert fresh_ids(state, plan, 40) == list(range(11, 31))  # fewer than asked: all of them
     everyone = ClusterPlan(ClusterRow(label=0, centroid=[], members=list(range(1, 31)), rules=[]))
     assert fresh_ids(state, everyone, 4) == []
+
+
+def test_at_a_chat_budget_within_the_loop_checks_the_base_answers_held_out_logs_once(app, fakes):
+    """With answers no longer than the loop check's (the e2e settings), its base answers and the
+    held-out baselines are the same answers: the 3 made for validation are not made again."""
+    app.config.generation.max_tokens = FRESH_TOKENS
+    add_cooking(app)
+    add_garden(app)
+    retrain(app, fakes)
+    answers = {
+        (len(b), *m)
+        for b, m in zip(fakes.runtime.batches, fakes.runtime.budgets, strict=True)
+        if b[0] == "answer"
+    }
+    assert answers == {(3, FRESH_TOKENS), (FRESH - 3, FRESH_TOKENS), (FRESH, FRESH_TOKENS)}, answers

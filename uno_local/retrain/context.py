@@ -213,34 +213,38 @@ class Context:
         ]
         return self._requests(json.dumps(["revise", messages, n], sort_keys=True), requests)
 
-    def base_answers(self, heldout: list[LogData]) -> list[str]:
-        """The base model's greedy answers to held-out logs, cached per log: the
-        baseline every adapter and the Reflective path are judged against."""
+    def base_answers(self, logs: list[LogData], tokens: int | None = None) -> list[str]:
+        """The base model's greedy answers to `logs`, cached per log (and per token budget, when it is
+        not the chat's): the baseline every adapter and the Reflective path are judged against."""
+        tokens = tokens or self.answer_tokens
         return self.cached_batch(
-            "base_answer",
+            "base_answer" if tokens == self.answer_tokens else f"base_answer_{tokens}",
             [
                 ArtifactJob(
                     str(log.message_id),
-                    (log.prompt, self.answer_tokens),
-                    lambda log=log: self.answer([log.prompt], None)[0],
+                    (log.prompt, tokens),
+                    lambda log=log: self.answer([log.prompt], None, tokens)[0],
                     {"decoding": "greedy"},
                 )
-                for log in heldout
+                for log in logs
             ],
             report=False,
         )
 
-    def answer(self, prompts: list[list[dict]], adapter_file: Path | None) -> list[str]:
-        """Greedy answers to `prompts` with the adapter in `adapter_file` (None: the base model)."""
+    def answer(
+        self, prompts: list[list[dict]], adapter_file: Path | None, tokens: int | None = None
+    ) -> list[str]:
+        """Greedy answers to `prompts`, at most `tokens` long (the chat's budget by default), with the
+        adapter in `adapter_file` (None: the base model)."""
         runtime = self.app.runtime
         name = None
         if adapter_file is not None and self._recording is None:
             name = f"validate:{adapter_file}"
             runtime.load_adapter(name, adapter_file)
         try:
-            settings = GenerationSettings.greedy(self.answer_tokens)
+            settings = GenerationSettings.greedy(tokens or self.answer_tokens)
             requests = [GenerationRequest(prompt, settings, adapter=name) for prompt in prompts]
-            key = json.dumps(["answer", prompts, str(adapter_file)], sort_keys=True)
+            key = json.dumps(["answer", prompts, str(adapter_file), settings.max_tokens], sort_keys=True)
             return self._requests(key, requests)
         finally:
             if name:

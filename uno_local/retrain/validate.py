@@ -1,6 +1,6 @@
 """Validate: each new Expert's judged epochs answer the held-out logs in llama.cpp -> ship it or not
 (`uno_local/validate.py` decides); the epoch that would ship also answers a few of the user's
-questions from outside the cluster (`fresh_ids`), which only the loop check reads. An Expert that does
+questions from outside the cluster (`fresh_ids`, at most `FRESH_TOKENS` long), which only the loop check reads. An Expert that does
 not ship sends its cluster to the Reflective path (`needs_critic`): a Critic is trained for it here, once the base model shows it can revise these
 answers at all (`train.train_critic`). Every new Critic's Reflective path (draft, critique, revision, as
 `route.reflect` serves it) then answers the same held-out logs, and is chosen only when it beats the
@@ -17,6 +17,10 @@ from uno_local.route import reflect_many
 from uno_local.validate import Validation, validate_expert, validate_reflective
 
 FRESH = 8  # the user's other questions an epoch that would ship also answers, for the loop check
+# Their answers' token budget (at most the chat's): the loop check's tolerance was calibrated on answers
+# this long (the e2e settings' max_tokens, docs/eval.md); at the chat's 512 they were half the 200-log
+# retrain's validate stage (docs/benchmarks.md).
+FRESH_TOKENS = 160
 
 
 def needs_critic(validation: Validation) -> bool:
@@ -76,9 +80,10 @@ def judge_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, t
         ctx.emit(
             "validate", n, total, f"c{plan.row.label} epoch {validation.epoch}: {len(fresh)} other questions"
         )
-        fresh_base = fresh_base or ctx.base_answers(fresh)  # once, and only when an epoch needs it
+        tokens = min(ctx.answer_tokens, FRESH_TOKENS)
+        fresh_base = fresh_base or ctx.base_answers(fresh, tokens)  # once, and only when an epoch needs it
         fresh_per_epoch[validation.epoch] = ctx.answer(
-            [log.prompt for log in fresh], gguf(ctx, checkpoints[validation.epoch])
+            [log.prompt for log in fresh], gguf(ctx, checkpoints[validation.epoch]), tokens
         )
 
 
