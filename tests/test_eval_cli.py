@@ -17,6 +17,8 @@ from uno_local.eval.scenario import load_scenario
 @pytest.mark.slow  # runs the real model through the eval
 def test_quick_eval_base_and_rag(tmp_path, uno_home):
     out, kept = tmp_path / "report", tmp_path / "kept"
+    uno_home.mkdir(mode=0o700)  # short answers: this checks the command, not the answers' quality
+    (uno_home / "uno.toml").write_text("[generation]\nmax_tokens = 48\n")
     result = CliRunner().invoke(
         cli,
         ["eval", "--quick", "--methods", "base,rag", "--out", str(out), "--keep", str(kept)],
@@ -37,9 +39,9 @@ def test_quick_eval_base_and_rag(tmp_path, uno_home):
     assert not (uno_home / "uno.db").exists()  # the user's store was never opened
     # --keep: the run's own data dir stays, private, with the settings it used
     assert (kept / "uno.db").is_file() and kept.stat().st_mode & 0o777 == 0o700
-    assert (kept / "uno.toml").stat().st_mode & 0o777 == 0o600 and "[train]" in (
-        kept / "uno.toml"
-    ).read_text()
+    settings = (kept / "uno.toml").read_text()
+    assert (kept / "uno.toml").stat().st_mode & 0o777 == 0o600 and "[train]" in settings
+    assert "max_tokens = 48" in settings  # the user's settings, as the run used them
     answers = [r["answer"] for r in report["methods"]["rag"]["extra"]["routes"]]
     assert len(answers) == report["methods"]["rag"]["n_answers"] and all(answers)
     again = CliRunner().invoke(cli, ["eval", "--quick", "--out", str(out), "--keep", str(kept)])
