@@ -1,8 +1,9 @@
 """Validate: each new Expert's judged epochs answer the held-out logs in llama.cpp -> ship it or not
 (`uno_local/validate.py` decides); the epoch that would ship also answers a few of the user's
-questions from outside the cluster (`fresh_ids`, at most `FRESH_TOKENS` long), which only the loop check reads. An Expert that does
-not ship sends its cluster to the Reflective path (`needs_critic`): a Critic is trained for it here, once the base model shows it can revise these
-answers at all (`train.train_critic`). Every new Critic's Reflective path (draft, critique, revision, as
+questions from outside the cluster (`fresh_ids`, in at most `FRESH_TOKENS`), which only the loop
+check reads. An Expert that does not ship sends its cluster to the Reflective path (`needs_critic`):
+a Critic is trained for it here, once the base model shows it can revise these answers at all
+(`train.train_critic`). Every new Critic's Reflective path (draft, critique, revision, as
 `route.reflect` serves it) then answers the same held-out logs, and is chosen only when it beats the
 base as an Expert must (`validate_reflective`); otherwise the cluster stays on the base model and
 `uno rules` says why."""
@@ -53,6 +54,7 @@ def judge_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, t
     best epoch is checked the same way: only the epochs that could ship pay for the loop check."""
     heldout = [state.items[m] for m in plan.heldout_ids]
     fresh = [state.items[m] for m in fresh_ids(state, plan)] if heldout else []
+    fresh_tokens = min(ctx.answer_tokens, FRESH_TOKENS)
     base = ctx.base_answers(heldout)
     checkpoints = judged_checkpoints(plan, ctx.cfg.judged_epochs)
     per_epoch, fresh_per_epoch, fresh_base = {}, {}, None
@@ -80,10 +82,9 @@ def judge_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, t
         ctx.emit(
             "validate", n, total, f"c{plan.row.label} epoch {validation.epoch}: {len(fresh)} other questions"
         )
-        tokens = min(ctx.answer_tokens, FRESH_TOKENS)
-        fresh_base = fresh_base or ctx.base_answers(fresh, tokens)  # once, and only when an epoch needs it
+        fresh_base = fresh_base or ctx.base_answers(fresh, fresh_tokens)  # once, only when an epoch needs it
         fresh_per_epoch[validation.epoch] = ctx.answer(
-            [log.prompt for log in fresh], gguf(ctx, checkpoints[validation.epoch]), tokens
+            [log.prompt for log in fresh], gguf(ctx, checkpoints[validation.epoch]), fresh_tokens
         )
 
 
