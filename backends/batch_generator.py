@@ -8,8 +8,9 @@ llama.cpp context on the runtime's model (the chat context and its reused prefix
 with one KV-cache sequence per slot. Each step decodes one llama_batch holding the next token of every
 generating sequence and chunks of the prompts being read; a finished sequence frees its slot and cache
 cells for the next job at once (continuous batching). Each sequence has its own sampler chain (the
-same chain llama-cpp-python builds for one stream: greedy is argmax; grammar first when given), so
-grammars, seeds and stops never mix. A greedy sequence under a grammar takes llama.cpp's own short
+same chain llama-cpp-python builds for one stream: grammar first when given, then the DRY penalty on
+repeats unless there is a grammar, then greedy argmax or sampling), so grammars, seeds and stops
+never mix. A greedy sequence under a grammar takes llama.cpp's own short
 cut (`GreedyGrammar`): the same tokens, without masking the whole vocabulary at every step. An error
 in one job (a grammar llama.cpp refuses, a prompt too long) becomes that job's result; the others go on.
 """
@@ -27,6 +28,18 @@ from uno_local.runtime import GenerationResult, GenerationSettings
 # llama-cpp-python's own chain for a sampled stream (create_chat_completion's defaults).
 TOP_K = 40
 MIN_P = 0.05
+
+
+def dry_sampler(lc, vocab, multiplier: float):
+    """llama.cpp's DRY sampler with uno's settings (`uno_local.config.DRY_*`) and no sequence breakers: a
+    line repeated word for word ("Purr-fect." forty times, "- - - -") is a loop like any other. It sees
+    what it is given to accept: the answer's own tokens, never the prompt's (a question may be quoted)."""
+    from uno_local.config import DRY_ALLOWED_LENGTH, DRY_BASE, DRY_LAST_N
+
+    no_breakers = (ctypes.c_char_p * 0)()
+    return lc.llama_sampler_init_dry(
+        vocab, multiplier, DRY_BASE, DRY_ALLOWED_LENGTH, DRY_LAST_N, no_breakers, 0
+    )
 
 
 @dataclass
@@ -219,6 +232,8 @@ class BatchGenerator:
                 raise ValueError("llama.cpp refused the grammar made from the JSON schema.")
             lc.llama_sampler_chain_add(chain, grammar)
         seed = lc.LLAMA_DEFAULT_SEED if s.seed < 0 else s.seed
+        if s.dry_multiplier > 0 and grammar is None:  # JSON repeats its own structure by design
+            lc.llama_sampler_chain_add(chain, dry_sampler(lc, self._vocab, s.dry_multiplier))
         if s.temperature == 0:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
         elif s.temperature < 0:

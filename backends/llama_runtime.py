@@ -338,6 +338,7 @@ class LlamaRuntime:
                 stream=True,
                 response_format={"type": "json_object", "schema": json_schema} if json_schema else None,
                 **sampling(settings),
+                logits_processor=None if json_schema else self._dry(settings),
             )
             yield from self._timed(chunks, start, lambda choice: choice["delta"].get("content") or "")
 
@@ -352,7 +353,11 @@ class LlamaRuntime:
             self._select(adapter)
             start = time.perf_counter()
             chunks = self.llm.create_completion(
-                prompt=prompt, stream=True, stop=list(stop) or None, **sampling(settings)
+                prompt=prompt,
+                stream=True,
+                stop=list(stop) or None,
+                **sampling(settings),
+                logits_processor=self._dry(settings),
             )
             # Nothing more to say is no error here: the answer had simply reached its end.
             yield from self._timed(chunks, start, lambda choice: choice.get("text") or "", empty_ok=True)
@@ -496,6 +501,14 @@ class LlamaRuntime:
         )
         return tokens, tuple(stop)
 
+    def _dry(self, settings: GenerationSettings):
+        """The DRY penalty of `settings` for one stream, as `generate_many`'s chains apply it (None: off)."""
+        if settings.dry_multiplier <= 0:
+            return None
+        from llama_cpp import LogitsProcessorList
+
+        return LogitsProcessorList([DryLogits(self.llm, settings.dry_multiplier)])
+
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode(), add_bos=False, special=True)
 
@@ -513,6 +526,47 @@ def sampling(settings: GenerationSettings) -> dict:
         "max_tokens": settings.max_tokens,
         "seed": None if settings.seed < 0 else settings.seed,
     }
+
+
+class DryLogits:
+    """llama.cpp's own DRY sampler (`batch_generator.dry_sampler`) as a llama-cpp-python logits processor:
+    its high-level streams take no DRY argument. The sampler accepts the answer's tokens as they come
+    (the ids after the prompt) and penalises the logits in place of llama.cpp's token array, so a
+    stream's answer is the one `generate_many` gives for the same request."""
+
+    def __init__(self, llm, multiplier: float) -> None:
+        import llama_cpp
+        import numpy as np
+
+        from backends.batch_generator import dry_sampler
+
+        self._lc = llama_cpp
+        self._sampler = dry_sampler(llama_cpp, llm._model.vocab, multiplier)
+        self._seen: int | None = None  # ids already accepted (the prompt's are skipped)
+        n_vocab = llm.n_vocab()
+        self._data = np.zeros(n_vocab, dtype=[("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+        self._data["id"] = np.arange(n_vocab)
+        self._array = llama_cpp.llama_token_data_array(
+            data=self._data.ctypes.data_as(llama_cpp.llama_token_data_p),
+            size=n_vocab,
+            selected=-1,
+            sorted=False,
+        )
+
+    def __call__(self, input_ids, scores):
+        if self._seen is None:
+            self._seen = len(input_ids)
+        for token in input_ids[self._seen :]:
+            self._lc.llama_sampler_accept(self._sampler, int(token))
+        self._seen = len(input_ids)
+        self._data["logit"] = scores
+        self._array.size, self._array.selected, self._array.sorted = len(self._data), -1, False
+        self._lc.llama_sampler_apply(self._sampler, ctypes.byref(self._array))
+        return self._data["logit"].copy()
+
+    def __del__(self) -> None:
+        with suppress(AttributeError):
+            self._lc.llama_sampler_free(self._sampler)
 
 
 def _context_errors(chunks, n_ctx: int):

@@ -134,7 +134,7 @@ class App:
             with_override(self.config, f"generation.{key}", value, source=f"--{key.replace('_', '-')}")
         base = GenerationSettings.from_config(self.config.generation)
         if greedy:
-            base = GenerationSettings.greedy(base.max_tokens)
+            base = GenerationSettings.greedy(base.max_tokens, base.dry_multiplier)
         return GenerationSettings(**{**base.as_dict(), **changes})
 
     def close(self) -> None:

@@ -41,6 +41,13 @@ AtLeastOne = Annotated[int, Ge(1)]
 Positive = Annotated[float, Gt(0)]
 NonNegative = Annotated[float, Ge(0)]
 Share = Annotated[float, Ge(0), Le(1)]
+# llama.cpp's DRY sampler ("don't repeat yourself"): a token that would extend a stretch of the answer
+# already seen at least DRY_ALLOWED_LENGTH tokens long loses multiplier * base^(length - allowed) of its
+# logit, over the answer's last DRY_LAST_N tokens. 0.8 and 1.75 are the values its author recommends.
+DRY_MULTIPLIER = 0.8
+DRY_BASE = 1.75
+DRY_ALLOWED_LENGTH = 2
+DRY_LAST_N = 1024
 EMBEDDED_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -70,6 +77,12 @@ class GenerationConfig:
     top_p: Share = _f(0.9, "Nucleus sampling threshold.")
     max_tokens: AtLeastOne = _f(512, "Longest answer in tokens.")
     seed: Annotated[int, Ge(-1), Le(2**32 - 1)] = _f(-1, "Sampling seed; -1 picks a new one per answer.")
+    dry_multiplier: NonNegative = _f(
+        DRY_MULTIPLIER,
+        "Penalty on a token that would repeat an earlier stretch of the answer (llama.cpp's DRY sampler, "
+        "with no sequence breakers: a repeated line counts); 0 = off. At 0 small models and fresh adapters "
+        "loop ('Purr-fect.' forty times, docs/eval.md).",
+    )
     system_prompt: str = _f("", "System prompt; empty keeps the model template's own default.")
 
 

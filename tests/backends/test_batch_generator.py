@@ -36,8 +36,9 @@ def ask(question: str) -> list[dict]:
     return [{"role": "user", "content": question}]
 
 
-def greedy(n: int) -> GenerationSettings:
-    return GenerationSettings.greedy(max_tokens=n)
+def greedy(n: int, dry_multiplier: float = 0.0) -> GenerationSettings:
+    """Greedy without the DRY penalty unless asked: these tests compare raw logits across kernels."""
+    return GenerationSettings.greedy(max_tokens=n, dry_multiplier=dry_multiplier)
 
 
 def logits_after(runtime, tokens: list[int]) -> np.ndarray:
@@ -283,3 +284,56 @@ def test_an_adapter_whose_file_went_while_released_is_dropped_and_the_others_ser
     assert missing.finish_reason == "error" and "'copy' is not loaded" in missing.error
     assert runtime.adapters() == [random_adapter]
     runtime.unload_adapter("copy")  # gone already: nothing to do
+
+
+LOOPING = "Write the word cat twenty times."  # greedy without DRY: "Cat,\n" to the token limit
+
+
+def test_the_dry_penalty_breaks_a_loop_in_batches_and_in_streams(runtime):
+    from uno_local.quality import repeated_lines_share
+
+    plain, dry = (greedy(64), greedy(64, dry_multiplier=0.8))
+    looping, varied = (
+        runtime.generate_many([GenerationRequest(ask(LOOPING), s)])[0].text for s in (plain, dry)
+    )
+    assert repeated_lines_share(looping) > 0.8, looping
+    assert repeated_lines_share(varied) < repeated_lines_share(looping) - 0.2, varied
+    streamed = {
+        d: "".join(e.delta for e in runtime.stream(ask(LOOPING), s))
+        for d, s in (("plain", plain), ("dry", dry))
+    }
+    assert streamed["plain"] == looping  # this prompt's stream and batch agree without DRY
+    assert repeated_lines_share(streamed["dry"]) < repeated_lines_share(streamed["plain"]) - 0.2, streamed
+
+
+def test_the_streams_dry_processor_penalises_as_llama_cpps_chain_does(runtime):
+    """The stream's processor (llama-cpp-python's hook) against llama.cpp's DRY sampler fed the same answer
+    tokens: the same penalised logits, and the prompt's tokens never count as the answer's."""
+    import ctypes
+
+    import llama_cpp
+
+    from backends.batch_generator import dry_sampler
+    from backends.llama_runtime import DryLogits
+
+    llm = runtime.llm
+    prompt = runtime.tokenize("cat cat cat cat cat")
+    answer = runtime.tokenize(" the cat sat on the mat. the cat sat on the")
+    logits = np.random.default_rng(0).normal(size=llm.n_vocab()).astype(np.float32)
+    processor = DryLogits(llm, 0.8)
+    processor(prompt, logits.copy())  # the first call sees the prompt alone
+    ours = processor(prompt + answer, logits.copy())
+
+    native = dry_sampler(llama_cpp, llm._model.vocab, 0.8)
+    for token in answer:
+        llama_cpp.llama_sampler_accept(native, token)
+    data = (llama_cpp.llama_token_data * llm.n_vocab())(
+        *[llama_cpp.llama_token_data(i, float(x), 0.0) for i, x in enumerate(logits)]
+    )
+    array = llama_cpp.llama_token_data_array(data=data, size=llm.n_vocab(), selected=-1, sorted=False)
+    llama_cpp.llama_sampler_apply(native, ctypes.byref(array))
+    llama_cpp.llama_sampler_free(native)
+    theirs = np.array([d.logit for d in data], dtype=np.float32)
+    penalised = np.flatnonzero(theirs != logits)
+    assert len(penalised) >= 1 and np.array_equal(ours, theirs)  # " mat" follows "sat on the" before
+    assert runtime.tokenize(" mat")[0] in penalised

@@ -23,6 +23,9 @@ def test_defaults_and_sampling_parameters():
     assert req.settings == GenerationSettings(0.0, 0.5, 7, 3)
     assert (req.stop, req.stream, req.query, req.history) == (["\n"], True, "hi", [])
     assert parse(max_completion_tokens=9).settings.max_tokens == 9
+    assert parse(dry_multiplier=0).settings.dry_multiplier == 0.0  # llama-server's name for it
+    with pytest.raises(RequestError, match="dry_multiplier must be a number from 0 to 5"):
+        parse(dry_multiplier=-1)
 
 
 def test_text_parts_are_joined():

@@ -151,8 +151,9 @@ def run_eval(
             settings_file.write_text(config_to_toml(app.config), encoding="utf-8")
             settings_file.chmod(0o600)
         limit = app.config.generation.max_tokens
-        settings = GenerationSettings.greedy(min(scenario.answer_tokens or limit, limit))
-        log_settings = GenerationSettings.greedy(min(scenario.log_tokens or limit, limit))
+        dry = app.config.generation.dry_multiplier
+        settings = GenerationSettings.greedy(min(scenario.answer_tokens or limit, limit), dry)
+        log_settings = GenerationSettings.greedy(min(scenario.log_tokens or limit, limit), dry)
         try:
 
             def answer_all(

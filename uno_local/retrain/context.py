@@ -105,6 +105,7 @@ class Context:
         self.model_name = app.model_path.name
         # Held-out answers and revisions as long as the chat allows: a closing line must fit, as for users.
         self.answer_tokens = app.config.generation.max_tokens
+        self.dry = app.config.generation.dry_multiplier  # every free-text answer is decoded as chat's
         self.cached: Counter = Counter()  # stage -> results reused from an earlier run
         self._trainer = None
         self._recording: dict[str, list[GenerationRequest]] | None = None  # see `cached_batch`
@@ -208,10 +209,10 @@ class Context:
     def revise(self, messages: list[dict], n: int) -> list[str]:
         """`n` sampled revisions (seeded) of one revision prompt."""
         requests = [
-            GenerationRequest(messages, GenerationSettings(0.8, 0.9, self.answer_tokens, 42 + j))
+            GenerationRequest(messages, GenerationSettings(0.8, 0.9, self.answer_tokens, 42 + j, self.dry))
             for j in range(n)
         ]
-        return self._requests(json.dumps(["revise", messages, n], sort_keys=True), requests)
+        return self._requests(json.dumps(["revise", messages, n, self.dry], sort_keys=True), requests)
 
     def base_answers(self, logs: list[LogData], tokens: int | None = None) -> list[str]:
         """The base model's greedy answers to `logs`, cached per log (and per token budget, when it is
@@ -222,7 +223,7 @@ class Context:
             [
                 ArtifactJob(
                     str(log.message_id),
-                    (log.prompt, tokens),
+                    (log.prompt, tokens, self.dry),
                     lambda log=log: self.answer([log.prompt], None, tokens)[0],
                     {"decoding": "greedy"},
                 )
@@ -242,9 +243,11 @@ class Context:
             name = f"validate:{adapter_file}"
             runtime.load_adapter(name, adapter_file)
         try:
-            settings = GenerationSettings.greedy(tokens or self.answer_tokens)
+            settings = GenerationSettings.greedy(tokens or self.answer_tokens, self.dry)
             requests = [GenerationRequest(prompt, settings, adapter=name) for prompt in prompts]
-            key = json.dumps(["answer", prompts, str(adapter_file), settings.max_tokens], sort_keys=True)
+            key = json.dumps(
+                ["answer", prompts, str(adapter_file), settings.max_tokens, self.dry], sort_keys=True
+            )
             return self._requests(key, requests)
         finally:
             if name:

@@ -115,6 +115,7 @@ def parse_chat_request(body: object, models: list[str], defaults: GenerationSett
         top_p=_number(body, "top_p", 0, 1, defaults.top_p),
         max_tokens=max_tokens or defaults.max_tokens,
         seed=defaults.seed if seed is None else seed,
+        dry_multiplier=_number(body, "dry_multiplier", 0, 5, defaults.dry_multiplier),  # llama-server's name
     )
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else stop or []
