@@ -177,3 +177,18 @@ def test_command_line_override_of_zero_threads_applies(uno_home):
     (uno_home / "uno.toml").write_text("[model]\nn_threads = 3\nn_ctx = 512\n")
     app = App.open(Overrides(threads=0, n_ctx=1024))
     assert (app.config.model.n_threads, app.config.model.n_ctx) == (0, 1024)
+
+
+def test_the_dry_penalty_reaches_every_answers_settings(tmp_path):
+    """`generation.dry_multiplier` is in the chat's settings, in greedy ones (`uno ask --greedy`) and can
+    be changed per command like any `[generation]` key; a negative one is refused in one sentence."""
+    (tmp_path / "uno.toml").write_text("[generation]\ndry_multiplier = 0.8\n")
+    app = App.open(home=tmp_path)
+    try:
+        assert app.settings().dry_multiplier == 0.8
+        assert app.settings(greedy=True).dry_multiplier == 0.8
+        assert app.settings(dry_multiplier=0.0).dry_multiplier == 0.0
+        with pytest.raises(ConfigError, match="dry_multiplier"):
+            app.settings(dry_multiplier=-1.0)
+    finally:
+        app.close()

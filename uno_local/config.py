@@ -43,8 +43,8 @@ NonNegative = Annotated[float, Ge(0)]
 Share = Annotated[float, Ge(0), Le(1)]
 # llama.cpp's DRY sampler ("don't repeat yourself"): a token that would extend a stretch of the answer
 # already seen at least DRY_ALLOWED_LENGTH tokens long loses multiplier * base^(length - allowed) of its
-# logit, over the answer's last DRY_LAST_N tokens. 0.8 and 1.75 are the values its author recommends.
-DRY_MULTIPLIER = 0.8
+# logit, over the answer's last DRY_LAST_N tokens (`generation.dry_multiplier` turns it on; 0.8 with
+# base 1.75 are the values its author recommends).
 DRY_BASE = 1.75
 DRY_ALLOWED_LENGTH = 2
 DRY_LAST_N = 1024
@@ -78,10 +78,11 @@ class GenerationConfig:
     max_tokens: AtLeastOne = _f(512, "Longest answer in tokens.")
     seed: Annotated[int, Ge(-1), Le(2**32 - 1)] = _f(-1, "Sampling seed; -1 picks a new one per answer.")
     dry_multiplier: NonNegative = _f(
-        DRY_MULTIPLIER,
+        0.0,
         "Penalty on a token that would repeat an earlier stretch of the answer (llama.cpp's DRY sampler, "
-        "with no sequence breakers: a repeated line counts); 0 = off. At 0 small models and fresh adapters "
-        "loop ('Purr-fect.' forty times, docs/eval.md).",
+        "with no sequence breakers: a repeated line counts); 0 = off, 0.8 is the usual value. Measured at "
+        "0.8 (docs/eval.md): no looping answers and a quarter of the repeated 3-grams, but adapters that "
+        "sign off twice write a mangled second sign-off; opt-in until the UNO-loop eval passes with it.",
     )
     system_prompt: str = _f("", "System prompt; empty keeps the model template's own default.")
 

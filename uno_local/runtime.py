@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from uno_local.config import DRY_MULTIPLIER, GenerationConfig
+from uno_local.config import GenerationConfig
 
 
 @dataclass(frozen=True)
@@ -22,14 +22,14 @@ class GenerationSettings:
     top_p: float = 0.9
     max_tokens: int = 512
     seed: int = -1
-    dry_multiplier: float = DRY_MULTIPLIER  # llama.cpp's DRY penalty on repeating the answer; 0 = off
+    dry_multiplier: float = 0.0  # llama.cpp's DRY penalty on repeating the answer; 0 = off
 
     @classmethod
     def from_config(cls, config: GenerationConfig) -> GenerationSettings:
         return cls(config.temperature, config.top_p, config.max_tokens, config.seed, config.dry_multiplier)
 
     @classmethod
-    def greedy(cls, max_tokens: int = 512, dry_multiplier: float = DRY_MULTIPLIER) -> GenerationSettings:
+    def greedy(cls, max_tokens: int = 512, dry_multiplier: float = 0.0) -> GenerationSettings:
         return cls(temperature=0.0, top_p=1.0, max_tokens=max_tokens, seed=0, dry_multiplier=dry_multiplier)
 
     def as_dict(self) -> dict:

@@ -62,6 +62,7 @@ class FakeRuntime:
         self.calls: Counter = Counter()
         self.batches: list[list[str]] = []  # per generate_many call, the kinds of its requests
         self.budgets: list[set[int]] = []  # per generate_many call, its requests' max_tokens
+        self.decoding: set[tuple[str, float]] = set()  # (kind, dry_multiplier) of every request
         self.last_kind = ""
         self.loaded: dict[str, str] = {}  # adapter name -> what it learned
         self.fail: str | None = None
@@ -119,6 +120,7 @@ class FakeRuntime:
                 adapter=r.adapter,
             )
             self.batches[-1].append(self.last_kind)
+            self.decoding.add((self.last_kind, r.settings.dry_multiplier))
             results.append(result)
             if on_result is not None:
                 on_result(result)

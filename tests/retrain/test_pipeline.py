@@ -492,3 +492,15 @@ def test_at_a_chat_budget_within_the_loop_checks_the_base_answers_held_out_logs_
         if b[0] == "answer"
     }
     assert answers == {(3, FRESH_TOKENS), (FRESH - 3, FRESH_TOKENS), (FRESH, FRESH_TOKENS)}, answers
+
+
+def test_every_free_text_answer_is_decoded_with_the_chats_dry_penalty(app, fakes):
+    """The retrain judges the answers a user would get: held-out, loop-check and revision answers carry
+    uno.toml's DRY penalty; the grammar-bound JSON of distill and predict never does."""
+    app.config.generation.dry_multiplier = 0.8
+    add_cooking(app)
+    add_garden(app)
+    retrain(app, fakes)
+    kinds = dict(fakes.runtime.decoding)
+    assert {"answer", "revise", "distill"} <= set(kinds), kinds
+    assert fakes.runtime.decoding == {(k, 0.0 if k in ("distill", "predict") else 0.8) for k in kinds}
