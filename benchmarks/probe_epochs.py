@@ -4,9 +4,10 @@
     .venv/bin/python benchmarks/probe_epochs.py DIR/keep benchmarks/scenarios/packing-only.json packing
 
 The kept home's newest retrain left a checkpoint per epoch under `work/expert-*/epoch-N`. Each is exported
-to a GGUF LoRA adapter (next to it) and answers the topic's test questions greedily in llama.cpp; the
-line per epoch gives the passes of the topic's check and the mean share of repeated word 3-grams
-(`quality.repetition_share`), against the base model's on the same questions. `--train` also answers the
+to a GGUF LoRA adapter (next to it) and answers the topic's test questions greedily in llama.cpp (with
+the home's `generation.dry_multiplier`); the line per epoch gives the passes of the topic's check and the
+mean share of repeated word 3-grams (`quality.repetition_share`), against the base model's on the same
+questions. `--train` also answers the
 topic's training questions. docs/eval.md (sessions 17 and 18) used the e2e settings in DIR/uno.toml:
 `[generation] max_tokens = 160`, `[train] epochs = 2, max_answer_tokens = 112, max_prompt_tokens = 128`.
 """
@@ -46,6 +47,7 @@ def main() -> None:
 
     from backends.gguf_export import export_peft_to_gguf
     from backends.llama_runtime import LlamaRuntime
+    from uno_local.config import load_config
     from uno_local.eval.checks import check
     from uno_local.eval.scenario import load_scenario
     from uno_local.paths import embedded_chat_model
@@ -59,7 +61,8 @@ def main() -> None:
     epochs = {int(e) for e in args.epochs.split(",") if e}
     model = embedded_chat_model()
     runtime = LlamaRuntime(model, n_ctx=2048)
-    settings = GenerationSettings.greedy(args.max_tokens)
+    dry = load_config(args.home / "uno.toml").generation.dry_multiplier  # decoded as the kept home decodes
+    settings = GenerationSettings.greedy(args.max_tokens, dry)
 
     def line(questions: list[str], adapter: str | None) -> str:
         requests = [
@@ -74,7 +77,7 @@ def main() -> None:
     if args.paraphrase:
         asks = [
             GenerationRequest(
-                [{"role": "user", "content": f"{PARAPHRASE}\n\n{q}"}], GenerationSettings.greedy(48)
+                [{"role": "user", "content": f"{PARAPHRASE}\n\n{q}"}], GenerationSettings.greedy(48, dry)
             )
             for q in topic.train
         ]
