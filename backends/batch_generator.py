@@ -8,11 +8,11 @@ llama.cpp context on the runtime's model (the chat context and its reused prefix
 with one KV-cache sequence per slot. Each step decodes one llama_batch holding the next token of every
 generating sequence and chunks of the prompts being read; a finished sequence frees its slot and cache
 cells for the next job at once (continuous batching). Each sequence has its own sampler chain (the
-same chain llama-cpp-python builds for one stream: grammar first when given, then the DRY penalty on
-repeats unless there is a grammar, then greedy argmax or sampling), so grammars, seeds and stops
-never mix. A greedy sequence under a grammar takes llama.cpp's own short
-cut (`GreedyGrammar`): the same tokens, without masking the whole vocabulary at every step. An error
-in one job (a grammar llama.cpp refuses, a prompt too long) becomes that job's result; the others go on.
+same chain llama-cpp-python builds for one stream: the grammar when given, else the DRY penalty on
+repeats when asked, then greedy argmax or sampling), so grammars, seeds and stops never mix. A greedy
+sequence under a grammar takes llama.cpp's own short cut (`GreedyGrammar`): the same tokens, without
+masking the whole vocabulary at every step. An error in one job (a grammar llama.cpp refuses, a
+prompt too long) becomes that job's result; the others go on.
 """
 
 from __future__ import annotations

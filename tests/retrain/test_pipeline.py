@@ -504,3 +504,16 @@ def test_every_free_text_answer_is_decoded_with_the_chats_dry_penalty(app, fakes
     kinds = dict(fakes.runtime.decoding)
     assert {"answer", "revise", "distill"} <= set(kinds), kinds
     assert fakes.runtime.decoding == {(k, 0.0 if k in ("distill", "predict") else 0.8) for k in kinds}
+
+
+def test_turning_the_dry_penalty_on_makes_the_revisions_again_and_only_them(app, fakes):
+    """Cached revisions were decoded without the penalty: turned on, they are made again (distill's JSON,
+    which never gets it, is reused); off, the caches of retrains before the setting existed stay valid."""
+    add_cooking(app)
+    add_garden(app)
+    retrain(app, fakes)
+    assert retrain(app, fakes, recluster=True).cached["pair"] == 20
+    app.config.generation.dry_multiplier = 0.8
+    report = retrain(app, fakes, recluster=True)
+    assert (report.cached.get("pair", 0), report.cached["distill"]) == (0, 20)
+    assert retrain(app, fakes, recluster=True).cached["pair"] == 20

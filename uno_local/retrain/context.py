@@ -106,6 +106,9 @@ class Context:
         # Held-out answers and revisions as long as the chat allows: a closing line must fit, as for users.
         self.answer_tokens = app.config.generation.max_tokens
         self.dry = app.config.generation.dry_multiplier  # every free-text answer is decoded as chat's
+        # What cached answers and revisions are keyed by besides their inputs: nothing while the DRY
+        # penalty is off, so the caches of retrains from before it existed stay valid.
+        self.decoding: tuple = (("dry", self.dry),) if self.dry else ()
         self.cached: Counter = Counter()  # stage -> results reused from an earlier run
         self._trainer = None
         self._recording: dict[str, list[GenerationRequest]] | None = None  # see `cached_batch`
@@ -223,7 +226,7 @@ class Context:
             [
                 ArtifactJob(
                     str(log.message_id),
-                    (log.prompt, tokens, self.dry),
+                    (log.prompt, tokens, *self.decoding),
                     lambda log=log: self.answer([log.prompt], None, tokens)[0],
                     {"decoding": "greedy"},
                 )

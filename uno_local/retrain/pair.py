@@ -20,7 +20,7 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
     jobs = [
         ArtifactJob(
             str(log.message_id),
-            (asdict(item), d.guide, n, ctx.dry),
+            (asdict(item), d.guide, n, *ctx.decoding),
             lambda item=item, rules=d.guide: (
                 asdict(p) if (p := make_pair(item, rules, ctx.revise, n)) else {}
             ),
