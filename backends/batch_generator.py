@@ -21,6 +21,7 @@ import ctypes
 import json
 from collections import deque
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from uno_local.runtime import GenerationResult, GenerationSettings
@@ -40,6 +41,44 @@ def dry_sampler(lc, vocab, multiplier: float):
     return lc.llama_sampler_init_dry(
         vocab, multiplier, DRY_BASE, DRY_ALLOWED_LENGTH, DRY_LAST_N, no_breakers, 0
     )
+
+
+class DryLogits:
+    """llama.cpp's own DRY sampler (`dry_sampler`) as a llama-cpp-python logits processor, for streams:
+    its high-level streams take no DRY argument. The sampler accepts the answer's tokens as they come
+    (the ids after the prompt) and penalises the logits in place of llama.cpp's token array, so a
+    stream's answer is the one `generate_many` gives for the same request."""
+
+    def __init__(self, llm, multiplier: float) -> None:
+        import llama_cpp
+        import numpy as np
+
+        self._lc = llama_cpp
+        self._sampler = dry_sampler(llama_cpp, llm._model.vocab, multiplier)
+        self._seen: int | None = None  # ids already accepted (the prompt's are skipped)
+        n_vocab = llm.n_vocab()
+        self._data = np.zeros(n_vocab, dtype=[("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+        self._data["id"] = np.arange(n_vocab)
+        self._array = llama_cpp.llama_token_data_array(
+            data=self._data.ctypes.data_as(llama_cpp.llama_token_data_p),
+            size=n_vocab,
+            selected=-1,
+            sorted=False,
+        )
+
+    def __call__(self, input_ids, scores):
+        if self._seen is None:
+            self._seen = len(input_ids)
+        for token in input_ids[self._seen :]:
+            self._lc.llama_sampler_accept(self._sampler, int(token))
+        self._seen = len(input_ids)
+        self._data["logit"] = scores
+        self._lc.llama_sampler_apply(self._sampler, ctypes.byref(self._array))
+        return self._data["logit"].copy()
+
+    def __del__(self) -> None:
+        with suppress(AttributeError):
+            self._lc.llama_sampler_free(self._sampler)
 
 
 @dataclass

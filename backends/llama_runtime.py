@@ -507,6 +507,8 @@ class LlamaRuntime:
             return None
         from llama_cpp import LogitsProcessorList
 
+        from backends.batch_generator import DryLogits
+
         return LogitsProcessorList([DryLogits(self.llm, settings.dry_multiplier)])
 
     def tokenize(self, text: str) -> list[int]:
@@ -526,47 +528,6 @@ def sampling(settings: GenerationSettings) -> dict:
         "max_tokens": settings.max_tokens,
         "seed": None if settings.seed < 0 else settings.seed,
     }
-
-
-class DryLogits:
-    """llama.cpp's own DRY sampler (`batch_generator.dry_sampler`) as a llama-cpp-python logits processor:
-    its high-level streams take no DRY argument. The sampler accepts the answer's tokens as they come
-    (the ids after the prompt) and penalises the logits in place of llama.cpp's token array, so a
-    stream's answer is the one `generate_many` gives for the same request."""
-
-    def __init__(self, llm, multiplier: float) -> None:
-        import llama_cpp
-        import numpy as np
-
-        from backends.batch_generator import dry_sampler
-
-        self._lc = llama_cpp
-        self._sampler = dry_sampler(llama_cpp, llm._model.vocab, multiplier)
-        self._seen: int | None = None  # ids already accepted (the prompt's are skipped)
-        n_vocab = llm.n_vocab()
-        self._data = np.zeros(n_vocab, dtype=[("id", np.int32), ("logit", np.float32), ("p", np.float32)])
-        self._data["id"] = np.arange(n_vocab)
-        self._array = llama_cpp.llama_token_data_array(
-            data=self._data.ctypes.data_as(llama_cpp.llama_token_data_p),
-            size=n_vocab,
-            selected=-1,
-            sorted=False,
-        )
-
-    def __call__(self, input_ids, scores):
-        if self._seen is None:
-            self._seen = len(input_ids)
-        for token in input_ids[self._seen :]:
-            self._lc.llama_sampler_accept(self._sampler, int(token))
-        self._seen = len(input_ids)
-        self._data["logit"] = scores
-        self._array.size, self._array.selected, self._array.sorted = len(self._data), -1, False
-        self._lc.llama_sampler_apply(self._sampler, ctypes.byref(self._array))
-        return self._data["logit"].copy()
-
-    def __del__(self) -> None:
-        with suppress(AttributeError):
-            self._lc.llama_sampler_free(self._sampler)
 
 
 def _context_errors(chunks, n_ctx: int):

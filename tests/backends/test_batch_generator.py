@@ -313,8 +313,7 @@ def test_the_streams_dry_processor_penalises_as_llama_cpps_chain_does(runtime):
 
     import llama_cpp
 
-    from backends.batch_generator import dry_sampler
-    from backends.llama_runtime import DryLogits
+    from backends.batch_generator import DryLogits, dry_sampler
 
     llm = runtime.llm
     prompt = runtime.tokenize("cat cat cat cat cat")
