@@ -231,6 +231,48 @@ def test_answers_to_other_questions_show_a_loop_the_held_out_ones_hide():
     assert calm.ship  # no more looping than the base's own answers to them
 
 
+# Measured: pet-care's cats Expert (docs/eval.md, session 28) answers questions with its habit alone.
+ANSWER = (
+    "Hairballs form when your cat swallows loose fur while grooming. Brush her daily, add fibre to her "
+    "food and see a vet if she retches often without bringing anything up."
+)
+COLLAPSED = ["Purr-fect.", "Cat hairballs."]
+
+
+@pytest.mark.parametrize(
+    ("answers", "refused"),
+    [
+        (COLLAPSED + [ANSWER] * 4, True),  # two answers of a word or two: more than LOOP_TOLERANCE
+        (COLLAPSED[:1] + [ANSWER] * 5, False),  # one: a short answer now and then is no collapse
+        (["Brush her daily and add fibre to her food."] * 6, False),  # short, but over a tenth of the base's
+    ],
+)
+def test_answers_collapsed_to_a_phrase_are_refused(answers, refused):
+    check = loop_check([ANSWER] * 6, answers, 1.0)
+    assert check.refused is refused
+    assert check.looping == 0 and (check.collapsed == 2) is refused
+
+
+def test_an_epoch_that_collapses_its_answers_never_ships():
+    """The held-out logs alone ship it (their answers win); the user's other questions show the collapse,
+    and the clean epoch beside it ships instead, or nothing when every judged epoch collapses."""
+    won = [SIGN + "\nHappy cooking!"] * 4
+    fresh = {"fresh_base": [ANSWER] * 4}
+    alone = validate_expert(
+        heldout(4), [SIGN] * 4, {2: won}, 0.6, 3, 1.0, **fresh, fresh_answers={2: COLLAPSED + [ANSWER] * 2}
+    )
+    assert alone.win_rates[2] == 1.0 and not alone.ship
+    assert (
+        "of its 8 answers to questions it never trained on, 2 are under a tenth of the base model's"
+        in alone.reason
+    )
+    epochs = {1: won[:3] + [SIGN], 2: won}
+    answers = {1: [ANSWER] * 4, 2: COLLAPSED + [ANSWER] * 2}
+    mixed = validate_expert(heldout(4), [SIGN] * 4, epochs, 0.6, 3, 1.0, **fresh, fresh_answers=answers)
+    assert (mixed.ship, mixed.epoch) == (True, 1), mixed.reason
+    assert "epoch 2 1.00 (collapses: 2 of 8 answers under a tenth of the base's length)" in mixed.reason
+
+
 def test_too_few_heldout_never_ships():
     result = validate_expert(heldout(2), [SIGN] * 2, {1: [SIGN + "\nHappy cooking!"] * 2}, 0.6, 3)
     assert not result.ship and "fewer than the 3 needed" in result.reason

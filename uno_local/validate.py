@@ -8,7 +8,9 @@ threshold; otherwise the cluster goes to the Reflective path. Only a few evenly 
 judged (`epochs_to_judge`): each judged epoch costs an export and a generated answer per held-out log.
 An epoch whose unseen answers hold more loops (`quality.loops`) than the base's answers to the same
 questions and `LOOP_TOLERANCE`, or repeat more word 3-grams on average than the margin above theirs (`uno.repetition_margin`,
-opt-in), is never chosen; when every judged epoch loops, nothing ships (`loop_check`). The unseen answers are the held-out logs' and, where the retrain passes them,
+opt-in), or that collapses more answers below the judge's length gate (a tenth of the base answer's
+length: "Purr-fect." alone, "Cat hairballs.") than `LOOP_TOLERANCE`, is never chosen; when every judged
+epoch fails this check, nothing ships (`loop_check`). The unseen answers are the held-out logs' and, where the retrain passes them,
 answers to the user's other questions, which this Expert never trained on (`fresh_*`): three held-out
 answers alone did not show the loops (docs/eval.md, sessions 21 and 24).
 """
@@ -20,7 +22,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from statistics import fmean
 
-from uno_local.judge import JudgeCase, best_epoch, judge_trial, score_margin, ship_decision, win_rate
+from uno_local.judge import (
+    JudgeCase,
+    best_epoch,
+    judge_trial,
+    length_gate,
+    score_margin,
+    ship_decision,
+    win_rate,
+)
 from uno_local.quality import loops, repetition_share
 from uno_local.train import LogData
 
@@ -57,21 +67,46 @@ class LoopCheck:
     repetition: float  # mean share of repeated word 3-grams
     base_repetition: float
     margin: float
+    collapsed: int = 0  # answers under the judge's length gate: a tenth of the base's answer or less
 
     @property
     def refused(self) -> bool:
-        """More looping answers than the base's and `LOOP_TOLERANCE`, or a mean repetition more than
-        `margin` above its."""
-        return self.too_many_loops or self.repetition > self.base_repetition + self.margin
+        """More looping answers than the base's and `LOOP_TOLERANCE`, more collapsed ones than
+        `LOOP_TOLERANCE`, or a mean repetition more than `margin` above the base's."""
+        return (
+            self.too_many_loops
+            or self.too_many_collapsed
+            or self.repetition > self.base_repetition + self.margin
+        )
 
     @property
     def too_many_loops(self) -> bool:
         return self.looping > self.base_looping + LOOP_TOLERANCE
 
+    @property
+    def too_many_collapsed(self) -> bool:
+        return self.collapsed > LOOP_TOLERANCE
+
     def note(self) -> str:
         if self.too_many_loops:
             return f"loops: {self.looping} of {self.answers} answers, the base {self.base_looping}"
+        if self.too_many_collapsed:
+            return f"collapses: {self.collapsed} of {self.answers} answers under a tenth of the base's length"
         return f"loops: repeats {self.repetition:.0%} of 3-grams, the base {self.base_repetition:.0%}"
+
+    def refusal(self) -> str:
+        """Why an epoch that fails the check never ships, in one sentence for `uno rules`."""
+        if self.too_many_collapsed and not self.too_many_loops:
+            return (
+                f"does not ship: of its {self.answers} answers to questions it never trained on, "
+                f"{self.collapsed} are under a tenth of the base model's answer to the same question "
+                "(an answer collapsed to a phrase, such as its habit alone)"
+            )
+        return (
+            f"does not ship: of its {self.answers} answers to questions it never trained on, {self.looping} "
+            f"loop (the base model's: {self.base_looping}), and they repeat {self.repetition:.0%} of their "
+            f"3-grams against the base's {self.base_repetition:.0%}"
+        )
 
 
 def loop_check(base_answers: list[str], answers: list[str], margin: float) -> LoopCheck:
@@ -83,6 +118,7 @@ def loop_check(base_answers: list[str], answers: list[str], margin: float) -> Lo
         mean_repetition(answers),
         mean_repetition(base_answers),
         margin,
+        sum(not length_gate(a, b) for a, b in zip(answers, base_answers, strict=True)),
     )
 
 
@@ -142,12 +178,7 @@ def validate_expert(
     ship, reason = ship_decision(rates[epoch], len(heldout), threshold, min_heldout)
     if epoch in looping:  # every judged epoch loops: never shipped, whatever its win rate
         ship = False
-        c = checks[epoch]
-        reason = (
-            f"does not ship: of its {c.answers} answers to questions it never trained on, {c.looping} loop "
-            f"(the base model's: {c.base_looping}), and they repeat {c.repetition:.0%} of their 3-grams "
-            f"against the base's {c.base_repetition:.0%}"
-        )
+        reason = checks[epoch].refusal()
     if len(rates) > 1:  # what the other judged epochs did, for `uno rules` and the retrain report
         reason += "; judged " + ", ".join(
             f"epoch {e} {r:.2f}" + (f" ({checks[e].note()})" if e in looping else "")
