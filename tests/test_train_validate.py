@@ -27,6 +27,21 @@ def test_split_sizes_and_determinism(n, share, min_heldout, held):
     assert split(ids, share, min_heldout) == (train, heldout)  # order of input does not matter
 
 
+def test_a_log_kept_out_leaves_the_others_on_their_side_of_the_split():
+    """Noise kept out of a cluster (`cluster.disagreeing_members`) neither trains nor is held out; a
+    held-out one is replaced by the next log of the same shuffle, and no other log changes side."""
+    ids = list(range(100, 114))
+    train, heldout = split(ids, 0.2, 3)
+    noisy_train, noisy_held = train[0], heldout[0]
+    kept = split(ids, 0.2, 3, kept_out={noisy_train, noisy_held})
+    assert kept[1] == heldout[1:] + [train[0] if train[0] != noisy_train else train[1]]
+    assert kept[0] == [m for m in train if m not in {noisy_train, kept[1][-1]}]
+    assert split(ids, 0.2, 3, kept_out=set()) == (train, heldout)
+    liked = {101, 104}  # a thumbs-up always trains, unless kept out (it has no rules to disagree with)
+    train, heldout = split(ids, 0.2, 3, judgeable=set(ids) - liked, kept_out={101, 105})
+    assert 101 not in train + heldout and 104 in train and 105 not in train + heldout
+
+
 def test_only_judgeable_logs_are_held_out():
     """A plain thumbs-up has nothing to judge a held-out answer by: it always trains."""
     ids, liked = list(range(100, 112)), {100, 103, 107}

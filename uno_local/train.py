@@ -52,13 +52,23 @@ class LogData:
 
 
 def split(
-    members: list[int], heldout_share: float, min_heldout: int, judgeable: set[int] | None = None
+    members: list[int],
+    heldout_share: float,
+    min_heldout: int,
+    judgeable: set[int] | None = None,
+    kept_out: set[int] | frozenset[int] = frozenset(),
 ) -> tuple[list[int], list[int]]:
     """Sorted ids, seeded shuffle, then (train, held-out); only `judgeable` ids (default: all) are held
-    out, the rest always train. Too few judgeable logs: everything trains, nothing held out."""
+    out, the rest always train. Too few judgeable logs: everything trains, nothing held out.
+
+    `kept_out` members (their rules disagree with the cluster's) neither train nor are held out. They are
+    shuffled with the others and then skipped, so each keeps its place to the logs around it: a held-out
+    log kept out is replaced by the next one in the shuffled order, and every other log stays on its side.
+    (Shuffling only the logs that remain moved most of a 12-log cluster's held-out logs, docs/thresholds.md.)"""
     ids = sorted(m for m in members if judgeable is None or m in judgeable)
-    always = sorted(m for m in members if judgeable is not None and m not in judgeable)
+    always = sorted(m for m in members if judgeable is not None and m not in judgeable and m not in kept_out)
     random.Random(SPLIT_SEED).shuffle(ids)
+    ids = [m for m in ids if m not in kept_out]
     n_held = max(min_heldout, round(heldout_share * len(ids)))
     if len(ids) - n_held < max(2, min_heldout):
         return ids + always, []

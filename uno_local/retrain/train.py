@@ -64,10 +64,11 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
         row = plan.row
         row.data_hash = data_hash(ctx, state, row)
         plan.train_ids, plan.heldout_ids = split(
-            plan.learning_members,
+            plan.row.members,
             ctx.cfg.heldout_share,
             ctx.cfg.min_heldout,
-            {m for m in plan.learning_members if state.items[m].judgeable},
+            {m for m in plan.row.members if state.items[m].judgeable},
+            set(plan.kept_out),
         )
         decision, old = plan_cluster(row, state.previous)
         if decision is Plan.VETOED:
