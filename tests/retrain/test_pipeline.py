@@ -296,11 +296,50 @@ def test_no_critic_is_trained_where_the_base_model_cannot_revise(app, fakes, hig
     report = retrain(app, fakes)
     (c0,) = report.clusters
     assert (c0["route"], c0["expert"], c0["critic"]) == ("base", None, None)
-    assert [o for o, _ in fakes.trainer.runs] == ([] if high_gap else ["preference"])
+    assert [o for o, _ in fakes.trainer.runs] == ["preference"]  # high gap: the Expert is its fallback
     assert "no Critic trained: even under your own rules, the base model's revisions" in c0["decision"]
     assert "won only 0.50 of" in c0["decision"]
+    assert ("an Expert was trained instead: epoch" in c0["decision"]) is high_gap
+    assert c0["decision"].endswith("they stay on the base model")
     assert load_clusters(app.store)[0].decision == c0["decision"]
     assert report.deployed == []
+
+
+def test_a_high_gap_the_reflective_path_cannot_serve_gets_an_expert(app, fakes):
+    """A high gap sends a cluster to the Reflective path; where the base model cannot revise its answers
+    no Critic can help, so an Expert is trained after all and ships when it wins as any Expert must
+    (measured: tech-support's Wi-Fi sign-off, a 0.97 gap, stayed on the base model at 0%)."""
+    app.runtime.revises = False
+    app.config.uno.gap_threshold = 0.0
+    add_cooking(app)
+    report = retrain(app, fakes)
+    (c0,) = report.clusters
+    assert (c0["route"], c0["expert"], c0["critic"]) == ("expert", "expert-c0", None)
+    assert [o for o, _ in fakes.trainer.runs] == ["preference"] and report.deployed == ["expert-c0@v1"]
+    assert c0["decision"].startswith("high gap; no Critic trained")
+    assert "could not help; an Expert was trained instead: epoch 1 won 1.00" in c0["decision"]
+    assert "stay on the base" not in c0["decision"]
+    assert report.gap_skipped_tokens == 0  # nothing was skipped: the Expert trained
+
+
+def test_a_high_gap_whose_reflective_path_is_not_chosen_gets_an_expert(app, fakes, monkeypatch):
+    """The Critic is trained (the base model can revise) but its Reflective path does not beat the base
+    on the held-out logs: an Expert is trained in the validate stage and judged as any other."""
+    real_train = fakes.trainer.train
+
+    def critic_learns_nothing(examples, config, out_dir, *, objective="preference", **kw):
+        fakes.trainer.learns = objective == "preference"
+        return real_train(examples, config, out_dir, objective=objective, **kw)
+
+    monkeypatch.setattr(fakes.trainer, "train", critic_learns_nothing)
+    app.config.uno.gap_threshold = 0.0
+    add_cooking(app)
+    report = retrain(app, fakes)
+    (c0,) = report.clusters
+    assert [o for o, _ in fakes.trainer.runs] == ["sft", "preference"]
+    assert (c0["route"], c0["expert"], c0["critic"]) == ("expert", "expert-c0", None)
+    assert "the Reflective path was not chosen" in c0["decision"]
+    assert "well enough; an Expert was trained instead: epoch 1 won 1.00" in c0["decision"]
 
 
 def test_one_retrain_at_a_time(app, fakes):

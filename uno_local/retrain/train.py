@@ -92,23 +92,32 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
             )
             continue
         if plan.row.high_gap:
-            state.gap_skipped_tokens += sum(
+            skipped = sum(
                 len(ctx.app.runtime.tokenize(state.items[m].pair["chosen"])) * 2  # before any `release`
                 for m in plan.train_ids
                 if state.items[m].pair
             )
             train_critic(ctx, state, plan, n, len(todo))
-            continue
-        examples = expert_examples([state.items[m] for m in plan.train_ids])
-        if len(examples) < 2:
-            plan.row.decision = "too few preference pairs to train an Expert"
-            continue
-        plan.expert_ckpts, metrics = _train(ctx, "expert", plan, examples, "preference", n, len(todo))
-        if "reference_logp_chosen" in metrics:  # the trainer's own reference forwards, for free
-            plan.row.intrinsic_gap = gaps.intrinsic_gap(
-                metrics["reference_logp_chosen"], metrics["reference_logp_rejected"]
-            )
+            if plan.critic_ckpts:
+                state.gap_skipped_tokens += skipped
+                continue
+            # No Reflective path can help where the base model cannot revise: an Expert is the only way
+            # left, and the validator judges it as any other (tech-support's Wi-Fi sign-off, session 28).
+        train_expert(ctx, state, plan, n, len(todo))
     return state
+
+
+def train_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> None:
+    """The Expert for a cluster: preference pairs (and liked answers) of its training logs."""
+    examples = expert_examples([state.items[m] for m in plan.train_ids])
+    if len(examples) < 2:
+        plan.row.decision = "too few preference pairs to train an Expert"
+        return
+    plan.expert_ckpts, metrics = _train(ctx, "expert", plan, examples, "preference", n, total)
+    if "reference_logp_chosen" in metrics:  # the trainer's own reference forwards, for free
+        plan.row.intrinsic_gap = gaps.intrinsic_gap(
+            metrics["reference_logp_chosen"], metrics["reference_logp_rejected"]
+        )
 
 
 def train_critic(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from uno_local.retrain.context import Context
 from uno_local.retrain.convert import gguf, judged_checkpoints
 from uno_local.retrain.state import ClusterPlan, RetrainState
-from uno_local.retrain.train import train_critic
+from uno_local.retrain.train import train_critic, train_expert
 from uno_local.route import reflect_many
 from uno_local.validate import Validation, validate_expert, validate_reflective
 
@@ -91,18 +91,38 @@ def judge_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, t
 def run(ctx: Context, state: RetrainState) -> RetrainState:
     todo = [p for p in state.plans if p.expert_ckpts]
     for n, plan in enumerate(todo, 1):
-        plan.validation = judge_expert(ctx, state, plan, n, len(todo))
-        plan.row.win_rate = shipped_win_rate(plan.validation)
-        plan.row.decision = plan.validation.reason
-        if needs_critic(plan.validation):
-            train_critic(ctx, state, plan, n, len(todo))
-        ctx.emit("validate", n, len(todo), f"c{plan.row.label}: {plan.row.decision}")
+        validate_expert_of(ctx, state, plan, n, len(todo))
     critics = [p for p in state.plans if p.critic_ckpt and not p.reused]
     for n, plan in enumerate(critics, 1):
         ctx.emit("validate", n, len(critics), f"c{plan.row.label}: the Reflective path on the held-out logs")
         check_reflective(ctx, state, plan)
         ctx.emit("validate", n, len(critics), f"c{plan.row.label}: {plan.row.decision}")
+    # A high gap's Reflective path that was not chosen: an Expert is the only way left (money-matters'
+    # "under 60 words", session 28), judged as any other.
+    fallback = [p for p in critics if p.row.high_gap and not p.reflective.ship and not p.expert_ckpts]
+    for n, plan in enumerate(fallback, 1):
+        train_expert(ctx, state, plan, n, len(fallback))
+        if plan.expert_ckpts:
+            validate_expert_of(ctx, state, plan, n, len(fallback))
     return state
+
+
+def validate_expert_of(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> None:
+    """Judge the plan's new Expert; one that does not ship sends a low-gap cluster to the Reflective path.
+    A high-gap cluster's Expert was its fallback (its Reflective path could not help): it stays on the
+    base model."""
+    lead = plan.row.decision if plan.row.high_gap else ""
+    plan.validation = judge_expert(ctx, state, plan, n, total)
+    plan.row.win_rate = shipped_win_rate(plan.validation)
+    plan.row.decision = plan.validation.reason
+    if plan.row.high_gap:
+        for stays in (" and they stay on the base model", ", so they stay on the base model"):
+            lead = lead.removesuffix(stays)
+        tail = "" if plan.validation.ship else "; so they stay on the base model"
+        plan.row.decision = f"{lead}; an Expert was trained instead: {plan.validation.reason}{tail}"
+    elif needs_critic(plan.validation):
+        train_critic(ctx, state, plan, n, total)
+    ctx.emit("validate", n, total, f"c{plan.row.label}: {plan.row.decision}")
 
 
 def check_reflective(ctx: Context, state: RetrainState, plan: ClusterPlan) -> None:
