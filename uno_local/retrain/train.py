@@ -4,7 +4,8 @@ epoch (`uno_local/train.py` builds the examples and caches runs; the trainer is 
 A cluster whose data did not change since the last retrain reuses its adapters and its decision (one
 that shipped nothing would ship nothing again: training and judging are seeded and greedy), and a
 vetoed cluster is not trained (`plan_cluster`). No Critic is trained where the base model's revisions
-under the held-out logs' own rules do not win (`can_revise`): its Reflective path could not either.
+under the held-out logs' own rules do not win (`can_revise`): its Reflective path could not either, so a
+high-gap cluster then trains its Expert after all (`train_expert`), which the validator judges as any.
 The training folder is named by a hash of everything the adapter depends on, including the user's
 edited rules, so an edit retrains its cluster.
 """

@@ -5,8 +5,9 @@ check reads. An Expert that does not ship sends its cluster to the Reflective pa
 a Critic is trained for it here, once the base model shows it can revise these answers at all
 (`train.train_critic`). Every new Critic's Reflective path (draft, critique, revision, as
 `route.reflect` serves it) then answers the same held-out logs, and is chosen only when it beats the
-base as an Expert must (`validate_reflective`); otherwise the cluster stays on the base model and
-`uno rules` says why."""
+base as an Expert must (`validate_reflective`); otherwise a high-gap cluster trains its Expert and
+judges it (the one adapter left that could help), and any other stays on the base model; `uno rules`
+says why."""
 
 from __future__ import annotations
 
