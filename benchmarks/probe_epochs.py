@@ -6,8 +6,9 @@
 The kept home's newest retrain left a checkpoint per epoch under `work/expert-*/epoch-N`. Each is exported
 to a GGUF LoRA adapter (next to it) and answers the topic's test questions greedily in llama.cpp (with
 the home's `generation.dry_multiplier`); the line per epoch gives the passes of the topic's check and the
-mean share of repeated word 3-grams (`quality.repetition_share`), against the base model's on the same
-questions. `--train` also answers the
+mean share of repeated word 3-grams (`quality.repetition_share`) and the answers collapsed under a tenth
+of the base's (`judge.length_gate`, as the validator's loop check counts them), against the base model's
+on the same questions. `--train` also answers the
 topic's training questions. docs/eval.md (sessions 17 and 18) used the e2e settings in DIR/uno.toml:
 `[generation] max_tokens = 160`, `[train] epochs = 2, max_answer_tokens = 112, max_prompt_tokens = 128`.
 """
@@ -50,6 +51,7 @@ def main() -> None:
     from uno_local.config import load_config
     from uno_local.eval.checks import check
     from uno_local.eval.scenario import load_scenario
+    from uno_local.judge import length_gate
     from uno_local.paths import embedded_chat_model
     from uno_local.quality import repetition_share
     from uno_local.runtime import GenerationRequest, GenerationSettings
@@ -64,14 +66,26 @@ def main() -> None:
     dry = load_config(args.home / "uno.toml").generation.dry_multiplier  # decoded as the kept home decodes
     settings = GenerationSettings.greedy(args.max_tokens, dry)
 
-    def line(questions: list[str], adapter: str | None) -> str:
+    def answers(questions: list[str], adapter: str | None) -> list[str]:
         requests = [
             GenerationRequest([{"role": "user", "content": q}], settings, adapter=adapter) for q in questions
         ]
-        texts = [r.text for r in runtime.generate_many(requests)]
+        return [r.text for r in runtime.generate_many(requests)]
+
+    base_answers: dict[tuple[str, ...], list[str]] = {}
+
+    def line(questions: list[str], adapter: str | None) -> str:
+        texts = answers(questions, adapter)
+        base = base_answers.setdefault(
+            tuple(questions), texts if adapter is None else answers(questions, None)
+        )
         passed = [check(t, topic.rule.check) for t in texts]
         marks = "".join("x" if p else "." for p in passed)
-        return f"{sum(passed)}/{len(passed)} {marks} repetition {fmean(map(repetition_share, texts)):.2f}"
+        collapsed = sum(not length_gate(t, b) for t, b in zip(texts, base, strict=True))
+        return (
+            f"{sum(passed)}/{len(passed)} {marks} repetition {fmean(map(repetition_share, texts)):.2f} "
+            f"collapsed {collapsed}"
+        )
 
     paraphrases = []
     if args.paraphrase:

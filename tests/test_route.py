@@ -63,6 +63,9 @@ SERVED = {"expert-c2": "expert-c2@v3", "critic-c2": "critic-c2@v1"}  # adapter n
                                                           critic_adapter="critic-c2@v1")),
         ({"vetoed": True, "expert": "expert-c2"}, state(vetoed=True, expert_adapter="expert-c2@v3",
                                                         critic_adapter=None)),
+        # a high gap whose Reflective path could not serve it, and whose Expert then shipped
+        ({"high_gap": True, "expert": "expert-c2", "route": "expert"}, state(expert_adapter="expert-c2@v3",
+                                                                             critic_adapter=None)),
     ],
 )  # fmt: skip
 def test_cluster_state_from_a_row(fields, expected):

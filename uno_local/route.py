@@ -41,10 +41,11 @@ class ClusterState:
 
 def cluster_state(row: ClusterRow, served: Mapping[str, str]) -> ClusterState:
     """Pure: what routing needs from a cluster row. An adapter counts only while it is served (loaded
-    under the runtime key in `served`); a cluster whose Expert failed routes like a high-gap one."""
+    under the runtime key in `served`); a cluster whose Expert failed routes like a high-gap one, and a
+    high-gap one whose Expert shipped (its Reflective path could not serve it) like a low-gap one."""
     return ClusterState(
         label=row.label,
-        high_gap=row.high_gap or row.route == "reflective",
+        high_gap=(row.high_gap and not row.expert) or row.route == "reflective",
         expert_adapter=served.get(row.expert) if row.expert else None,
         critic_adapter=served.get(row.critic) if row.critic else None,
         vetoed=row.vetoed,

@@ -84,3 +84,18 @@ def test_a_failed_reflective_step_fails_its_critics_answers_only(app, fakes, mon
         ("base", None),
     ]
     assert answered[1].text and not answered[0].text
+
+
+def test_a_high_gap_whose_expert_shipped_is_served_by_it(app, fakes, monkeypatch):
+    """A high gap whose Reflective path could not serve it trains an Expert; once that ships, its cluster's
+    questions go to it (tech-support's Wi-Fi Expert shipped and still answered none: routing read the high
+    gap alone)."""
+    from uno_local.responder import UnoResponder
+
+    app.runtime.revises = False
+    app.config.uno.gap_threshold = 0.0
+    add_cooking(app)
+    retrain(app, fakes)
+    monkeypatch.setattr(UnoResponder, "_check", lambda self, rec: app.registry.verify_file(rec))
+    plan = UnoResponder(app).plan([{"role": "user", "content": "How do I cook an egg?"}])
+    assert (plan.route, plan.adapter, plan.cluster) == ("expert", "expert-c0@v1", "0")
