@@ -110,8 +110,8 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
 
 def validate_expert_of(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> None:
     """Judge the plan's new Expert; one that does not ship sends a low-gap cluster to the Reflective path.
-    A high-gap cluster's Expert was its fallback (its Reflective path could not help): it stays on the
-    base model."""
+    A high-gap cluster's Expert was its fallback (its Reflective path could not help): when it does not
+    ship either, the cluster stays on the base model, and its decision tells both stories."""
     lead = plan.row.decision if plan.row.high_gap else ""
     plan.validation = judge_expert(ctx, state, plan, n, total)
     plan.row.win_rate = shipped_win_rate(plan.validation)
