@@ -76,9 +76,9 @@ def main() -> None:
 
     def line(questions: list[str], adapter: str | None) -> str:
         texts = answers(questions, adapter)
-        base = base_answers.setdefault(
-            tuple(questions), texts if adapter is None else answers(questions, None)
-        )
+        if tuple(questions) not in base_answers:  # the base's answers once per question list
+            base_answers[tuple(questions)] = texts if adapter is None else answers(questions, None)
+        base = base_answers[tuple(questions)]
         passed = [check(t, topic.rule.check) for t in texts]
         marks = "".join("x" if p else "." for p in passed)
         collapsed = sum(not length_gate(t, b) for t, b in zip(texts, base, strict=True))
