@@ -34,6 +34,8 @@ from uno_local.judge import (
 from uno_local.quality import loops, repetition_share
 from uno_local.train import LogData
 
+# Where a decision leaves its cluster on the base model (callers add it: a high gap tries an Expert first).
+STAYS_ON_BASE = "; they stay on the base model"
 REPETITION_MARGIN = 0.05  # the acceptance: topic answers repeat at most 5 points more than the base
 # Looping answers an epoch may have beyond the base's on the same questions: the base model loops now and
 # then too (one of the example scenario's five gardening test answers), and with 11 answers a single
@@ -227,7 +229,7 @@ def validate_revision(
         reason = (
             f"no Critic trained: even under your own rules, the base model's revisions of its answers {why}"
             + (f"; not revised: {refused}" if refused else "")
-            + "; so the Reflective path could not help and they stay on the base model"
+            + "; so the Reflective path could not help"
         )
     return Validation(ship, None, {0: rate}, len(heldout), reason, {0: trials})
 
@@ -245,6 +247,6 @@ def validate_reflective(
     else:
         reason = (
             f"the Reflective path was not chosen ({why}): the base model could not revise these answers "
-            "well enough, so they stay on the base model"
+            "well enough"
         )
     return Validation(ship, None, {0: rate}, len(heldout), reason, {0: trials})

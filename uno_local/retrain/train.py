@@ -24,7 +24,7 @@ from uno_local.route import revise_many
 from uno_local.store.learning import ClusterRow, input_hash
 from uno_local.train import critic_examples, expert_examples, split, train_cached
 from uno_local.training import TrainExample
-from uno_local.validate import Validation, validate_revision
+from uno_local.validate import STAYS_ON_BASE, Validation, validate_revision
 
 REUSED_FIELDS = ("route", "expert", "critic", "win_rate", "decision", "intrinsic_gap")
 
@@ -133,7 +133,9 @@ def train_critic(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, t
     if not probe.ship:
         lead = plan.row.decision or ("high gap" if plan.row.high_gap else "")
         plan.row.route = "base"
-        plan.row.decision = f"{lead}; {probe.reason}" if lead else probe.reason
+        plan.row.decision = (f"{lead}; {probe.reason}" if lead else probe.reason) + (
+            "" if plan.row.high_gap else STAYS_ON_BASE  # a high gap tries its Expert next
+        )
         return
     plan.critic_ckpts, _ = _train(ctx, "critic", plan, examples, "sft", n, total)
 

@@ -16,7 +16,7 @@ from uno_local.retrain.convert import gguf, judged_checkpoints
 from uno_local.retrain.state import ClusterPlan, RetrainState
 from uno_local.retrain.train import train_critic, train_expert
 from uno_local.route import reflect_many
-from uno_local.validate import Validation, validate_expert, validate_reflective
+from uno_local.validate import STAYS_ON_BASE, Validation, validate_expert, validate_reflective
 
 FRESH = 8  # the user's other questions an epoch that would ship also answers, for the loop check
 # Their answers' token budget (at most the chat's): the loop check's tolerance was calibrated on answers
@@ -117,9 +117,7 @@ def validate_expert_of(ctx: Context, state: RetrainState, plan: ClusterPlan, n: 
     plan.row.win_rate = shipped_win_rate(plan.validation)
     plan.row.decision = plan.validation.reason
     if plan.row.high_gap:
-        for stays in (" and they stay on the base model", ", so they stay on the base model"):
-            lead = lead.removesuffix(stays)
-        tail = "" if plan.validation.ship else "; so they stay on the base model"
+        tail = "" if plan.validation.ship else STAYS_ON_BASE
         plan.row.decision = f"{lead}; an Expert was trained instead: {plan.validation.reason}{tail}"
     elif needs_critic(plan.validation):
         train_critic(ctx, state, plan, n, total)
@@ -142,4 +140,5 @@ def check_reflective(ctx: Context, state: RetrainState, plan: ClusterPlan) -> No
     answers = [answer for answer, _ in reflected]
     plan.reflective = validate_reflective(heldout, base, answers, ctx.cfg.win_rate, ctx.cfg.min_heldout)
     lead = plan.row.decision or ("high gap" if plan.row.high_gap else "")
-    plan.row.decision = f"{lead}; {plan.reflective.reason}" if lead else plan.reflective.reason
+    reason = plan.reflective.reason + ("" if plan.reflective.ship or plan.row.high_gap else STAYS_ON_BASE)
+    plan.row.decision = f"{lead}; {reason}" if lead else reason
