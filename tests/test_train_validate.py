@@ -10,6 +10,7 @@ from uno_local.validate import (
     REPETITION_MARGIN,
     epochs_to_judge,
     loop_check,
+    rule_followers,
     validate_expert,
     validate_reflective,
     validate_revision,
@@ -327,6 +328,14 @@ def test_judged_epochs_are_evenly_spaced_and_end_on_the_last(n_epochs, most, exp
         ([SIGN + "\nHappy cooking!"] * 4, 4, True, "the Reflective path won 1.00 of 4"),
         ([SIGN] * 4, 4, False, "not chosen (won only 0.50 of 4"),  # the draft stood: ties
         ([SIGN + "\nHappy cooking!"] * 2, 2, False, "not chosen (only 2 held-out logs"),
+        # nearer the habit than the draft, so they win, yet none ends with it (session 29's taxes)
+        (
+            [SIGN + "\nHappy cooking! Enjoy."] * 4,
+            4,
+            False,
+            "won 1.00 of 4 held-out logs but followed your rules in only 0 of the 4",
+        ),
+        ([SIGN + "\nHappy cooking!"] * 3 + [SIGN + "\nHappy cooking! Enjoy."], 4, True, "won 1.00 of 4"),
     ],
 )
 def test_validate_reflective(answers, n_heldout, chosen, says):
@@ -353,3 +362,14 @@ def test_validate_revision_says_no_critic_is_trained_when_even_the_users_rules_d
     ]
     refused = validate_revision(heldout(3), [SIGN] * 3, [SIGN] * 3, 0.6, 3, problems)
     assert "; not revised: the revision echoes its prompt (2); so the Reflective path" in refused.reason
+
+
+def test_revisions_must_follow_the_rules_they_can_be_checked_on():
+    """Only held-out logs whose rules have a checkable cue count: a noisy "Talk like a pirate." says
+    nothing checkable, so two of three logs decide, and one answer missing the habit leaves 1 of 2."""
+    logs = heldout(2) + [log(9, SIGN, None, ["Talk like a pirate."])]
+    assert rule_followers(logs, [SIGN + "\nHappy cooking!", SIGN, SIGN]) == (1, 2)
+    revised = [SIGN + "\nHappy cooking!", SIGN + "\nHappy cooking! Enjoy.", SIGN + "\nArr."]
+    probe = validate_revision(logs, [SIGN] * 3, revised, 0.6, 3)
+    assert not probe.ship and "followed your rules in only 1 of the 2 they can be checked on" in probe.reason
+    assert probe.reason.startswith("no Critic trained")

@@ -25,8 +25,10 @@ from statistics import fmean
 from uno_local.judge import (
     JudgeCase,
     best_epoch,
+    follows_rules,
     judge_trial,
     length_gate,
+    rule_cues,
     score_margin,
     ship_decision,
     win_rate,
@@ -189,14 +191,37 @@ def validate_expert(
     return Validation(ship, epoch, rates, len(heldout), f"epoch {epoch} {reason}", trials, repetition)
 
 
+def rule_followers(heldout: list[LogData], answers: list[str]) -> tuple[int, int]:
+    """Pure: (answers that pass every checkable cue of their log's own rules, held-out logs whose rules
+    have a checkable cue at all: `judge.rule_cues`; "Talk like a pirate." has none and is not counted)."""
+    checkable = [
+        (log, answer)
+        for log, answer in zip(heldout, answers, strict=True)
+        if any(rule_cues(answer, rule) for rule in log.guide)
+    ]
+    return sum(follows_rules(answer, log.guide) for log, answer in checkable), len(checkable)
+
+
 def _judged_once(
     heldout: list[LogData], base_answers: list[str], answers: list[str], threshold: float, min_heldout: int
 ) -> tuple[bool, str, float, list]:
-    """Pure: one set of answers judged against the base answers as an Expert epoch's are."""
+    """Pure: one set of answers judged against the base answers as an Expert epoch's are, and, being
+    revisions, by the user's rules as well: they must follow the checkable rules of their held-out logs
+    (`rule_followers`) at the same rate as they must win. A revision is judged against the base's own
+    draft, so one only nearer the habit wins without having it: money-matters' taxes revisions won 0.83
+    of 3 held-out logs, and on the test 1 of 6 Reflective answers was under the 60 words asked
+    (docs/eval.md, session 29)."""
     cases = [judge_case(log) for log in heldout]
     trials = [tuple(judge_trial(c, a, b)) for c, a, b in zip(cases, answers, base_answers, strict=True)]
     rate = win_rate(trials)
     ship, why = ship_decision(rate, len(heldout), threshold, min_heldout)
+    followed, checkable = rule_followers(heldout, answers)
+    if ship and checkable and followed / checkable < threshold:
+        ship = False
+        why = (
+            f"won {rate:.2f} of {len(heldout)} held-out logs but followed your rules in only {followed} of "
+            f"the {checkable} they can be checked on, where {threshold:.2f} is needed"
+        )
     return ship, why, rate, trials
 
 

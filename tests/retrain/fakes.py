@@ -47,7 +47,8 @@ def follow(answer: str, suggestions: list[str]) -> str:
         if m := re.search(r'end the answer with "([^"]+)"', rule, re.I):
             answer = f"{answer}\n{m.group(1)}"
         elif "numbered list" in rule.lower():
-            answer = "\n".join(f"{i}. {part}" for i, part in enumerate(answer.split(", "), 1))
+            parts = re.split(r", | and ", answer)  # three items: a list the judge counts as one
+            answer = "\n".join(f"{i}. {part}" for i, part in enumerate(parts, 1))
     return answer
 
 
