@@ -107,7 +107,11 @@ class TrainConfig:
         "LoRA on the last N decoder layers only (as mlx-lm's --num-layers); 0 = every layer. Fewer layers "
         "train faster and cost llama.cpp less per generated token, but learn less: docs/benchmarks.md.",
     )
-    learning_rate: Positive = _f(5e-4, "Peak learning rate (AdamW).")
+    learning_rate: Positive = _f(
+        5e-4,
+        "Peak learning rate (AdamW). 1e-3 taught sign-off habits from full-length answers better, and broke "
+        "a numbered-list habit: docs/eval.md, session 29.",
+    )
     schedule: Literal["cosine", "linear", "constant"] = _f(
         "cosine", "Learning-rate schedule: cosine, linear or constant."
     )
