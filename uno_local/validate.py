@@ -12,7 +12,9 @@ opt-in), or that collapses more answers below the judge's length gate (a tenth o
 length: "Purr-fect." alone, "Cat hairballs.") than `LOOP_TOLERANCE`, is never chosen; when every judged
 epoch fails this check, nothing ships (`loop_check`). The unseen answers are the held-out logs' and, where the retrain passes them,
 answers to the user's other questions, which this Expert never trained on (`fresh_*`): three held-out
-answers alone did not show the loops (docs/eval.md, sessions 21 and 24).
+answers alone did not show the loops (docs/eval.md, sessions 21 and 24). Revisions (the probe before a
+Critic, the Reflective path) must also follow the checkable rules of their held-out logs at the rate
+they must win (`rule_followers`).
 """
 
 from __future__ import annotations
@@ -208,9 +210,9 @@ def _judged_once(
     """Pure: one set of answers judged against the base answers as an Expert epoch's are, and, being
     revisions, by the user's rules as well: they must follow the checkable rules of their held-out logs
     (`rule_followers`) at the same rate as they must win. A revision is judged against the base's own
-    draft, so one only nearer the habit wins without having it: money-matters' taxes revisions won 0.83
-    of 3 held-out logs, and on the test 1 of 6 Reflective answers was under the 60 words asked
-    (docs/eval.md, session 29)."""
+    draft, so one only nearer the habit wins without having it: money-matters' taxes Reflective path won
+    0.83 of 3 held-out logs and kept 1 of 6 test answers under the 60 words asked; the base model's
+    revisions of the same logs won 1.00 and followed the rule in 0 of 3 (docs/eval.md, session 29)."""
     cases = [judge_case(log) for log in heldout]
     trials = [tuple(judge_trial(c, a, b)) for c, a, b in zip(cases, answers, base_answers, strict=True)]
     rate = win_rate(trials)
