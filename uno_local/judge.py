@@ -189,10 +189,15 @@ def rule_cues(answer: str, rule: str, original: str = "") -> list[tuple[str, flo
     return cues
 
 
+def rule_check(answer: str, rules: Sequence[str]) -> bool | None:
+    """Pure: whether `answer` passes every checkable cue of `rules` (`rule_cues`); None when no cue applies."""
+    cues = [value for rule in rules for _, value in rule_cues(answer, rule)]
+    return min(cues) >= 1.0 if cues else None
+
+
 def follows_rules(answer: str, rules: Sequence[str]) -> bool:
     """Pure: `answer` passes every checkable cue of `rules` (`rule_cues`), and one applies at least."""
-    cues = [value for rule in rules for _, value in rule_cues(answer, rule)]
-    return bool(cues) and min(cues) >= 1.0
+    return rule_check(answer, rules) is True
 
 
 def score(candidate: str, case: JudgeCase) -> Score:

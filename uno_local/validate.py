@@ -27,10 +27,9 @@ from statistics import fmean
 from uno_local.judge import (
     JudgeCase,
     best_epoch,
-    follows_rules,
     judge_trial,
     length_gate,
-    rule_cues,
+    rule_check,
     score_margin,
     ship_decision,
     win_rate,
@@ -195,13 +194,9 @@ def validate_expert(
 
 def rule_followers(heldout: list[LogData], answers: list[str]) -> tuple[int, int]:
     """Pure: (answers that pass every checkable cue of their log's own rules, held-out logs whose rules
-    have a checkable cue at all: `judge.rule_cues`; "Talk like a pirate." has none and is not counted)."""
-    checkable = [
-        (log, answer)
-        for log, answer in zip(heldout, answers, strict=True)
-        if any(rule_cues(answer, rule) for rule in log.guide)
-    ]
-    return sum(follows_rules(answer, log.guide) for log, answer in checkable), len(checkable)
+    have a checkable cue at all: `judge.rule_check`; "Talk like a pirate." has none and is not counted)."""
+    checks = [rule_check(answer, log.guide) for log, answer in zip(heldout, answers, strict=True)]
+    return sum(c is True for c in checks), sum(c is not None for c in checks)
 
 
 def _judged_once(
