@@ -125,7 +125,8 @@ def _head(model, hidden):
 
 
 def sequence_logps(model, seqs: list[Encoded], pad_id: int):
-    """(summed answer log-prob per sequence as an mx array, answer token counts, tokens forwarded).
+    """(summed answer log-prob per sequence as an mx array, the same under the sequences' NLL weights,
+    answer token counts, tokens forwarded).
 
     Right padding needs no mask here: attention is causal, so padding after a sequence never reaches it.
     """
@@ -135,9 +136,12 @@ def sequence_logps(model, seqs: list[Encoded], pad_id: int):
     width = max(len(s.input_ids) for s in seqs)
     ids = np.full((len(seqs), width), pad_id, dtype=np.int32)
     labels = np.full((len(seqs), width), IGNORE, dtype=np.int64)
+    weights = np.ones((len(seqs), width), dtype=np.float32)
     for i, s in enumerate(seqs):
         ids[i, : len(s.input_ids)] = s.input_ids
         labels[i, : len(s.labels)] = s.labels
+        if s.weights is not None:
+            weights[i, s.n_prompt : len(s.input_ids)] = s.weights
     keep = min(width, width - min(s.n_prompt for s in seqs) + 1)  # head only where answers are predicted
     hidden = model.model(mx.array(ids))[:, width - keep : -1]
     targets = labels[:, width - keep + 1 :]
@@ -146,7 +150,8 @@ def sequence_logps(model, seqs: list[Encoded], pad_id: int):
         _head(model, hidden), mx.array(np.where(mask, targets, 0)), reduction="none"
     )
     logps = -(nll * mx.array(mask)).sum(axis=1)
-    return logps, mask.sum(axis=1), sum(len(s.input_ids) for s in seqs)
+    weighted = -(nll * mx.array(mask * weights[:, width - keep + 1 :])).sum(axis=1)
+    return logps, weighted, mask.sum(axis=1), sum(len(s.input_ids) for s in seqs)
 
 
 class ReferenceLogps(ReferenceCache):
@@ -157,7 +162,7 @@ class ReferenceLogps(ReferenceCache):
         missing = [keyed[i] for i in self.missing([k for k, _, _ in keyed])]
         if missing:  # forwarded outside the gradient transform: a constant to the loss
             with adapter_off(model):
-                ref, counts, _ = sequence_logps(
+                ref, _, counts, _ = sequence_logps(
                     model, [c for _, c, _ in missing] + [r for _, _, r in missing], pad_id
                 )
                 ref, counts = np.array(ref), np.array(counts)
@@ -181,9 +186,9 @@ def chunk_loss(
 
     chosen = [c for c, _ in pairs]
     pref = [i for i, (_, r) in enumerate(pairs) if r is not None] if objective == "preference" else []
-    logps, _, _ = sequence_logps(model, chosen + [pairs[i][1] for i in pref], pad_id)
+    logps, weighted, _, _ = sequence_logps(model, chosen + [pairs[i][1] for i in pref], pad_id)
     n = len(chosen)
-    loss = -logps[:n].sum() / n_answer
+    loss = -weighted[:n].sum() / n_answer
     margin_sum = mx.array(0.0)
     if objective == "preference":
         dpo_sum = mx.array((n - len(pref)) * math.log(2.0))  # SFT pairs: a constant with zero gradient

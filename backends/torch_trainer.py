@@ -46,6 +46,7 @@ from uno_local.training import (
     TrainResult,
     answer_window,
     epoch_dir,
+    habit_weights,
     lora_layer_indices,
     lr_factor,
     run_epochs,
@@ -69,6 +70,7 @@ class Encoded:
     input_ids: list[int]
     labels: list[int]
     n_prompt: int  # leading tokens not learned
+    weights: list[float] | None = None  # NLL weight per learned token (`training.habit_weights`); None = 1
 
 
 def template_ids(tokenizer, prompt: list[dict], answer: str) -> tuple[list[int], list[int]]:
@@ -118,7 +120,8 @@ def encode_pairs(
     Both answers of a pair learn the same window of answer positions (`training.answer_window`): a long pair
     keeps the tokens where chosen and rejected differ, so a habit at the end of a long answer is learned.
     When chosen extends rejected (a sign-off appended), rejected is learned only up to where they part
-    (`training.shared_prefix`), so its end-of-turn is not pushed down."""
+    (`training.shared_prefix`), so its end-of-turn is not pushed down. The chosen answer's NLL weights
+    come from `training.habit_weights`."""
     pairs = []
     limits = (config.max_prompt_tokens, config.max_answer_tokens)
     for ex in examples:
@@ -129,37 +132,47 @@ def encode_pairs(
         start = answer_window(chosen_ids, rejected_ids, config.max_answer_tokens)
         chosen = window(prompt_ids, chosen_ids, *limits, start)
         if rejected_ids is not None:
-            stop = shared_prefix(chosen_ids, rejected_ids) if ex.extends_rejected else None
-            rejected = window(prompt_ids, rejected_ids, *limits, start, stop)
+            parted = shared_prefix(chosen_ids, rejected_ids)
+            rejected = window(
+                prompt_ids, rejected_ids, *limits, start, parted if ex.extends_rejected else None
+            )
+            n_learned = len(chosen.input_ids) - chosen.n_prompt
+            chosen.weights = habit_weights(n_learned, parted - start, config.habit_share)
         pairs.append((chosen, rejected))
     return pairs
 
 
-def collate(seqs: list[Encoded], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-pad into (input_ids, attention_mask, labels) tensors."""
+def collate(
+    seqs: list[Encoded], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-pad into (input_ids, attention_mask, labels, NLL weights) tensors."""
     import torch
 
     width = max(len(s.input_ids) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     labels = torch.full((len(seqs), width), IGNORE, dtype=torch.long)
+    weights = torch.ones((len(seqs), width), dtype=torch.float32)
     for i, s in enumerate(seqs):
         ids[i, : len(s.input_ids)] = torch.tensor(s.input_ids)
         mask[i, : len(s.input_ids)] = 1
         labels[i, : len(s.labels)] = torch.tensor(s.labels)
-    return ids, mask, labels
+        if s.weights is not None:
+            weights[i, s.n_prompt : len(s.input_ids)] = torch.tensor(s.weights)
+    return ids, mask, labels, weights
 
 
 def sequence_logps(
     model, seqs: list[Encoded], pad_id: int, device: str, prefix: FrozenPrefix | None = None
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Summed answer log-prob per sequence, answer token counts, and tokens forwarded.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Summed answer log-prob per sequence, the same sum under the sequences' NLL weights, answer token
+    counts, and tokens forwarded.
 
     With a `prefix`, the frozen layers below the first LoRA layer run once per sequence (cached there).
     """
     import torch.nn.functional as F
 
-    ids, mask, labels = (t.to(device) for t in collate(seqs, pad_id))
+    ids, mask, labels, weights = (t.to(device) for t in collate(seqs, pad_id))
     width = ids.shape[1]
     keep = min(width, width - min(s.n_prompt for s in seqs) + 1)  # logits only where answers are predicted
     if prefix is None:
@@ -170,12 +183,13 @@ def sequence_logps(
             out = model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep, use_cache=False)
     logits = out.logits.float()
     targets = labels[:, ids.shape[1] - keep + 1 :]
+    target_weights = weights[:, ids.shape[1] - keep + 1 :]
     # (rows, vocab) layout: the CPU kernel for (batch, vocab, time) was about 1e-4 off in float32 (measured).
     flat = logits[:, :-1].reshape(-1, logits.shape[-1])
     token_nll = F.cross_entropy(flat, targets.reshape(-1), ignore_index=IGNORE, reduction="none")
     token_nll = token_nll.view(targets.shape)
     counts = (targets != IGNORE).sum(dim=1)
-    return -token_nll.sum(dim=1), counts, int(mask.sum())
+    return -token_nll.sum(dim=1), -(token_nll * target_weights).sum(dim=1), counts, int(mask.sum())
 
 
 class ReferenceLogps(ReferenceCache):
@@ -196,7 +210,7 @@ class ReferenceLogps(ReferenceCache):
         if missing:  # one no-grad forward for the pairs not seen before (all of them in the first epoch)
             seqs = [c for _, c, _ in missing] + [r for _, _, r in missing]
             with torch.no_grad(), model.disable_adapter():
-                ref, counts, _ = sequence_logps(model, seqs, pad_id, device, prefix)
+                ref, _, counts, _ = sequence_logps(model, seqs, pad_id, device, prefix)
             self.store([k for k, _, _ in missing], ref.tolist(), counts.tolist())
         return torch.tensor(self.lookup([k for k, _, _ in keyed]), dtype=torch.float32, device=device)
 
@@ -206,7 +220,7 @@ class LossParts:
     """Sums over some pairs of one micro-batch (tensors keep their graph); the means are properties."""
 
     dpo_sum: torch.Tensor  # -log sigmoid(margin) per pair; log(2), with no gradient, for SFT pairs
-    nll_sum: torch.Tensor  # summed NLL of the chosen answer tokens
+    nll_sum: torch.Tensor  # summed NLL of the chosen answer tokens, under their weights
     n_pairs: int
     n_answer: int  # chosen answer tokens
     margin_sum: float  # beta x (chosen - rejected log-ratio), over preference pairs
@@ -248,7 +262,7 @@ def batch_loss(
     chosen = [c for c, _ in pairs]
     pref = [i for i, (_, r) in enumerate(pairs) if r is not None]
     rejected = [pairs[i][1] for i in pref] if objective == "preference" else []
-    logps, counts, tokens = sequence_logps(model, chosen + rejected, pad_id, device, prefix)
+    logps, weighted, counts, tokens = sequence_logps(model, chosen + rejected, pad_id, device, prefix)
     n = len(chosen)
     dpo = torch.full((n,), math.log(2.0), device=logps.device)
     margin_sum = 0.0
@@ -263,7 +277,7 @@ def batch_loss(
         dpo = dpo.index_put((idx,), -F.logsigmoid(margins))
         margin_sum = float(margins.detach().sum())
     n_answer = int(counts[:n].sum())
-    return LossParts(dpo.sum(), -logps[:n].sum(), n, n_answer, margin_sum, len(rejected), tokens)
+    return LossParts(dpo.sum(), -weighted[:n].sum(), n, n_answer, margin_sum, len(rejected), tokens)
 
 
 def chunk_pairs(pairs: list[tuple[Encoded, Encoded | None]], max_tokens: int) -> list[list[int]]:

@@ -13,6 +13,7 @@ from uno_local.training import (
     TrainExample,
     answer_window,
     epoch_dir,
+    habit_weights,
     lora_layer_indices,
     lr_factor,
     shared_prefix,
@@ -149,3 +150,22 @@ def test_answer_window_keeps_where_a_pair_differs(chosen, rejected, limit, start
     assert answer_window(chosen, rejected, limit) == start
     if rejected is not None and chosen != rejected:  # the learned tokens of a real pair never coincide
         assert chosen[start : start + limit] != rejected[start : start + limit]
+
+
+@pytest.mark.parametrize(
+    ("n", "parted", "share", "expected"),
+    [
+        (20, 18, 0.0, None),  # off
+        (20, 0, 0.5, None),  # the answers part at once: the habit is already the whole answer
+        (20, 20, 0.5, None),  # nothing past the shared part (an SFT-like pair)
+        (20, 8, 0.5, None),  # 12 of 20 past it: already at least half
+        (20, 18, 0.5, [10 / 18] * 18 + [5.0] * 2),  # a two-token sign-off carries half of the answer
+        (10, 12, 0.5, None),  # parted beyond the learned window: nothing of the habit in it
+    ],
+)
+def test_habit_weights_give_the_tokens_past_the_shared_part_their_share(n, parted, share, expected):
+    weights = habit_weights(n, parted, share)
+    assert weights == (None if expected is None else pytest.approx(expected))
+    if weights is not None:
+        assert len(weights) == n and math.fsum(weights) == pytest.approx(n)  # the answer weighs the same
+        assert math.fsum(weights[parted:]) / n == pytest.approx(share)

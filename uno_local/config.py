@@ -127,6 +127,12 @@ class TrainConfig:
     dpo_beta: Positive = _f(0.1, "DPO temperature beta.")
     dpo_weight: NonNegative = _f(0.5, "Weight of the DPO (sigmoid) term.")
     nll_weight: NonNegative = _f(0.5, "Weight of the NLL term on the chosen answer.")
+    habit_share: Annotated[float, Ge(0), Lt(1)] = _f(
+        0.0,
+        "Least share of a chosen answer's NLL carried by its tokens past the part it shares with the "
+        "rejected answer (a sign-off appended to a long answer is a few percent of its tokens); the "
+        "answer's total weight stays the same. 0 = off: every token weighs the same.",
+    )
     weight_decay: NonNegative = _f(1e-4, "AdamW weight decay.")
     max_grad_norm: Positive = _f(1.0, "Gradient clipping norm.")
     seed: Count = _f(42, "Training seed.")

@@ -8,7 +8,8 @@ backend so they train alike.
 Objectives
 - "preference": dpo_weight x DPO (sigmoid, beta = TrainConfig.dpo_beta, reference = the same model with
   the adapter disabled, log-probs summed over answer tokens) + nll_weight x mean-token NLL on the chosen
-  answer. A pair whose rejected is None or equals its chosen adds a constant DPO term with zero gradient,
+  answer (`TrainConfig.habit_share` can weigh the tokens past the part chosen shares with rejected more:
+  `habit_weights`). A pair whose rejected is None or equals its chosen adds a constant DPO term with zero gradient,
   so it acts as SFT on the chosen answer. A pair cut to the answer budget whose chosen extends its
   rejected answer (a sign-off appended) learns the rejected answer only up to where they part
   (`shared_prefix`): its end-of-turn is never pushed down.
@@ -234,6 +235,23 @@ def shared_prefix(chosen: list[int], rejected: list[int]) -> int:
             break
         shared += 1
     return shared
+
+
+def habit_weights(n_learned: int, parted_at: int, share: float) -> list[float] | None:
+    """NLL weight per learned chosen-answer token, or None when every token weighs 1.
+
+    `parted_at` learned tokens are shared with the rejected answer; the rest (where the habit is) carry at
+    least `share` of the answer's weight, and the answer's total stays `n_learned`. A sign-off appended to
+    a 160-token answer is about 8% of its tokens, so with a mean-token NLL it is learned ten times slower
+    than a habit that reshapes the whole answer (a numbered list): measured in docs/eval.md, session 30.
+    """
+    parted_at = max(0, min(parted_at, n_learned))
+    habit = n_learned - parted_at
+    if share <= 0 or habit == 0 or parted_at == 0 or habit / n_learned >= share:
+        return None
+    shared_w = (1.0 - share) * n_learned / parted_at
+    habit_w = share * n_learned / habit
+    return [shared_w] * parted_at + [habit_w] * habit
 
 
 def steps_per_epoch(n_examples: int, batch_size: int, grad_accum: int) -> int:

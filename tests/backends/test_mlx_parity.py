@@ -7,6 +7,7 @@ about 1e-4 at every position of an 81-token sequence (with RoPE base 10000 inste
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -63,14 +64,22 @@ def mlx_model(hf_base, torch_side):
     return model
 
 
-@pytest.mark.parametrize("objective", ["preference", "sft"])
-def test_same_weights_and_batch_give_the_same_objective_and_gradients(torch_side, mlx_model, objective):
+@pytest.mark.parametrize(
+    ("objective", "habit_share"), [("preference", 0.0), ("sft", 0.0), ("preference", 0.9)]
+)
+def test_same_weights_and_batch_give_the_same_objective_and_gradients(
+    torch_side, mlx_model, objective, habit_share
+):
     tokenizer, model, _ = torch_side
-    enc = encode_pairs(tokenizer, EXAMPLES, CONFIG, objective)
+    config = dataclasses.replace(CONFIG, habit_share=habit_share)
+    enc = encode_pairs(tokenizer, EXAMPLES, config, objective)
+    assert (enc[0][0].weights is not None) == (
+        habit_share > 0
+    )  # "Paris." then " Cheers!" (4 of 6 tokens): weighted
     model.zero_grad(set_to_none=True)
-    args = (CONFIG, objective, tokenizer.pad_token_id)
+    args = (config, objective, tokenizer.pad_token_id)
     loss_t, margin_t, n_pref_t, _ = micro_batch_backward(
-        model, enc, *args, "cpu", CONFIG.max_forward_tokens, 1.0
+        model, enc, *args, "cpu", config.max_forward_tokens, 1.0
     )
     grads_t = {
         n.replace(".default", ""): p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None
@@ -115,10 +124,10 @@ def test_answer_logprobs_match_torch(hf_base):
     enc = encode_pairs(tokenizer, EXAMPLES, CONFIG, "preference")
     seqs = [enc[0][0], enc[0][1], enc[1][0]]
     pad = tokenizer.pad_token_id
-    sums_m, counts_m, _ = mt.sequence_logps(mt.load_mlx_model(hf_base), seqs, pad)
+    sums_m, _, counts_m, _ = mt.sequence_logps(mt.load_mlx_model(hf_base), seqs, pad)
     torch_model = AutoModelForCausalLM.from_pretrained(hf_base, dtype=torch.float32).eval()
     with torch.no_grad():
-        sums_t, counts_t, _ = sequence_logps(torch_model, seqs, pad, "cpu")
+        sums_t, _, counts_t, _ = sequence_logps(torch_model, seqs, pad, "cpu")
     assert np.array(counts_m).tolist() == counts_t.tolist()
     assert np.allclose(np.array(sums_m), sums_t.numpy(), rtol=LOSS_RTOL)
 

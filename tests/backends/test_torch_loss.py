@@ -63,7 +63,7 @@ def test_frozen_prefix_over_its_memory_budget_recomputes_the_same_states(hf_base
 
     _, model, _ = TorchTrainer(hf_base).load(config(lora_layers=16))
     seqs = [c for c, _ in encode_pairs(tokenizer, pairs()[:2], config(), "sft")]
-    ids, mask, _ = collate(seqs, tokenizer.pad_token_id)
+    ids, mask, _, _ = collate(seqs, tokenizer.pad_token_id)
     decoder = model.get_base_model().model
     cached, unbudgeted = FrozenPrefix(decoder, 14), FrozenPrefix(decoder, 14, budget_bytes=0)
     first = cached.inputs_embeds(seqs, ids, mask)
@@ -144,6 +144,46 @@ def test_a_budgeted_pair_whose_chosen_appends_an_ending_never_pushes_down_the_re
     assert rejected_2 == body + "\n\nHope this helps!<|im_end|>\n"
     # The inputs are unchanged: only what is learned differs.
     assert encoded[0][1].input_ids[-3:] == tokenizer(body + "<|im_end|>\n")["input_ids"][-3:]
+
+
+def test_habit_share_weighs_the_appended_ending_and_keeps_the_answer_total(tokenizer):
+    prompt = [{"role": "user", "content": "How often do I feed my cat?"}]
+    body = " ".join(f"Step {i}: feed the cat a measured portion." for i in range(12))
+    pair = TrainExample(prompt, body + "\n\nPurr-fect.", body, fitted=True)
+    (plain, _), *_ = encode_pairs(tokenizer, [pair], TrainConfig(), "preference")
+    (chosen, rejected), *_ = encode_pairs(tokenizer, [pair], TrainConfig(habit_share=0.5), "preference")
+    assert plain.weights is None and rejected.weights is None  # off by default; rejected never weighted
+    assert (chosen.input_ids, chosen.labels) == (plain.input_ids, plain.labels)  # only the weights differ
+    learned = chosen.input_ids[chosen.n_prompt :]
+    assert len(chosen.weights) == len(learned) and sum(chosen.weights) == pytest.approx(len(learned))
+    heavy = [t for t, w in zip(learned, chosen.weights, strict=True) if w > 1]
+    assert "Purr-fect.<|im_end|>" in tokenizer.decode(heavy) and "Step" not in tokenizer.decode(heavy)
+    assert sum(w for w in chosen.weights if w > 1) == pytest.approx(len(learned) / 2)
+
+
+def test_weighted_nll_is_the_weighted_sum_of_token_log_probs(hf_base, tokenizer):
+    import torch
+
+    from backends.torch_trainer import sequence_logps
+
+    _, model, device = TorchTrainer(hf_base).load(config())
+    model.eval()
+    ids = tokenizer("The sky is blue and the grass is green today", add_special_tokens=False)["input_ids"]
+    n_prompt, split = 3, 4  # learned tokens: 4 weighted 0.5, the rest 3.0
+    n_learned = len(ids) - n_prompt
+    whole = Encoded(ids, [IGNORE] * n_prompt + ids[n_prompt:], n_prompt)
+    head = Encoded(
+        ids, [IGNORE] * n_prompt + ids[n_prompt : n_prompt + split] + [IGNORE] * (n_learned - split), n_prompt
+    )
+    weighted = Encoded(whole.input_ids, whole.labels, n_prompt, [0.5] * split + [3.0] * (n_learned - split))
+    with torch.no_grad():
+        sums, weighted_sums, _, _ = sequence_logps(
+            model, [whole, head, weighted], tokenizer.pad_token_id, device
+        )
+    total, head_sum = float(sums[0]), float(sums[1])
+    assert float(weighted_sums[0]) == pytest.approx(total, rel=1e-6)  # no weights: the plain sum
+    assert float(sums[2]) == pytest.approx(total, rel=1e-6)  # DPO's sum ignores the weights
+    assert float(weighted_sums[2]) == pytest.approx(0.5 * head_sum + 3.0 * (total - head_sum), rel=1e-5)
 
 
 def _dpo_grad_norm(model, pair, tokenizer, device) -> tuple[float, float]:
