@@ -52,15 +52,19 @@ class TrainExample:
         return self.rejected is None or self.rejected == self.chosen
 
     @property
-    def extends_rejected(self) -> bool:
-        """A pair cut to the answer budget whose chosen answer is the rejected one with something added at
-        its end (a sign-off): the rejected answer's own ending, its end-of-turn, is then not pushed down
-        (`shared_prefix`). Only budgeted pairs: that is where it was measured to help (docs/eval.md,
-        pet-care G against F); short logs train as they always did."""
-        if self.is_sft or not self.fitted:
+    def appends(self) -> bool:
+        """The chosen answer is the rejected one with something added at its end (a sign-off)."""
+        if self.is_sft:
             return False
         kept = self.rejected.rstrip()
         return bool(kept) and self.chosen.startswith(kept) and self.chosen.rstrip() != kept
+
+    @property
+    def extends_rejected(self) -> bool:
+        """A pair cut to the answer budget that `appends`: the rejected answer's own ending, its
+        end-of-turn, is then not pushed down (`shared_prefix`). Only budgeted pairs: that is where it was
+        measured to help (docs/eval.md, pet-care G against F); short logs train as they always did."""
+        return self.fitted and self.appends
 
 
 @dataclass
