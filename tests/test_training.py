@@ -48,6 +48,7 @@ def test_a_chosen_answer_extends_its_rejected_one_only_when_text_is_appended(cho
     assert ex(chosen=chosen, rejected=rejected, fitted=True).extends_rejected is extends
     # A pair not cut to the answer budget learns its rejected answer whole, as it always did.
     assert ex(chosen=chosen, rejected=rejected).extends_rejected is False
+    assert ex(chosen=chosen, rejected=rejected).appends is extends  # what `habit_share` weighs, cut or not
 
 
 def test_shared_prefix_counts_the_leading_tokens_both_answers_have():

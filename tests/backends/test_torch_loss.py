@@ -159,6 +159,10 @@ def test_habit_share_weighs_the_appended_ending_and_keeps_the_answer_total(token
     heavy = [t for t, w in zip(learned, chosen.weights, strict=True) if w > 1]
     assert "Purr-fect.<|im_end|>" in tokenizer.decode(heavy) and "Step" not in tokenizer.decode(heavy)
     assert sum(w for w in chosen.weights if w > 1) == pytest.approx(len(learned) / 2)
+    # A shortened answer (its habit is an early end-of-turn) is not weighted: that collapsed answers.
+    short = TrainExample(prompt, body.split(" Step 3")[0], body, fitted=True)
+    (shortened, _), *_ = encode_pairs(tokenizer, [short], TrainConfig(habit_share=0.5), "preference")
+    assert shortened.weights is None
 
 
 def test_weighted_nll_is_the_weighted_sum_of_token_log_probs(hf_base, tokenizer):
