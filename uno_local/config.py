@@ -129,9 +129,10 @@ class TrainConfig:
     nll_weight: NonNegative = _f(0.5, "Weight of the NLL term on the chosen answer.")
     habit_share: Annotated[float, Ge(0), Lt(1)] = _f(
         0.0,
-        "Least share of a chosen answer's NLL carried by its tokens past the part it shares with the "
-        "rejected answer (a sign-off appended to a long answer is a few percent of its tokens); the "
-        "answer's total weight stays the same. 0 = off: every token weighs the same.",
+        "Where the chosen answer is the rejected one with an ending appended (a sign-off, a few percent of "
+        "a long answer's tokens), the least share of its NLL that ending carries; the answer's total weight "
+        "stays the same. 0 = off (every token weighs the same): at 0.5, sign-off answers collapsed to the "
+        "sign-off alone more often (docs/eval.md, session 30).",
     )
     weight_decay: NonNegative = _f(1e-4, "AdamW weight decay.")
     max_grad_norm: Positive = _f(1.0, "Gradient clipping norm.")

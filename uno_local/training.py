@@ -246,8 +246,9 @@ def habit_weights(n_learned: int, parted_at: int, share: float) -> list[float] |
 
     `parted_at` learned tokens are shared with the rejected answer; the rest (where the habit is) carry at
     least `share` of the answer's weight, and the answer's total stays `n_learned`. A sign-off appended to
-    a 160-token answer is about 8% of its tokens, so with a mean-token NLL it is learned ten times slower
-    than a habit that reshapes the whole answer (a numbered list): measured in docs/eval.md, session 30.
+    a 160-token answer is about 8% of its tokens: with a mean-token NLL its gradient is a tenth of a habit
+    that reshapes the whole answer (a numbered list). Measured (docs/eval.md, session 30): more sign-offs
+    learned, and more answers collapsed to the sign-off alone, so it is off by default.
     """
     parted_at = max(0, min(parted_at, n_learned))
     habit = n_learned - parted_at
