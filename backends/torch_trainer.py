@@ -136,8 +136,8 @@ def encode_pairs(
             rejected = window(
                 prompt_ids, rejected_ids, *limits, start, parted if ex.extends_rejected else None
             )
-            n_learned = len(chosen.input_ids) - chosen.n_prompt
             if ex.appends:
+                n_learned = len(chosen.input_ids) - chosen.n_prompt
                 chosen.weights = habit_weights(n_learned, parted - start, config.habit_share)
         pairs.append((chosen, rejected))
     return pairs
