@@ -8,9 +8,9 @@ backend so they train alike.
 Objectives
 - "preference": dpo_weight x DPO (sigmoid, beta = TrainConfig.dpo_beta, reference = the same model with
   the adapter disabled, log-probs summed over answer tokens) + nll_weight x mean-token NLL on the chosen
-  answer (`TrainConfig.habit_share` can weigh the tokens past the part chosen shares with rejected more:
-  `habit_weights`). A pair whose rejected is None or equals its chosen adds a constant DPO term with zero gradient,
-  so it acts as SFT on the chosen answer. A pair cut to the answer budget whose chosen extends its
+  answer (`TrainConfig.habit_share` can weigh an appended ending more: `habit_weights`). A pair whose
+  rejected is None or equals its chosen adds a constant DPO term with zero gradient, so it acts as SFT
+  on the chosen answer. A pair cut to the answer budget whose chosen extends its
   rejected answer (a sign-off appended) learns the rejected answer only up to where they part
   (`shared_prefix`): its end-of-turn is never pushed down.
 - "sft": NLL on the completion (chosen) tokens only; `rejected` is ignored (the Critic uses this).
