@@ -175,7 +175,8 @@ def heldout(n: int) -> list[LogData]:
     [
         ({1: [SIGN] * 4, 2: [SIGN + "\nHappy cooking!"] * 4}, True, 2),  # epoch 2 learned the habit
         ({1: [SIGN] * 4}, False, 1),  # identical to the base: ties only, 0.5
-        ({1: [SIGN + "\nHappy cooking!"] * 2 + [SIGN] * 2}, True, 1),  # 2 wins + 2 ties = 0.75 >= 0.6
+        ({1: [SIGN + "\nHappy cooking!"] * 3 + [SIGN]}, True, 1),  # 3 wins + 1 tie = 0.88 >= 0.6
+        ({1: [SIGN + "\nHappy cooking!"] * 2 + [SIGN] * 2}, False, 1),  # wins 0.75, follows 2 of 4 < 0.6
         ({1: ["Happy cooking!"] * 4}, False, 1),  # fails the BLEU gate: unrelated to the base answer
     ],
 )
@@ -184,6 +185,21 @@ def test_validate_expert(epochs, ship, epoch):
     assert (result.ship, result.epoch) == (ship, epoch)
     assert set(result.win_rates) == set(epochs)
     assert ("judged epoch" in result.reason) == (len(epochs) > 1)
+
+
+# Measured: the example scenario's gardening Expert (session 31) won on the words its correction added.
+NEAR = SIGN + " Happy cooking to you and yours."
+
+
+def test_an_epoch_that_wins_without_following_the_rules_never_ships():
+    """The judge's score rewards the words a correction added; the rules are what the user asked for."""
+    near = validate_expert(heldout(4), [SIGN] * 4, {1: [NEAR] * 4}, threshold=0.6, min_heldout=3)
+    assert near.win_rates[1] == 1.0 and not near.ship
+    assert "won 1.00 of 4 held-out logs but followed your rules in only 0 of the 4" in near.reason
+    epochs = {1: [NEAR] * 4, 2: [SIGN + "\nHappy cooking!"] * 3 + [SIGN]}
+    result = validate_expert(heldout(4), [SIGN] * 4, epochs, threshold=0.6, min_heldout=3)
+    assert (result.ship, result.epoch) == (True, 2), result.reason  # the lower win rate that follows them
+    assert "epoch 1 1.00 (follows your rules in 0 of 4)" in result.reason
 
 
 LOOP = SIGN + " Boil the egg. Boil the egg. Boil the egg.\nHappy cooking!"  # wins on rules, but loops

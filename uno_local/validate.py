@@ -12,9 +12,11 @@ opt-in), or that collapses more answers below the judge's length gate (a tenth o
 length: "Purr-fect." alone, "Cat hairballs.") than `LOOP_TOLERANCE`, is never chosen; when every judged
 epoch fails this check, nothing ships (`loop_check`). The unseen answers are the held-out logs' and, where the retrain passes them,
 answers to the user's other questions, which this Expert never trained on (`fresh_*`): three held-out
-answers alone did not show the loops (docs/eval.md, sessions 21 and 24). Revisions (the probe before a
-Critic, the Reflective path) must also follow the checkable rules of their held-out logs at the rate
-they must win (`rule_followers`).
+answers alone did not show the loops (docs/eval.md, sessions 21 and 24). An Expert's epoch and the
+revisions (the probe before a Critic, the Reflective path) must also follow the checkable rules of their
+held-out logs at the rate they must win (`rule_followers`): the judge's score counts the words a
+correction added, so an epoch without the sign-off asked for won 0.67 of 3 held-out logs and shipped,
+and followed the rule in none of the test's answers (the example scenario's gardening, session 31).
 """
 
 from __future__ import annotations
@@ -178,15 +180,27 @@ def validate_expert(
     }
     repetition = {0: mean_repetition(base_answers)} | {e: c.repetition for e, c in checks.items()}
     looping = {e for e, c in checks.items() if c.refused}
+    followers = {e: rule_followers(heldout, answers) for e, answers in epoch_answers.items()}
+    astray = {
+        e for e, (followed, checkable) in followers.items() if checkable and followed / checkable < threshold
+    }
     eligible = {e: r for e, r in rates.items() if e not in looping} or rates
+    eligible = {e: r for e, r in eligible.items() if e not in astray} or eligible
     epoch = best_epoch(eligible, {e: score_margin(trials[e]) for e in eligible})
     ship, reason = ship_decision(rates[epoch], len(heldout), threshold, min_heldout)
     if epoch in looping:  # every judged epoch loops: never shipped, whatever its win rate
         ship = False
         reason = checks[epoch].refusal()
+    elif ship and epoch in astray:  # every clean epoch wins without following the user's rules
+        ship = False
+        reason = rules_shortfall(rates[epoch], len(heldout), *followers[epoch], threshold)
+
+    def epoch_note(e: int) -> str:
+        return checks[e].note() if e in looping else "follows your rules in {} of {}".format(*followers[e])
+
     if len(rates) > 1:  # what the other judged epochs did, for `uno rules` and the retrain report
         reason += "; judged " + ", ".join(
-            f"epoch {e} {r:.2f}" + (f" ({checks[e].note()})" if e in looping else "")
+            f"epoch {e} {r:.2f}" + (f" ({epoch_note(e)})" if e in looping | astray else "")
             for e, r in sorted(rates.items())
         )
     return Validation(ship, epoch, rates, len(heldout), f"epoch {epoch} {reason}", trials, repetition)
@@ -215,11 +229,16 @@ def _judged_once(
     followed, checkable = rule_followers(heldout, answers)
     if ship and checkable and followed / checkable < threshold:
         ship = False
-        why = (
-            f"won {rate:.2f} of {len(heldout)} held-out logs but followed your rules in only {followed} of "
-            f"the {checkable} they can be checked on, where {threshold:.2f} is needed"
-        )
+        why = rules_shortfall(rate, len(heldout), followed, checkable, threshold)
     return ship, why, rate, trials
+
+
+def rules_shortfall(rate: float, n_heldout: int, followed: int, checkable: int, threshold: float) -> str:
+    """Pure: why answers that won did not ship, in one clause."""
+    return (
+        f"won {rate:.2f} of {n_heldout} held-out logs but followed your rules in only {followed} of "
+        f"the {checkable} they can be checked on, where {threshold:.2f} is needed"
+    )
 
 
 def refusals(problems: list[str | None]) -> str:
