@@ -8,6 +8,7 @@ from uno_local.distill import FeedbackInput
 from uno_local.pair import (
     ANSWER_BUDGET_SHARE,
     drop_repeated_lines,
+    ends_mid_sentence,
     fit_to_budget,
     make_pair,
     parting_sentence,
@@ -95,6 +96,7 @@ def words(text: str) -> int:
 
 
 LONG = "One two three. Four five six. Seven eight nine. Ten eleven twelve. Thirteen fourteen"  # cut off
+DONE = "One two three. Four five six. Seven eight nine. Ten eleven twelve. Thirteen fourteen."
 
 
 @pytest.mark.parametrize(
@@ -118,7 +120,7 @@ LONG = "One two three. Four five six. Seven eight nine. Ten eleven twelve. Thirt
             ("One two. Bye.", "One two."),
         ),
         # Within the limit, though longer than the budget: a complete answer keeps its length.
-        (LONG + "\n\nBye now.", LONG, 16, None),
+        (DONE + "\n\nBye now.", DONE, 16, None),
         # Differs at the start (an opening habit): unchanged.
         ("Woof! " + LONG, LONG, 10, None),
         # An ending longer than half the budget: unchanged.
@@ -137,6 +139,66 @@ def test_fit_to_budget(chosen, rejected, limit, expected):
     assert got == expected
     if got:
         assert words(got[0]) <= int(limit * ANSWER_BUDGET_SHARE) and got[0] != got[1]
+
+
+# Measured: the example scenario's gardening logs, cut at 96 tokens, and the user's appended sign-off.
+CUT = (
+    "Water at the soil level. Roots sit near the surface.\n\nWatering at the soil level lets the plant absorb"
+)
+
+
+@pytest.mark.parametrize(
+    ("chosen", "rejected", "expected"),
+    [
+        # Within the limit, an ending appended after an unfinished sentence: the fragment goes from both.
+        (
+            CUT + "\n\nHappy growing!",
+            CUT,
+            (
+                "Water at the soil level. Roots sit near the surface.\n\nHappy growing!",
+                "Water at the soil level. Roots sit near the surface.",
+            ),
+        ),
+        (
+            LONG + " Bye.",
+            LONG,
+            (
+                "One two three. Four five six. Seven eight nine. Ten eleven twelve. Bye.",
+                "One two three. Four five six. Seven eight nine. Ten eleven twelve.",
+            ),
+        ),
+        (DONE + "\n\nBye now.", DONE, None),  # a finished answer keeps every word
+        (
+            "Steps:\n1. Water\n2. Mulch\n\nBye now.",
+            "Steps:\n1. Water\n2. Mulch",
+            None,
+        ),  # a list item is whole
+        ("Here is how:\n\nBye now.", "Here is how:", None),
+        # The user changed the last words, not only appended: a rewrite, left to the trainer's window.
+        (CUT + " water.\n\nHappy growing!", CUT + " nutrients", None),
+        ("absorb\n\nHappy growing!", "absorb", None),  # no complete sentence to keep
+    ],
+)
+def test_an_ending_appended_after_an_unfinished_sentence_follows_the_last_complete_one(
+    chosen, rejected, expected
+):
+    assert fit_to_budget(chosen, rejected, words, 1000) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "cut"),
+    [
+        ("It helps the plant absorb", True),
+        ("It helps the plant absorb water.", False),
+        ('He said "stop."', False),
+        ("1. **Use neem oil**", False),
+        ("Intro.\n\n- Use", False),
+        ("```\nx = 1\n```", False),
+        ("", False),
+    ],
+)
+def test_ends_mid_sentence(text, cut):
+    assert ends_mid_sentence(text) is cut
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ original (the reference never checks this; we do). A satisfied user's answer bec
 `fit_to_budget` then makes a pair whose chosen answer is longer than the chat's token limit (a closing
 line after an answer that the limit cut off) fit the chat's answer budget: both answers keep the same
 complete sentences, so the closing habit arrives within the limit a user's answers have. A chosen
-answer within the limit keeps its length.
+answer within the limit keeps its length, less an unfinished sentence before an appended ending.
 
 `drop_repeated_lines` takes the base model's loops out of both answers first: greedy SmolLM2 answers often
 repeat a list item or a paragraph until the token limit ("The answer is:" nine times in the example
@@ -144,6 +144,19 @@ def make_pair(
     return Pair(best, item.answer, "revision", best_score, original)
 
 
+# A last line that is complete without a sentence's punctuation: a list item, a heading, a table row, a
+# code fence (an answer the limit cut inside one cannot be told from a finished one).
+_WHOLE_LINE = re.compile(r"^\s*(?:\d+[.)]|[-*•#|>]|```)")
+_FINISHED = re.compile(r"[.!?:;][\"')\]*_]*$")
+
+
+def ends_mid_sentence(text: str) -> bool:
+    """Pure: `text` stops inside a sentence: its last line is prose without closing punctuation, as an
+    answer the token limit cut off does ("...as it allows the plant to absorb")."""
+    last = text.rstrip().rsplit("\n", 1)[-1]
+    return bool(last.strip()) and not _WHOLE_LINE.match(last) and not _FINISHED.search(last)
+
+
 def divergence(chosen: str, rejected: str) -> int:
     """Where `chosen` starts to differ from `rejected`, moved back to the start of a word both answers
     spell differently (not when `chosen` only adds to `rejected`)."""
@@ -161,22 +174,28 @@ def divergence(chosen: str, rejected: str) -> int:
 def fit_to_budget(chosen: str, rejected: str, count: CountTokens, limit: int) -> tuple[str, str] | None:
     """Pure: a pair whose `chosen` answer cannot be generated within the chat's token `limit` (a closing
     habit appended to an answer the limit cut off), cut to fit the answer budget (`ANSWER_BUDGET_SHARE` of
-    the limit).
+    the limit); and one whose user appended an ending to an answer cut off mid-sentence (a shorter limit
+    when it was asked, an imported log), without that unfinished sentence: the habit is learned after a
+    complete answer, as it must arrive in use, not after a fragment (the example scenario's gardening logs
+    end "as it allows the plant to absorb\n\nHappy growing!").
 
     The text both answers share before their difference is cut after its last complete sentence that
     leaves room for chosen's own ending (at most half the budget); chosen keeps that ending, rejected keeps
-    its own (nothing, when the user only appended to it). None when chosen fits the limit (a complete
-    answer keeps its length), differs early (an opening habit, a rewrite: the trainer's window handles
+    its own (nothing, when the user only appended to it). None when chosen fits the limit after a complete
+    answer (it keeps its length), differs early (an opening habit, a rewrite: the trainer's window handles
     those) or has no sentence end to cut at."""
-    if count(chosen) <= limit:
-        return None
-    budget = int(limit * ANSWER_BUDGET_SHARE)
     p = divergence(chosen, rejected)
     shared, c_tail, r_tail = chosen[:p], chosen[p:].strip(), rejected[p:].strip()
     gap = shared[len(shared.rstrip()) :] + chosen[p : len(chosen) - len(chosen[p:].lstrip())]
-    room = budget - count(gap + c_tail)
-    if count(c_tail) > budget // 2 or count(shared) <= room:
-        return None
+    if count(chosen) <= limit:
+        if r_tail or not c_tail or not ends_mid_sentence(shared):
+            return None
+        room = count(shared)  # only the unfinished sentence goes
+    else:
+        budget = int(limit * ANSWER_BUDGET_SHARE)
+        room = budget - count(gap + c_tail)
+        if count(c_tail) > budget // 2 or count(shared) <= room:
+            return None
     ends = [m.end() for m in SENTENCE_END.finditer(shared)]
     body = next((shared[:e].rstrip() for e in reversed(ends) if count(shared[:e].rstrip()) <= room), "")
     if not body:

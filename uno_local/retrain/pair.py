@@ -1,8 +1,9 @@
 """Pair: each log + its guiding rules -> a preference pair (`uno_local/pair.py` is the pure core),
 cached per log; the revisions are sampled through `ctx.revise`. Both answers then lose the lines that
 repeat an earlier one (`drop_repeated_lines`: a loop is never learned), and a pair whose chosen answer
-cannot be generated within the chat's token limit is cut to the answer budget (`fit_to_budget`), so a
-closing habit is learned where answers end in use."""
+cannot be generated within the chat's token limit is cut to the answer budget, or whose ending was
+appended after an unfinished sentence loses that sentence (`fit_to_budget`), so a closing habit is
+learned where answers end in use."""
 
 from __future__ import annotations
 
