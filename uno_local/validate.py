@@ -156,7 +156,8 @@ def validate_expert(
     """Pure: answers in held-out order; `epoch_answers` maps 1-based epoch -> answers. Epochs that loop
     more than the base (`loop_check`) on the held-out answers and the fresh ones together (the base's
     and each epoch's answers to questions from outside the cluster; not judged) are chosen only when all
-    do, and then never ship."""
+    do, and then never ship; so are, among the rest, epochs whose held-out answers follow their logs'
+    checkable rules less often than `threshold` (`rule_followers`)."""
     if len(heldout) < min_heldout or not epoch_answers:
         ship, reason = ship_decision(0.0, len(heldout), threshold, min_heldout)
         return Validation(False, None, {}, len(heldout), reason)
