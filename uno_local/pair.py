@@ -144,9 +144,10 @@ def make_pair(
     return Pair(best, item.answer, "revision", best_score, original)
 
 
-# A last line that is complete without a sentence's punctuation: a list item, a heading, a table row, a
-# code fence (an answer the limit cut inside one cannot be told from a finished one).
-_WHOLE_LINE = re.compile(r"^\s*(?:\d+[.)]|[-*•#|>]|```)")
+# How a last line that is complete without a sentence's punctuation starts, besides a list marker
+# (`_MARKER`): a heading, a table row, a quote, a code fence (an answer the limit cut inside one cannot
+# be told from a finished one).
+_WHOLE_LINE_STARTS = ("#", "|", ">", "```")
 _FINISHED = re.compile(r"[.!?:;][\"')\]*_]*$")
 
 
@@ -154,7 +155,8 @@ def ends_mid_sentence(text: str) -> bool:
     """Pure: `text` stops inside a sentence: its last line is prose without closing punctuation, as an
     answer the token limit cut off does ("...as it allows the plant to absorb")."""
     last = text.rstrip().rsplit("\n", 1)[-1]
-    return bool(last.strip()) and not _WHOLE_LINE.match(last) and not _FINISHED.search(last)
+    whole = _MARKER.match(last) or last.lstrip().startswith(_WHOLE_LINE_STARTS)
+    return bool(last.strip()) and not whole and not _FINISHED.search(last)
 
 
 def divergence(chosen: str, rejected: str) -> int:

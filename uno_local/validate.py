@@ -182,9 +182,7 @@ def validate_expert(
     repetition = {0: mean_repetition(base_answers)} | {e: c.repetition for e, c in checks.items()}
     looping = {e for e, c in checks.items() if c.refused}
     followers = {e: rule_followers(heldout, answers) for e, answers in epoch_answers.items()}
-    astray = {
-        e for e, (followed, checkable) in followers.items() if checkable and followed / checkable < threshold
-    }
+    astray = {e for e, counts in followers.items() if too_few_follow(*counts, threshold)}
     eligible = {e: r for e, r in rates.items() if e not in looping} or rates
     eligible = {e: r for e, r in eligible.items() if e not in astray} or eligible
     epoch = best_epoch(eligible, {e: score_margin(trials[e]) for e in eligible})
@@ -214,6 +212,11 @@ def rule_followers(heldout: list[LogData], answers: list[str]) -> tuple[int, int
     return sum(c is True for c in checks), sum(c is not None for c in checks)
 
 
+def too_few_follow(followed: int, checkable: int, threshold: float) -> bool:
+    """Pure: answers follow their checkable rules less often than `threshold` (never, with none to check)."""
+    return bool(checkable) and followed / checkable < threshold
+
+
 def _judged_once(
     heldout: list[LogData], base_answers: list[str], answers: list[str], threshold: float, min_heldout: int
 ) -> tuple[bool, str, float, list]:
@@ -228,7 +231,7 @@ def _judged_once(
     rate = win_rate(trials)
     ship, why = ship_decision(rate, len(heldout), threshold, min_heldout)
     followed, checkable = rule_followers(heldout, answers)
-    if ship and checkable and followed / checkable < threshold:
+    if ship and too_few_follow(followed, checkable, threshold):
         ship = False
         why = rules_shortfall(rate, len(heldout), followed, checkable, threshold)
     return ship, why, rate, trials
