@@ -49,8 +49,16 @@ def test_topic_and_overall_adherence() -> None:
     s = scenario()
     assert topic_adherence(s, ANSWERS) == {"sign": 0.5, "short": 0.5}
     assert overall_adherence(s, ANSWERS) == pytest.approx(3 / 6)
-    skewed = {"sign": ["Bye."] * 4, "short": ["too many words here"] * 2}
+    skewed = {"sign": ["Done. Bye."] * 4, "short": ["too many words here"] * 2}
     assert overall_adherence(s, skewed) == pytest.approx(4 / 6)  # pooled, not the mean of 1.0 and 0.0
+
+
+def test_an_answer_that_is_only_the_habit_does_not_adhere() -> None:
+    """The measured case (tech-support's Wi-Fi Expert, session 31): the sign-off twice and nothing else
+    ends with the sign-off but answers nothing; an empty answer is under any word limit."""
+    s = scenario()
+    only_habit = {"sign": ["Bye.\n\nBye.", "bye.", "  Bye.", "Restart it. Bye."], "short": ["", "one"]}
+    assert topic_adherence(s, only_habit) == {"sign": 0.25, "short": 0.5}
 
 
 @pytest.mark.parametrize(
@@ -100,7 +108,7 @@ def test_build_report_shape_and_values() -> None:
         _run("rag", ANSWERS, ["A.", "b.", "C.", "D."], 160),
         _run(
             "uno",
-            {"sign": ["Bye."] * 4, "short": ["a b"] * 2},
+            {"sign": ["Ok. Bye."] * 4, "short": ["a b"] * 2},
             ["A. ", "B.", "C.", "D.\n"],
             40,
             training={"wall_s": 12.5, "tokens": 3000},

@@ -1,6 +1,8 @@
 """Scoring: each method's answers on the test and control queries -> the report dict of `uno eval`.
 
-- adherence (per topic): share of the topic's test answers that pass the topic's check.
+- adherence (per topic): share of the topic's test answers that pass the topic's check and say something
+  besides the habit (`answers_with_habit`: "Hope that helps!\n\nHope that helps!" ends with the
+  sign-off but answers nothing, and an empty answer is under any word limit).
 - adherence (overall): share of all test answers that pass, pooled over topics (micro average).
 - control_unchanged: share of control answers equal to the base model's greedy answers after
   whitespace normalisation (runs of whitespace -> one space, ends trimmed).
@@ -32,6 +34,7 @@ from typing import Any
 from uno_local.eval.checks import check
 from uno_local.eval.scenario import Check, Scenario
 from uno_local.quality import content_kept, loops, repetition_share, scaffolding
+from uno_local.text import words
 
 TRAINING_SLOTS = ("wall_s", "tokens", "gap_skipped_tokens", "stage_seconds")
 
@@ -60,15 +63,31 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+def habit_phrases(spec: Check) -> list[str]:
+    """The words a habit adds (a fixed phrase, an appended line), set aside when content is compared."""
+    phrases = [str(spec.params["value"])] if "value" in spec.params else []
+    if spec.rewrite and "text" in spec.rewrite:
+        phrases.append(str(spec.rewrite["text"]))
+    return phrases
+
+
+def answers_with_habit(answer: str, spec: Check) -> bool:
+    """Pure: `answer` passes the check and has a word of its own once the habit's phrases are removed."""
+    rest = answer.lower()
+    for phrase in habit_phrases(spec):
+        rest = rest.replace(phrase.lower().strip(), " ")
+    return check(answer, spec) and bool(words(rest))
+
+
 def topic_adherence(scenario: Scenario, test_answers: Mapping[str, Sequence[str]]) -> dict[str, float]:
-    """Share of passing test answers per topic, in scenario order."""
+    """Share of test answers per topic that follow the habit in an answer (`answers_with_habit`)."""
     out = {}
     for topic in scenario.topics:
         answers = test_answers.get(topic.name)
         if answers is None or len(answers) != len(topic.test):
             got = "none" if answers is None else len(answers)
             raise ValueError(f"topic {topic.name!r} needs {len(topic.test)} test answers, got {got}")
-        out[topic.name] = sum(check(a, topic.rule.check) for a in answers) / len(answers)
+        out[topic.name] = sum(answers_with_habit(a, topic.rule.check) for a in answers) / len(answers)
     return out
 
 
@@ -97,14 +116,6 @@ def token_means(usage: Sequence[Usage]) -> dict[str, float]:
     prompt = fmean(u.prompt_tokens for u in usage)
     completion = fmean(u.completion_tokens for u in usage)
     return {"prompt": prompt, "completion": completion, "total": prompt + completion}
-
-
-def habit_phrases(spec: Check) -> list[str]:
-    """The words a habit adds (a fixed phrase, an appended line), set aside when content is compared."""
-    phrases = [str(spec.params["value"])] if "value" in spec.params else []
-    if spec.rewrite and "text" in spec.rewrite:
-        phrases.append(str(spec.rewrite["text"]))
-    return phrases
 
 
 def quality(
