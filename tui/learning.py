@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Label, Static
 
 from uno_local.app import App
 from uno_local.errors import UnoError
-from uno_local.store.learning import load_clusters
+from uno_local.store.learning import load_clusters, win_rate_text
 
 
 def explain_answer(core: App, message_id: int) -> str:
@@ -31,7 +31,7 @@ def explain_answer(core: App, message_id: int) -> str:
             lines.append("That cluster no longer exists (a later retrain replaced it).")
         else:
             gap = "-" if row.gap is None else f"{row.gap:.2f}"
-            win = "-" if row.win_rate is None else f"{row.win_rate:.2f}"
+            win = win_rate_text(row.win_rate, row.route)
             lines.append(
                 f"Cluster {row.label}: {len(row.members)} logs, gap {gap}, route {row.route}, win rate {win}."
             )

@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Label, Static
 
 from uno_local.retrain.pipeline import STAGES
-from uno_local.store.learning import RetrainRun, retrain_runs
+from uno_local.store.learning import RetrainRun, retrain_runs, win_rate_text
 
 EXAMPLES_SHOWN = 3  # held-out questions shown before and after, over all clusters
 
@@ -92,7 +92,11 @@ def report_text(run: RetrainRun | None) -> str:
     if summary.get("retired"):
         lines.append(f"Retired (trained on feedback you removed): {', '.join(summary['retired'])}.")
     for c in summary.get("clusters", []):
-        win = "" if c.get("win_rate") is None else f", win rate {c['win_rate']:.2f}"
+        win = (
+            ""
+            if c.get("win_rate") is None
+            else f", win rate {win_rate_text(c['win_rate'], c.get('route', 'base'))}"
+        )
         gap = "-" if c.get("gap") is None else f"{c['gap']:.2f}"
         state = "unchanged" if c.get("reused") else c.get("route", "base")
         lines.append(

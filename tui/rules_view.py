@@ -14,7 +14,7 @@ from textual.widgets import Label, TextArea
 from tui.learning import TableScreen
 from uno_local.errors import UnoError
 from uno_local.store import Store
-from uno_local.store.learning import ClusterRow, load_clusters, update_cluster
+from uno_local.store.learning import ClusterRow, load_clusters, update_cluster, win_rate_text
 
 EXAMPLES = 3
 
@@ -100,7 +100,7 @@ class RulesScreen(TableScreen):
                     str(len(row.members)),
                     "-" if row.gap is None else f"{row.gap:.2f}" + (" high" if row.high_gap else ""),
                     row.route,
-                    "-" if row.win_rate is None else f"{row.win_rate:.2f}",
+                    win_rate_text(row.win_rate, row.route),
                     self.adapter_text(row.expert or row.critic),
                     "vetoed" if row.vetoed else "",
                 ),

@@ -76,8 +76,10 @@ def retrain(
     click.echo(
         f"Learned from {report.logs} logs ({report.pairs} pairs) in {report.seconds:.0f} s with {report.backend}."
     )
+    from uno_local.store.learning import win_rate_text
+
     for c in report.clusters:
-        win = "" if c["win_rate"] is None else f", win rate {c['win_rate']:.2f}"
+        win = "" if c["win_rate"] is None else f", win rate {win_rate_text(c['win_rate'], c['route'])}"
         click.echo(
             f"  cluster {c['label']}: {c['size']} logs, gap {c['gap']:.2f} -> {c['route']}{win}. {c['decision']}"
         )
@@ -125,7 +127,7 @@ def rules(ctx: click.Context, as_json: bool) -> None:
     """List the learned clusters with their rules, gap, route, win rate and adapters."""
     if ctx.invoked_subcommand is not None:
         return
-    from uno_local.store.learning import load_clusters
+    from uno_local.store.learning import load_clusters, win_rate_text
 
     app: App = ctx.obj
     rows = load_clusters(app.store)
@@ -138,7 +140,7 @@ def rules(ctx: click.Context, as_json: bool) -> None:
     echo = _wrapping_echo()
     for row in rows:
         gap = "-" if row.gap is None else f"{row.gap:.2f}"
-        win = "-" if row.win_rate is None else f"{row.win_rate:.2f}"
+        win = win_rate_text(row.win_rate, row.route)
         veto = "  [vetoed]" if row.vetoed else ""
         echo(
             f"cluster {row.label}: {len(row.members)} logs, gap {gap}{' (high)' if row.high_gap else ''}, "

@@ -77,6 +77,15 @@ class ClusterRow:
         return self.user_rules if self.user_rules is not None else self.rules
 
 
+def win_rate_text(win_rate: float | None, route: str) -> str:
+    """Pure: a cluster's validator win rate as a user reads it: "-" when nothing was judged, and marked
+    "not shipped" when the cluster answers with the base model (the rate is then a refused adapter's,
+    which "route base, win rate 0.67" read as the route's own)."""
+    if win_rate is None:
+        return "-"
+    return f"{win_rate:.2f}" + (" (not shipped)" if route == "base" else "")
+
+
 _JSON = ("centroid", "members", "rules", "user_rules")
 
 
