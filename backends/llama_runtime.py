@@ -422,7 +422,11 @@ class LlamaRuntime:
         groups: dict[str | None, list[Job]] = {}
         for index, request in enumerate(requests):
             try:
-                prompt, template_stop = self._chat_prompt(request.messages)
+                if request.continuation is not None:
+                    prompt = self.llm.tokenize(request.continuation.encode("utf-8"), add_bos=True)
+                    template_stop: tuple[str, ...] = ()
+                else:
+                    prompt, template_stop = self._chat_prompt(request.messages)
             except Exception as exc:  # a template error is this request's alone
                 done(
                     GenerationResult(

@@ -10,6 +10,9 @@ from uno_local.validate import (
     REPETITION_MARGIN,
     epochs_to_judge,
     loop_check,
+    near_guides,
+    near_prompts,
+    near_questions,
     rule_followers,
     validate_expert,
     validate_reflective,
@@ -389,3 +392,66 @@ def test_revisions_must_follow_the_rules_they_can_be_checked_on():
     probe = validate_revision(logs, [SIGN] * 3, revised, 0.6, 3)
     assert not probe.ship and "followed your rules in only 1 of the 2 they can be checked on" in probe.reason
     assert probe.reason.startswith("no Critic trained")
+
+
+# ---- near questions: new questions like the cluster's own ----
+
+
+def test_near_prompts_list_windows_of_the_clusters_questions_up_to_the_next_number():
+    queries = [f"How do I grow plant {i}?" for i in range(9)] + ["Why do\nleaves  curl?"]
+    prompts = near_prompts(queries, n=3, listed=4)
+    assert len(prompts) == 3
+    assert prompts[0] == (
+        "Questions people asked:\n1. How do I grow plant 0?\n2. How do I grow plant 1?\n"
+        "3. How do I grow plant 2?\n4. How do I grow plant 3?\n5."
+    )
+    assert "4. How do I grow plant 0?\n5." in prompts[2]  # windows wrap round
+    assert "3. Why do leaves curl?\n" in prompts[2]  # one line per question
+    assert near_prompts(["Only one?"], n=3) == ["Questions people asked:\n1. Only one?\n2."]
+    assert near_prompts([], n=3) == [] and near_prompts(queries, n=0) == []
+
+
+def test_near_questions_keep_each_new_question_once():
+    written = [
+        " How do I care for rosemary?",
+        "7. How do I care for Rosemary",  # the same question again
+        "How do I boil an egg?\n8. more",  # one the user asked
+        "Tips",  # not a question
+        "",
+        "What is a tax credit?",
+    ]
+    assert near_questions(written, ["how do I boil an EGG"]) == [
+        "How do I care for rosemary?",
+        "What is a tax credit?",
+    ]
+
+
+def test_near_questions_are_checked_against_the_clusters_checkable_rules_in_turn():
+    pirate = log(1, rules=["Talk like a pirate."])  # nothing checkable
+    sign, bullets = heldout(1)[0], log(2, rules=["Answer as a bullet list."])
+    assert near_guides([pirate, sign, bullets], 3) == [sign.guide, bullets.guide, sign.guide]
+    assert near_guides([pirate], 3) == [] and near_guides([sign], 0) == []
+
+
+def test_an_epoch_that_follows_only_on_its_held_out_logs_does_not_ship():
+    """tech-support's phones Expert followed "a bullet list" in its held-out answers and in none of its
+    test answers (numbered lists). New questions like the cluster's show it: the epoch is passed over for
+    one that follows there too, and when every epoch fails them, nothing ships."""
+    logs = heldout(3)
+    followed = [SIGN + "\nHappy cooking!"] * 3
+    guides = near_guides(logs, 4)
+    epochs = {1: followed, 2: ["Boil the egg for eight minutes.\nHappy cooking!"] * 3}
+    astray_near = {1: [SIGN] * 4}
+    result = validate_expert(logs, [SIGN] * 3, epochs, 0.6, 3, near=guides, near_answers=astray_near)
+    assert (result.ship, result.epoch) == (True, 2)  # epoch 2 has not shown it strays yet
+    both = validate_expert(
+        logs, [SIGN] * 3, epochs, 0.6, 3, near=guides, near_answers=astray_near | {2: [SIGN] * 4}
+    )
+    assert not both.ship and both.epoch in (1, 2)
+    assert (
+        "followed your rules in only 3 of the 7 they can be checked on (4 of them answers to new"
+        in both.reason
+    )
+    one_of_four = {1: [SIGN + "\nHappy cooking!"] * 2 + [SIGN] * 2}  # 5 of 7 follow: enough
+    kept = validate_expert(logs, [SIGN] * 3, {1: followed}, 0.6, 3, near=guides, near_answers=one_of_four)
+    assert kept.ship and kept.epoch == 1

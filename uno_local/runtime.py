@@ -65,6 +65,9 @@ class GenerationRequest:
     adapter: str | None = None
     json_schema: dict | None = None
     stop: tuple[str, ...] = ()
+    # Plain text the model continues instead of the chat (`messages` unused): a numbered list of the
+    # user's questions that a base model extends with one like them (retrain/validate's near questions).
+    continuation: str | None = None
 
 
 @dataclass

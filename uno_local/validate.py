@@ -22,7 +22,9 @@ and followed the rule in none of the test's answers (the example scenario's gard
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from statistics import fmean
 
@@ -37,6 +39,7 @@ from uno_local.judge import (
     win_rate,
 )
 from uno_local.quality import loops, repetition_share
+from uno_local.text import words
 from uno_local.train import LogData
 
 # Where a decision leaves its cluster on the base model (callers add it: a high gap tries an Expert first).
@@ -152,12 +155,16 @@ def validate_expert(
     repetition_margin: float = REPETITION_MARGIN,
     fresh_base: list[str] | None = None,
     fresh_answers: dict[int, list[str]] | None = None,
+    near: list[list[str]] | None = None,
+    near_answers: dict[int, list[str]] | None = None,
 ) -> Validation:
     """Pure: answers in held-out order; `epoch_answers` maps 1-based epoch -> answers. Epochs that loop
     more than the base (`loop_check`) on the held-out answers and the fresh ones together (the base's
     and each epoch's answers to questions from outside the cluster; not judged) are chosen only when all
     do, and then never ship; so are, among the rest, epochs whose held-out answers follow their logs'
-    checkable rules less often than `threshold` (`rule_followers`)."""
+    checkable rules less often than `threshold` (`rule_followers`), counted together with the answers
+    to new questions like the cluster's where an epoch has them (`near_answers`, each checked against
+    its rules in `near`: `near_guides`)."""
     if len(heldout) < min_heldout or not epoch_answers:
         ship, reason = ship_decision(0.0, len(heldout), threshold, min_heldout)
         return Validation(False, None, {}, len(heldout), reason)
@@ -181,7 +188,12 @@ def validate_expert(
     }
     repetition = {0: mean_repetition(base_answers)} | {e: c.repetition for e, c in checks.items()}
     looping = {e for e, c in checks.items() if c.refused}
-    followers = {e: rule_followers(heldout, answers) for e, answers in epoch_answers.items()}
+    near_answers = near_answers or {}
+    guides = [log.guide for log in heldout]
+    followers = {  # held-out answers, and near ones where the epoch has them
+        e: guide_followers(guides + (near or []) * (e in near_answers), answers + near_answers.get(e, []))
+        for e, answers in epoch_answers.items()
+    }
     astray = {e for e, counts in followers.items() if too_few_follow(*counts, threshold)}
     eligible = {e: r for e, r in rates.items() if e not in looping} or rates
     eligible = {e: r for e, r in eligible.items() if e not in astray} or eligible
@@ -192,7 +204,8 @@ def validate_expert(
         reason = checks[epoch].refusal()
     elif ship and epoch in astray:  # every clean epoch wins without following the user's rules
         ship = False
-        reason = rules_shortfall(rates[epoch], len(heldout), *followers[epoch], threshold)
+        n_near = len(near_answers.get(epoch, []))
+        reason = rules_shortfall(rates[epoch], len(heldout), *followers[epoch], threshold, n_near)
 
     def epoch_note(e: int) -> str:
         return checks[e].note() if e in looping else "follows your rules in {} of {}".format(*followers[e])
@@ -208,8 +221,66 @@ def validate_expert(
 def rule_followers(heldout: list[LogData], answers: list[str]) -> tuple[int, int]:
     """Pure: (answers that pass every checkable cue of their log's own rules, held-out logs whose rules
     have a checkable cue at all: `judge.rule_check`; "Talk like a pirate." has none and is not counted)."""
-    checks = [rule_check(answer, log.guide) for log, answer in zip(heldout, answers, strict=True)]
+    return guide_followers([log.guide for log in heldout], answers)
+
+
+def guide_followers(guides: Sequence[Sequence[str]], answers: list[str]) -> tuple[int, int]:
+    """Pure: `rule_followers` for answers each checked against its own rules in `guides`."""
+    checks = [rule_check(answer, guide) for guide, answer in zip(guides, answers, strict=True)]
     return sum(c is True for c in checks), sum(c is not None for c in checks)
+
+
+# ---- near questions: new questions like a cluster's own, which no log asked ----
+
+NEAR_QUESTIONS = 6  # prompts per cluster; each may give one new question
+NEAR_LISTED = 6  # the cluster's questions one prompt lists before the model writes the next
+NEAR_TOKENS = 40  # a question's budget; the first line is kept
+_NEAR_HEAD = "Questions people asked:\n"
+_NUMBER = re.compile(r"^\s*\d+[.)]\s*")
+
+
+def near_prompts(queries: Sequence[str], n: int = NEAR_QUESTIONS, listed: int = NEAR_LISTED) -> list[str]:
+    """Pure: `n` plain-text prompts, each a numbered list of `listed` of `queries` (windows starting
+    evenly over them, wrapping round) that ends at the next number: a base model continues such a list
+    with a question like them, where in a chat the embedded model answers "I'm ready to help."."""
+    lines = [" ".join(q.split()) for q in queries if q.strip()]
+    if not lines or n < 1:
+        return []
+    k = min(listed, len(lines))
+    starts = sorted({round(i * len(lines) / n) % len(lines) for i in range(n)})
+    return [
+        _NEAR_HEAD
+        + "".join(f"{j}. {lines[(start + j - 1) % len(lines)]}\n" for j in range(1, k + 1))
+        + f"{k + 1}."
+        for start in starts
+    ]
+
+
+def near_questions(continuations: Sequence[str], known: Iterable[str]) -> list[str]:
+    """Pure: the new questions in `continuations` (each one's first line, a list number stripped), once
+    each and none the user already asked (`known`; words compared, case and punctuation aside). A line
+    of fewer than three words is not a question."""
+    seen = {" ".join(words(q)) for q in known}
+    out = []
+    for text in continuations:
+        line = _NUMBER.sub("", (text.strip().splitlines() or [""])[0]).strip()
+        key = " ".join(words(line))
+        if len(key.split()) >= 3 and key not in seen:
+            seen.add(key)
+            out.append(line)
+    return out
+
+
+def checkable(guide: Sequence[str]) -> bool:
+    """Pure: `guide` has a rule `judge.rule_check` can check an answer against."""
+    return rule_check("", guide) is not None
+
+
+def near_guides(logs: Sequence[LogData], n: int) -> list[list[str]]:
+    """Pure: the rules each of `n` near questions is checked against: the checkable guides of the
+    cluster's `logs`, in turn (none when no log has one: the questions then check nothing)."""
+    guides = [list(log.guide) for log in logs if checkable(log.guide)]
+    return [guides[i % len(guides)] for i in range(n)] if guides else []
 
 
 def too_few_follow(followed: int, checkable: int, threshold: float) -> bool:
@@ -237,11 +308,15 @@ def _judged_once(
     return ship, why, rate, trials
 
 
-def rules_shortfall(rate: float, n_heldout: int, followed: int, checkable: int, threshold: float) -> str:
-    """Pure: why answers that won did not ship, in one clause."""
+def rules_shortfall(
+    rate: float, n_heldout: int, followed: int, checkable: int, threshold: float, near: int = 0
+) -> str:
+    """Pure: why answers that won did not ship, in one clause (`near`: how many of the checked answers
+    were to new questions like the cluster's)."""
+    where = f" ({near} of them answers to new questions like theirs)" if near else ""
     return (
         f"won {rate:.2f} of {n_heldout} held-out logs but followed your rules in only {followed} of "
-        f"the {checkable} they can be checked on, where {threshold:.2f} is needed"
+        f"the {checkable} they can be checked on{where}, where {threshold:.2f} is needed"
     )
 
 

@@ -181,6 +181,17 @@ def test_stop_strings_end_one_sequence(runtime):
     assert plain.text.startswith(stopped.text)
 
 
+def test_a_continuation_extends_plain_text_without_the_chat_template(runtime):
+    """The validator's near questions: the embedded model, given a numbered list of a user's questions as
+    plain text, writes one more like them (in a chat it answers "I'm ready to help." instead)."""
+    listed = "Questions people asked:\n1. How do I boil an egg?\n2. How do I cook rice?\n3. How do I make pancakes?\n4."
+    request = GenerationRequest([], greedy(40), stop=("\n",), continuation=listed)
+    (result,) = runtime.generate_many([request])
+    assert result.finish_reason == "stop" and "\n" not in result.text, result
+    assert result.text.strip().startswith("How do I") and result.text.strip().endswith("?"), result.text
+    assert result.prompt_tokens == len(runtime.llm.tokenize(listed.encode(), add_bos=True))
+
+
 def test_a_failing_request_loses_nothing_else(runtime):
     good = [GenerationRequest(ask(q), greedy(10)) for q in QUESTIONS[:3]]
     too_long = GenerationRequest(ask("word " * 3000), greedy(10))  # beyond the 2048-token context

@@ -29,6 +29,7 @@ PREDICTED = ["Give the steps as a list.", "End with a short cooking tip."]  # th
 
 
 CRITIQUE = "critique:\n"  # what a fake Critic's checkpoint starts with
+_NUMBER = re.compile(r"^\s*\d+[.)]\s*")  # a list number, as the near-question prompts write them
 CRITIC_INSTRUCTION = critic_prompt("", "").split("\n", 1)[0]
 
 
@@ -70,6 +71,7 @@ class FakeRuntime:
         self.revises = True  # False: a revision gives back the answer it was asked to revise
         self.loops_on: tuple[str, ...] = ()  # questions an adapter answers with a loop
         self.model_loaded = True  # False after `release`, until the next generation loads it again
+        self.writes: str | None = None  # what a continuation writes (None: one more like the last listed)
 
     def stream(self, messages, settings, *, adapter=None, json_schema=None):
         system = messages[0]["content"] if messages[0]["role"] == "system" else ""
@@ -111,7 +113,15 @@ class FakeRuntime:
         self.budgets.append({r.settings.max_tokens for r in requests})
         results = []
         for index, r in enumerate(requests):
-            events = list(self.stream(r.messages, r.settings, adapter=r.adapter, json_schema=r.json_schema))
+            if r.continuation is not None:  # a list of the user's questions: one more like the last
+                last = _NUMBER.sub("", r.continuation.splitlines()[-2]).rstrip("?")
+                self.calls["continue"] += 1
+                self.last_kind = "continue"
+                events = list(self._events(self.writes if self.writes is not None else f" {last} quickly?"))
+            else:
+                events = list(
+                    self.stream(r.messages, r.settings, adapter=r.adapter, json_schema=r.json_schema)
+                )
             stats = events[-1].stats
             result = GenerationResult(
                 index,

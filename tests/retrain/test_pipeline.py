@@ -21,6 +21,7 @@ from uno_local.retrain import (
 )
 from uno_local.retrain.validate import FRESH, FRESH_TOKENS, fresh_ids
 from uno_local.store.learning import last_run, load_clusters, start_run, update_cluster
+from uno_local.validate import NEAR_QUESTIONS
 
 
 def retrain(app, fakes, events=None, **options):
@@ -247,21 +248,38 @@ def test_generation_is_batched_across_logs_and_cached_logs_generate_nothing(app,
     # the ten commented logs' distill calls in one batch (a correction's rules need no model), all
     # twenty logs' predictions in one, the garden logs' revisions in one, a cluster's 3 held-out answers
     # in one, the shipping epoch's answers to 8 of the other cluster's questions in one (the loop
-    # check's), and the base's answers to those 8 in one, both shorter than the chat's
-    assert by_kind["distill"] == 10 and by_kind["predict"] == 20
+    # check's), and the base's answers to those 8 in one, both shorter than the chat's; the six new
+    # questions like the cluster's written in one, and the shipping epoch's answers to them in one
+    assert by_kind["distill"] == 10 and by_kind["predict"] == 20 and by_kind["continue"] == NEAR_QUESTIONS
     answers = {
         (len(b), *m)
         for b, m in zip(fakes.runtime.batches, fakes.runtime.budgets, strict=True)
         if b[0] == "answer"
     }
     chat, fresh = app.config.generation.max_tokens, min(app.config.generation.max_tokens, FRESH_TOKENS)
-    assert fresh < chat and answers == {(3, chat), (FRESH, fresh)}, answers
+    assert fresh < chat and answers == {(3, chat), (FRESH, fresh), (NEAR_QUESTIONS, chat)}, answers
     assert by_kind["revise"] == 10 * app.config.uno.revisions
     assert all(len(set(batch)) == 1 for batch in fakes.runtime.batches)  # one kind of call per batch
     before = len(fakes.runtime.batches)
     with pytest.raises(NothingToLearnError):
         retrain(app, fakes)
     assert len(fakes.runtime.batches) == before  # all cached: nothing generated
+
+
+def test_near_questions_that_routing_would_send_elsewhere_are_not_asked(app, fakes):
+    """The base model's new questions count only where the cluster's Expert would answer them: one off
+    the topic (routed to the base model) is dropped, and with none left no epoch answers any."""
+    fakes.runtime.writes = " What is the capital of France?"
+    add_cooking(app)
+    add_garden(app)
+    retrain(app, fakes)
+    sizes = {
+        (len(b), *m)
+        for b, m in zip(fakes.runtime.batches, fakes.runtime.budgets, strict=True)
+        if b[0] == "answer"
+    }
+    chat, fresh = app.config.generation.max_tokens, min(app.config.generation.max_tokens, FRESH_TOKENS)
+    assert sizes == {(3, chat), (FRESH, fresh)}, sizes  # held-out and other questions only
 
 
 @pytest.mark.parametrize(
@@ -399,19 +417,27 @@ def test_at_a_chat_budget_within_the_loop_checks_the_base_answers_held_out_logs_
         for b, m in zip(fakes.runtime.batches, fakes.runtime.budgets, strict=True)
         if b[0] == "answer"
     }
-    assert answers == {(3, FRESH_TOKENS), (FRESH - 3, FRESH_TOKENS), (FRESH, FRESH_TOKENS)}, answers
+    assert answers == {
+        (3, FRESH_TOKENS),
+        (FRESH - 3, FRESH_TOKENS),
+        (FRESH, FRESH_TOKENS),
+        (NEAR_QUESTIONS, FRESH_TOKENS),
+    }, answers
 
 
 def test_every_free_text_answer_is_decoded_with_the_chats_dry_penalty(app, fakes):
     """The retrain judges the answers a user would get: held-out, loop-check and revision answers carry
-    uno.toml's DRY penalty; the grammar-bound JSON of distill and predict never does."""
+    uno.toml's DRY penalty; the grammar-bound JSON of distill and predict never does, nor the list of
+    the user's questions the base model continues with new ones (validate's near questions)."""
     app.config.generation.dry_multiplier = 0.8
     add_cooking(app)
     add_garden(app)
     retrain(app, fakes)
     kinds = dict(fakes.runtime.decoding)
     assert {"answer", "revise", "distill"} <= set(kinds), kinds
-    assert fakes.runtime.decoding == {(k, 0.0 if k in ("distill", "predict") else 0.8) for k in kinds}
+    assert fakes.runtime.decoding == {
+        (k, 0.0 if k in ("distill", "predict", "continue") else 0.8) for k in kinds
+    }
 
 
 def test_turning_the_dry_penalty_on_makes_the_revisions_again_and_only_them(app, fakes):

@@ -217,6 +217,13 @@ class Context:
         ]
         return self._requests(json.dumps(["revise", messages, n, self.dry], sort_keys=True), requests)
 
+    def continue_texts(self, texts: list[str], tokens: int) -> list[str]:
+        """The base model's greedy continuations of plain `texts` (no chat template), each to its first
+        line's end."""
+        settings = GenerationSettings.greedy(tokens)
+        requests = [GenerationRequest([], settings, stop=("\n",), continuation=text) for text in texts]
+        return self._requests(json.dumps(["continue", texts, tokens], sort_keys=True), requests)
+
     def base_answers(self, logs: list[LogData], tokens: int | None = None) -> list[str]:
         """The base model's greedy answers to `logs`, cached per log (and per token budget, when it is
         not the chat's): the baseline every adapter and the Reflective path are judged against."""

@@ -1,7 +1,10 @@
 """Validate: each new Expert's judged epochs answer the held-out logs in llama.cpp -> ship it or not
 (`uno_local/validate.py` decides); the epoch that would ship also answers a few of the user's
 questions from outside the cluster (`fresh_ids`, in at most `FRESH_TOKENS`), which only the loop
-check reads. An Expert that does not ship sends its cluster to the Reflective path (`needs_critic`):
+check reads, and new questions like the cluster's own that routing would send to it (`near_of`: the
+base model continues a list of the cluster's questions), whose answers must follow the cluster's
+checkable rules as the held-out answers must (three held-out logs did not predict the test: issue 21's
+phones Expert followed "a bullet list" in its held-out answers and in none of its test ones). An Expert that does not ship sends its cluster to the Reflective path (`needs_critic`):
 a Critic is trained for it here, once the base model shows it can revise these answers at all
 (`train.train_critic`). Every new Critic's Reflective path (draft, critique, revision, as
 `route.reflect` serves it) then answers the same held-out logs, and is chosen only when it beats the
@@ -11,12 +14,26 @@ says why."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+
+from uno_local.cluster import cosine_distance
 from uno_local.retrain.context import Context
 from uno_local.retrain.convert import gguf, judged_checkpoints
 from uno_local.retrain.state import ClusterPlan, RetrainState
 from uno_local.retrain.train import train_critic, train_expert
 from uno_local.route import reflect_many
-from uno_local.validate import STAYS_ON_BASE, Validation, validate_expert, validate_reflective
+from uno_local.validate import (
+    NEAR_TOKENS,
+    STAYS_ON_BASE,
+    Validation,
+    near_guides,
+    near_prompts,
+    near_questions,
+    validate_expert,
+    validate_reflective,
+)
 
 FRESH = 8  # the user's other questions an epoch that would ship also answers, for the loop check
 # Their answers' token budget (at most the chat's): the loop check's tolerance was calibrated on answers
@@ -49,19 +66,54 @@ def fresh_ids(state: RetrainState, plan: ClusterPlan, n: int = FRESH) -> list[in
     return outside[:: max(1, len(outside) // n)][:n] if n > 0 else []
 
 
+@dataclass(frozen=True)
+class Near:
+    """New questions like a cluster's own that no log asked (`validate.near_questions`), each with the
+    rules its answer is checked against (`validate.near_guides`)."""
+
+    questions: list[str]
+    guides: list[list[str]]
+
+    @property
+    def prompts(self) -> list[list[dict]]:
+        return [[{"role": "user", "content": q}] for q in self.questions]
+
+
+def near_of(ctx: Context, state: RetrainState, plan: ClusterPlan) -> Near:
+    """Ask the base model for questions like the cluster's (`validate.near_prompts`), and keep the new
+    ones that routing would send to this cluster: the questions its Expert would answer for the user."""
+    logs = [state.items[m] for m in plan.learning_members]
+    if not near_guides(logs, 1):
+        return Near([], [])  # nothing in these logs' rules can be checked on a new answer
+    written = ctx.continue_texts(near_prompts([log.query for log in logs]), NEAR_TOKENS)
+    questions = near_questions(written, [item.query for item in state.items.values()])
+    if questions and plan.row.centroid:
+        uno = ctx.app.config.uno
+        limit = plan.row.radius if uno.cluster_radius and plan.row.radius else uno.unseen_distance
+        vecs = ctx.app.embedder.encode(questions)
+        centroid = np.asarray(plan.row.centroid, dtype=np.float64)
+        questions = [
+            q for q, v in zip(questions, vecs, strict=True) if cosine_distance(v, centroid[None])[0] <= limit
+        ]
+    return Near(questions, near_guides(logs, len(questions)))
+
+
 def judge_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> Validation:
     """Each judged epoch answers the held-out logs; the epoch that would ship then also answers a few of
-    the user's other questions (`fresh_ids`), and when those loop more than the base's answers the next
-    best epoch is checked the same way: only the epochs that could ship pay for the loop check."""
+    the user's other questions (`fresh_ids`) and new questions like the cluster's (`near_of`), and when
+    those loop more than the base's answers, or the near ones do not follow the cluster's rules, the next
+    best epoch is checked the same way: only the epochs that could ship pay for these checks."""
     heldout = [state.items[m] for m in plan.heldout_ids]
     fresh = [state.items[m] for m in fresh_ids(state, plan)] if heldout else []
     fresh_tokens = min(ctx.answer_tokens, FRESH_TOKENS)
     base = ctx.base_answers(heldout)
     checkpoints = judged_checkpoints(plan, ctx.cfg.judged_epochs)
-    per_epoch, fresh_per_epoch, fresh_base = {}, {}, None
+    per_epoch, fresh_per_epoch, near_per_epoch, fresh_base = {}, {}, {}, None
+    near: Near | None = None
     for epoch, ckpt in checkpoints.items():
         ctx.emit("validate", n, total, f"c{plan.row.label} epoch {epoch}: {len(heldout)} held-out answers")
         per_epoch[epoch] = ctx.answer([log.prompt for log in heldout], gguf(ctx, ckpt)) if heldout else []
+    checked: set[int] = set()
     while True:
         validation = validate_expert(
             heldout,
@@ -72,21 +124,26 @@ def judge_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, t
             ctx.cfg.repetition_margin,
             fresh_base=fresh_base,
             fresh_answers=fresh_per_epoch,
+            near=near.guides if near else None,
+            near_answers=near_per_epoch,
         )
-        if not (validation.ship and fresh) or validation.epoch in fresh_per_epoch:
+        if not (validation.ship and heldout) or validation.epoch in checked:
             plan.examples = heldout_examples(
                 [log.query for log in heldout],
                 base,
                 per_epoch.get(validation.epoch or max(per_epoch, default=0), []),
             )
             return validation
-        ctx.emit(
-            "validate", n, total, f"c{plan.row.label} epoch {validation.epoch}: {len(fresh)} other questions"
-        )
-        fresh_base = fresh_base or ctx.base_answers(fresh, fresh_tokens)  # once, only when an epoch needs it
-        fresh_per_epoch[validation.epoch] = ctx.answer(
-            [log.prompt for log in fresh], gguf(ctx, checkpoints[validation.epoch]), fresh_tokens
-        )
+        near = near or near_of(ctx, state, plan)
+        epoch, adapter = validation.epoch, gguf(ctx, checkpoints[validation.epoch])
+        asked = f"{len(fresh)} other questions, {len(near.questions)} new ones like its own"
+        ctx.emit("validate", n, total, f"c{plan.row.label} epoch {epoch}: {asked}")
+        checked.add(epoch)
+        if fresh:  # the base answers them once, only when an epoch needs them
+            fresh_base = fresh_base or ctx.base_answers(fresh, fresh_tokens)
+            fresh_per_epoch[epoch] = ctx.answer([log.prompt for log in fresh], adapter, fresh_tokens)
+        if near.questions:
+            near_per_epoch[epoch] = ctx.answer(near.prompts, adapter)
 
 
 def run(ctx: Context, state: RetrainState) -> RetrainState:
