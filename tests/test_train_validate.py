@@ -455,3 +455,7 @@ def test_an_epoch_that_follows_only_on_its_held_out_logs_does_not_ship():
     one_of_four = {1: [SIGN + "\nHappy cooking!"] * 2 + [SIGN] * 2}  # 5 of 7 follow: enough
     kept = validate_expert(logs, [SIGN] * 3, {1: followed}, 0.6, 3, near=guides, near_answers=one_of_four)
     assert kept.ship and kept.epoch == 1
+    assert kept.reason == (
+        "epoch 1 won 1.00 of 3 held-out logs (needs 0.60); "
+        "new questions like the cluster's: 2 of 4 answers follow your rules"
+    )

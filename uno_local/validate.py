@@ -206,6 +206,10 @@ def validate_expert(
         ship = False
         n_near = len(near_answers.get(epoch, []))
         reason = rules_shortfall(rates[epoch], len(heldout), *followers[epoch], threshold, n_near)
+    elif epoch in near_answers:  # the evidence beside the held-out logs, for `uno rules`
+        reason += "; new questions like the cluster's: {} of {} answers follow your rules".format(
+            *guide_followers(near or [], near_answers[epoch])
+        )
 
     def epoch_note(e: int) -> str:
         return checks[e].note() if e in looping else "follows your rules in {} of {}".format(*followers[e])
