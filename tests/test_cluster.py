@@ -363,3 +363,19 @@ def test_a_topic_of_thumbs_up_stays_apart_from_its_neighbours_on_real_distilled_
     # each topic's logs are mostly in one cluster, and no two topics lead the same cluster
     assert len({label for label, _ in leaders.values()}) == 3, by_topic
     assert all(n >= 10 for _, n in leaders.values()), by_topic
+
+
+def test_near_questions_stand_for_unseen_ones_only_when_routed_here_and_no_reworded_member():
+    from uno_local.cluster import near_and_new
+
+    members = np.array([[1.0, 0.5, 0.0, 0.0], [1.0, 0.0, 0.5, 0.0], [1.0, 0.0, 0.0, 0.5]])  # 0.2 apart
+    centroid = members.mean(axis=0)
+    questions = np.array(
+        [
+            [1.0, 0.5, 0.02, 0.0],  # a reworded member: nearer to it than any two members are to each other
+            [1.0, -0.4, -0.4, -0.4],  # new (0.41 from each member), and 0.37 from the centroid
+            [0.0, 0.0, 0.0, 1.0],  # new, but routing would send it elsewhere (0.84)
+        ]
+    )
+    assert near_and_new(questions, members, centroid, limit=0.5) == [False, True, False]
+    assert near_and_new(questions[:1], members[:1], centroid, limit=0.5) == [True]  # one member: no floor

@@ -199,6 +199,24 @@ def spread_distances(member_eq: np.ndarray) -> np.ndarray:
     return 1.0 - np.sum(l2_normalize(others) * x, axis=1)
 
 
+def near_and_new(
+    question_vecs: np.ndarray, member_vecs: np.ndarray, centroid: np.ndarray, limit: float
+) -> list[bool]:
+    """Pure: which new questions stand for the cluster's unseen ones: routing would send them to it
+    (within `limit` of its centroid), and none is nearer to one of the members' questions than the two
+    nearest members are to each other (a reworded member, "What's a fun fact about Paris?" beside "Tell me
+    a fun fact about Paris.", is answered as it was trained)."""
+    members = l2_normalize(np.atleast_2d(np.asarray(member_vecs, dtype=np.float64)))
+    between = 1.0 - members @ members.T
+    np.fill_diagonal(between, np.inf)
+    floor = float(between.min()) if len(members) > 1 else 0.0
+    out = []
+    for v in np.atleast_2d(np.asarray(question_vecs, dtype=np.float64)):
+        nearest = float(cosine_distance(v, members).min())
+        out.append(float(cosine_distance(v, np.asarray(centroid)[None])[0]) <= limit and nearest >= floor)
+    return out
+
+
 def cluster_radius(
     member_eq: np.ndarray, ceiling: float, margin: float = RADIUS_MARGIN, floor: float = RADIUS_FLOOR
 ) -> float:

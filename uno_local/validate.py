@@ -236,9 +236,12 @@ def guide_followers(guides: Sequence[Sequence[str]], answers: list[str]) -> tupl
 
 # ---- near questions: new questions like a cluster's own, which no log asked ----
 
-NEAR_QUESTIONS = 6  # prompts per cluster; each may give one new question
+NEAR_QUESTIONS = 8  # prompts per cluster; each may give one new question
 NEAR_LISTED = 6  # the cluster's questions one prompt lists before the model writes the next
 NEAR_TOKENS = 40  # a question's budget; the first line is kept
+# Sampled, one seed per prompt (greedy, the embedded model wrote "What's a fun fact about Rome?" for
+# every list of city-trivia questions: ones its Expert answers as it was trained, docs/eval.md session 32)
+NEAR_TEMPERATURE, NEAR_TOP_P, NEAR_SEED = 1.0, 0.95, 7
 _NEAR_HEAD = "Questions people asked:\n"
 _NUMBER = re.compile(r"^\s*\d+[.)]\s*")
 

@@ -29,7 +29,6 @@ PREDICTED = ["Give the steps as a list.", "End with a short cooking tip."]  # th
 
 
 CRITIQUE = "critique:\n"  # what a fake Critic's checkpoint starts with
-_NUMBER = re.compile(r"^\s*\d+[.)]\s*")  # a list number, as the near-question prompts write them
 CRITIC_INSTRUCTION = critic_prompt("", "").split("\n", 1)[0]
 
 
@@ -113,11 +112,15 @@ class FakeRuntime:
         self.budgets.append({r.settings.max_tokens for r in requests})
         results = []
         for index, r in enumerate(requests):
-            if r.continuation is not None:  # a list of the user's questions: one more like the last
-                last = _NUMBER.sub("", r.continuation.splitlines()[-2]).rstrip("?")
+            if r.continuation is not None:  # a list of the user's questions: a new one on the last's topic
+                word = sorted(content_words(r.continuation.splitlines()[-2]))[-1]
                 self.calls["continue"] += 1
                 self.last_kind = "continue"
-                events = list(self._events(self.writes if self.writes is not None else f" {last} quickly?"))
+                events = list(
+                    self._events(
+                        self.writes if self.writes is not None else f" Why do people talk about {word}?"
+                    )
+                )
             else:
                 events = list(
                     self.stream(r.messages, r.settings, adapter=r.adapter, json_schema=r.json_schema)

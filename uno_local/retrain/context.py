@@ -217,12 +217,19 @@ class Context:
         ]
         return self._requests(json.dumps(["revise", messages, n, self.dry], sort_keys=True), requests)
 
-    def continue_texts(self, texts: list[str], tokens: int) -> list[str]:
-        """The base model's greedy continuations of plain `texts` (no chat template), each to its first
-        line's end."""
-        settings = GenerationSettings.greedy(tokens)
-        requests = [GenerationRequest([], settings, stop=("\n",), continuation=text) for text in texts]
-        return self._requests(json.dumps(["continue", texts, tokens], sort_keys=True), requests)
+    def continue_texts(
+        self, texts: list[str], tokens: int, temperature: float, top_p: float, seed: int
+    ) -> list[str]:
+        """The base model's continuations of plain `texts` (no chat template), each to its first line's
+        end, sampled with seeds `seed`, `seed + 1`, ... (the same texts give the same lines)."""
+        requests = [
+            GenerationRequest(
+                [], GenerationSettings(temperature, top_p, tokens, seed + i), stop=("\n",), continuation=text
+            )
+            for i, text in enumerate(texts)
+        ]
+        key = json.dumps(["continue", texts, tokens, temperature, top_p, seed], sort_keys=True)
+        return self._requests(key, requests)
 
     def base_answers(self, logs: list[LogData], tokens: int | None = None) -> list[str]:
         """The base model's greedy answers to `logs`, cached per log (and per token budget, when it is

@@ -18,14 +18,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from uno_local.cluster import cosine_distance
+from uno_local.cluster import near_and_new
 from uno_local.retrain.context import Context
 from uno_local.retrain.convert import gguf, judged_checkpoints
 from uno_local.retrain.state import ClusterPlan, RetrainState
 from uno_local.retrain.train import train_critic, train_expert
 from uno_local.route import reflect_many
 from uno_local.validate import (
+    NEAR_SEED,
+    NEAR_TEMPERATURE,
     NEAR_TOKENS,
+    NEAR_TOP_P,
     STAYS_ON_BASE,
     Validation,
     near_guides,
@@ -85,16 +88,17 @@ def near_of(ctx: Context, state: RetrainState, plan: ClusterPlan) -> Near:
     logs = [state.items[m] for m in plan.learning_members]
     if not near_guides(logs, 1):
         return Near([], [])  # nothing in these logs' rules can be checked on a new answer
-    written = ctx.continue_texts(near_prompts([log.query for log in logs]), NEAR_TOKENS)
+    queries = [log.query for log in logs]
+    written = ctx.continue_texts(near_prompts(queries), NEAR_TOKENS, NEAR_TEMPERATURE, NEAR_TOP_P, NEAR_SEED)
     questions = near_questions(written, [item.query for item in state.items.values()])
     if questions and plan.row.centroid:
         uno = ctx.app.config.uno
         limit = plan.row.radius if uno.cluster_radius and plan.row.radius else uno.unseen_distance
-        vecs = ctx.app.embedder.encode(questions)
-        centroid = np.asarray(plan.row.centroid, dtype=np.float64)
-        questions = [
-            q for q, v in zip(questions, vecs, strict=True) if cosine_distance(v, centroid[None])[0] <= limit
-        ]
+        vecs = ctx.app.embedder.encode(questions + queries)
+        keep = near_and_new(
+            vecs[: len(questions)], vecs[len(questions) :], np.asarray(plan.row.centroid), limit
+        )
+        questions = [q for q, kept in zip(questions, keep, strict=True) if kept]
     return Near(questions, near_guides(logs, len(questions)))
 
 
