@@ -435,27 +435,28 @@ def test_near_questions_are_checked_against_the_clusters_checkable_rules_in_turn
 
 def test_an_epoch_that_follows_only_on_its_held_out_logs_does_not_ship():
     """tech-support's phones Expert followed "a bullet list" in its held-out answers and in none of its
-    test answers (numbered lists). New questions like the cluster's show it: the epoch is passed over for
-    one that follows there too, and when every epoch fails them, nothing ships."""
+    test answers (numbered lists); travel-format's lowercase Expert in 3 of 3 held-out answers, 2 of 5
+    near ones and 1 of 5 on the test. New questions like the cluster's count on their own: the epoch is
+    passed over for one that follows there too, and when every epoch fails them, nothing ships."""
     logs = heldout(3)
-    followed = [SIGN + "\nHappy cooking!"] * 3
-    guides = near_guides(logs, 4)
-    epochs = {1: followed, 2: ["Boil the egg for eight minutes.\nHappy cooking!"] * 3}
-    astray_near = {1: [SIGN] * 4}
-    result = validate_expert(logs, [SIGN] * 3, epochs, 0.6, 3, near=guides, near_answers=astray_near)
+    followed, missed = SIGN + "\nHappy cooking!", SIGN
+    guides = near_guides(logs, 5)
+    epochs = {1: [followed] * 3, 2: ["Boil the egg for eight minutes.\nHappy cooking!"] * 3}
+    two_of_five = {1: [followed] * 2 + [missed] * 3}
+    result = validate_expert(logs, [SIGN] * 3, epochs, 0.6, 3, near=guides, near_answers=two_of_five)
     assert (result.ship, result.epoch) == (True, 2)  # epoch 2 has not shown it strays yet
+    assert "epoch 1 1.00 (follows your rules in 3 of 3; in 2 of 5 new questions)" in result.reason
     both = validate_expert(
-        logs, [SIGN] * 3, epochs, 0.6, 3, near=guides, near_answers=astray_near | {2: [SIGN] * 4}
+        logs, [SIGN] * 3, epochs, 0.6, 3, near=guides, near_answers=two_of_five | {2: [missed] * 5}
     )
     assert not both.ship and both.epoch in (1, 2)
-    assert (
-        "followed your rules in only 3 of the 7 they can be checked on (4 of them answers to new"
-        in both.reason
+    assert "its answers to new questions like the cluster's followed your rules in only" in both.reason
+    three_of_five = {1: [followed] * 3 + [missed] * 2}
+    kept = validate_expert(
+        logs, [SIGN] * 3, {1: [followed] * 3}, 0.6, 3, near=guides, near_answers=three_of_five
     )
-    one_of_four = {1: [SIGN + "\nHappy cooking!"] * 2 + [SIGN] * 2}  # 5 of 7 follow: enough
-    kept = validate_expert(logs, [SIGN] * 3, {1: followed}, 0.6, 3, near=guides, near_answers=one_of_four)
     assert kept.ship and kept.epoch == 1
     assert kept.reason == (
         "epoch 1 won 1.00 of 3 held-out logs (needs 0.60); "
-        "new questions like the cluster's: 2 of 4 answers follow your rules"
+        "new questions like the cluster's: 3 of 5 answers follow your rules"
     )
