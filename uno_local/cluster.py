@@ -210,11 +210,10 @@ def near_and_new(
     between = 1.0 - members @ members.T
     np.fill_diagonal(between, np.inf)
     floor = float(between.min()) if len(members) > 1 else 0.0
-    out = []
-    for v in np.atleast_2d(np.asarray(question_vecs, dtype=np.float64)):
-        nearest = float(cosine_distance(v, members).min())
-        out.append(float(cosine_distance(v, np.asarray(centroid)[None])[0]) <= limit and nearest >= floor)
-    return out
+    questions = l2_normalize(np.atleast_2d(np.asarray(question_vecs, dtype=np.float64)))
+    nearest = (1.0 - questions @ members.T).min(axis=1)
+    routed = cosine_distance(np.asarray(centroid, dtype=np.float64), questions) <= limit
+    return [bool(r and d >= floor) for r, d in zip(routed, nearest, strict=True)]
 
 
 def cluster_radius(

@@ -237,6 +237,15 @@ def test_a_killed_run_reads_as_interrupted(app, fakes):
     assert describe_run_text(app).endswith("10 logs, 1 clusters, 1 adapters deployed")
 
 
+def answer_batches(fakes) -> set[tuple[int, ...]]:
+    """(requests, max_tokens) of every batch of free-text answers the fake runtime was asked for."""
+    return {
+        (len(b), *m)
+        for b, m in zip(fakes.runtime.batches, fakes.runtime.budgets, strict=True)
+        if b[0] == "answer"
+    }
+
+
 def test_generation_is_batched_across_logs_and_cached_logs_generate_nothing(app, fakes):
     add_cooking(app)
     add_garden(app)
@@ -251,11 +260,7 @@ def test_generation_is_batched_across_logs_and_cached_logs_generate_nothing(app,
     # check's), and the base's answers to those 8 in one, both shorter than the chat's; the six new
     # questions like the cluster's written in one, and the shipping epoch's answers to them in one
     assert by_kind["distill"] == 10 and by_kind["predict"] == 20 and by_kind["continue"] == NEAR_QUESTIONS
-    answers = {
-        (len(b), *m)
-        for b, m in zip(fakes.runtime.batches, fakes.runtime.budgets, strict=True)
-        if b[0] == "answer"
-    }
+    answers = answer_batches(fakes)
     chat, fresh = app.config.generation.max_tokens, min(app.config.generation.max_tokens, FRESH_TOKENS)
     assert fresh < chat and answers == {(3, chat), (FRESH, fresh), (NEAR_QUESTIONS, chat)}, answers
     assert by_kind["revise"] == 10 * app.config.uno.revisions
@@ -273,11 +278,7 @@ def test_near_questions_that_routing_would_send_elsewhere_are_not_asked(app, fak
     add_cooking(app)
     add_garden(app)
     retrain(app, fakes)
-    sizes = {
-        (len(b), *m)
-        for b, m in zip(fakes.runtime.batches, fakes.runtime.budgets, strict=True)
-        if b[0] == "answer"
-    }
+    sizes = answer_batches(fakes)
     chat, fresh = app.config.generation.max_tokens, min(app.config.generation.max_tokens, FRESH_TOKENS)
     assert sizes == {(3, chat), (FRESH, fresh)}, sizes  # held-out and other questions only
 
@@ -412,11 +413,7 @@ def test_at_a_chat_budget_within_the_loop_checks_the_base_answers_held_out_logs_
     add_cooking(app)
     add_garden(app)
     retrain(app, fakes)
-    answers = {
-        (len(b), *m)
-        for b, m in zip(fakes.runtime.batches, fakes.runtime.budgets, strict=True)
-        if b[0] == "answer"
-    }
+    answers = answer_batches(fakes)
     assert answers == {
         (3, FRESH_TOKENS),
         (FRESH - 3, FRESH_TOKENS),
