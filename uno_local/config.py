@@ -201,6 +201,12 @@ class UnoConfig:
         0.2, "Share of a cluster's logs held out for validation."
     )
     revisions: Count = _f(3, "Revision candidates per log when the user gave no correction.")
+    practice_questions: Count = _f(
+        8,
+        "Lists of a cluster's questions the base model continues with a new one, for its Expert to practise "
+        "on, answered as your corrections edit answers, when most of them make the same edit (a sign-off "
+        "or an opening added, lowercase); 0 = off.",
+    )
     critic_max_rounds: Count = _f(1, "Critique-revise rounds on the Reflective path.")
 
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from uno_local.distill import FeedbackInput, feedback_text
@@ -204,3 +205,64 @@ def fit_to_budget(chosen: str, rejected: str, count: CountTokens, limit: int) ->
         return None
     gap = gap or " "
     return body + gap + c_tail, body + (gap + r_tail if r_tail else "")
+
+
+@dataclass(frozen=True)
+class Edit:
+    """What the user's corrections in a cluster do to an answer, the same each time: add a line at its
+    end ("append"), words at its start ("prepend"), or write it in lowercase ("lowercase")."""
+
+    kind: str
+    text: str = ""  # what is added, with the separator the user put before or after it
+
+    def apply(self, answer: str) -> str:
+        """Pure: `answer` edited as the user edits answers (an empty answer stays empty)."""
+        if not answer.strip():
+            return answer
+        if self.kind == "append":
+            return answer.rstrip() + self.text
+        if self.kind == "prepend":
+            return self.text + answer.lstrip()
+        return answer.lower()
+
+    def describe(self) -> str:
+        """Pure: the edit in words, for decisions ("adds 'Hope that helps!' at the end")."""
+        if self.kind == "lowercase":
+            return "writes it in lowercase"
+        where = "at the end" if self.kind == "append" else "at the start"
+        return f"adds {' '.join(self.text.split())!r} {where}"
+
+
+def edit_of(answer: str, correction: str | None) -> Edit | None:
+    """Pure: the `Edit` that makes `correction` from `answer`, when it is one of the three kinds
+    (None for any other correction: a rewrite, a list, a cut)."""
+    if not correction or not answer.strip() or correction.strip() == answer.strip():
+        return None
+    body = answer.strip()
+    if correction.strip() == body.lower():
+        return Edit("lowercase")
+    if correction.lstrip().startswith(body):
+        added = correction.lstrip()[len(body) :].rstrip()
+        return Edit("append", added) if added.strip() else None
+    if correction.rstrip().endswith(body):
+        added = correction.rstrip()[: -len(body)].lstrip()
+        return Edit("prepend", added) if added.strip() else None
+    return None
+
+
+# The share of a cluster's corrections one edit must make, and the fewest, before new questions are
+# answered with it: noise (a correction with another habit) must not set the habit.
+EDIT_SHARE = 0.5
+MIN_EDITS = 2
+
+
+def common_edit(corrections: Sequence[tuple[str, str]]) -> Edit | None:
+    """Pure: the edit that at least `EDIT_SHARE` of the (answer, correction) pairs make, and at least
+    `MIN_EDITS` of them; None when no one edit does (the corrections differ, or are of other kinds)."""
+    if not corrections:
+        return None
+    counts = Counter(e for answer, correction in corrections if (e := edit_of(answer, correction)))
+    if not counts:
+        return None
+    edit, n = counts.most_common(1)[0]
+    return edit if n >= MIN_EDITS and n >= EDIT_SHARE * len(corrections) else None

@@ -54,7 +54,7 @@ def follow(answer: str, suggestions: list[str]) -> str:
 
 class FakeRuntime:
     """Follows `uno_local.runtime.Runtime`; `fail` names a kind of call to fail on
-    ("distill", "predict", "revise", "answer")."""
+    ("distill", "predict", "revise", "answer"; "adapter": an answer through an adapter)."""
 
     model_name = "fake.gguf"
     model_path = Path("fake.gguf")
@@ -81,7 +81,7 @@ class FakeRuntime:
         self.calls[kind] += 1
         self.last_kind = kind
         self.model_loaded = True
-        if self.fail == kind:
+        if self.fail == kind or (self.fail == "adapter" and adapter is not None):
             raise Failure(f"the runtime failed during {kind}")
         return self._events(self._reply(kind, messages[-1]["content"], adapter))
 

@@ -72,7 +72,7 @@ BREAK = {
     "gap": lambda app, fakes: setattr(fakes.embedder, "fail_after", 1),
     "train": lambda app, fakes: setattr(fakes.trainer, "fail_on", 2),  # the second cluster's run
     "convert": lambda app, fakes: setattr(fakes, "export_fails", True),
-    "validate": lambda app, fakes: setattr(fakes.runtime, "fail", "answer"),
+    "validate": lambda app, fakes: setattr(fakes.runtime, "fail", "adapter"),
     "deploy": lambda app, fakes: setattr(fakes, "parity_fails", True),
 }
 
@@ -359,6 +359,7 @@ def test_a_closing_habit_after_a_cut_off_answer_is_trained_within_the_answer_bud
     retrain(app, fakes)
     objective, examples = fakes.trainer.runs[0]
     assert objective == "preference"
+    examples = [e for e in examples if e.prompt[-1]["content"].startswith("How do I ")]  # not practice
     body = "First, gather the tools."
     assert {(e.chosen, e.rejected) for e in examples} == {(f"{body}\n\n{SIGN_OFF}", body)}
     assert all(e.fitted and e.extends_rejected for e in examples)  # its end-of-turn is not pushed down

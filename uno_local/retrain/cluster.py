@@ -10,7 +10,7 @@ afresh. The user's edits and vetoes stay with their cluster's label. A member wh
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -20,6 +20,14 @@ from uno_local.errors import NothingToLearnError
 from uno_local.retrain.context import Context
 from uno_local.retrain.state import ClusterPlan, RetrainState
 from uno_local.store.learning import ClusterRow
+from uno_local.validate import (
+    NEAR_QUESTIONS,
+    NEAR_TEMPERATURE,
+    NEAR_TOKENS,
+    NEAR_TOP_P,
+    near_prompts,
+    near_questions,
+)
 
 TOP_RULES = 5
 
@@ -143,3 +151,29 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
     note = f"; {kept_out} logs kept out: their rules disagree with their cluster's" if kept_out else ""
     ctx.emit("cluster", 1, 1, f"{len(state.plans)} clusters ({sizes} logs){note}")
     return state
+
+
+def near_questions_of(
+    ctx: Context,
+    state: RetrainState,
+    plan: ClusterPlan,
+    seed: int,
+    known: Iterable[str] = (),
+    n: int = NEAR_QUESTIONS,
+) -> list[str]:
+    """New questions like the cluster's: the base model continues lists of its questions
+    (`validate.near_prompts`, sampled from `seed`), and those that routing would send to this cluster
+    and no log asked (nor `known`) are kept (`cluster.near_and_new`)."""
+    logs = [state.items[m] for m in plan.learning_members]
+    queries = [log.query for log in logs]
+    written = ctx.continue_texts(near_prompts(queries, n), NEAR_TOKENS, NEAR_TEMPERATURE, NEAR_TOP_P, seed)
+    questions = near_questions(written, [*(item.query for item in state.items.values()), *known])
+    if questions and plan.row.centroid:
+        uno = ctx.app.config.uno
+        limit = plan.row.radius if uno.cluster_radius and plan.row.radius else uno.unseen_distance
+        vecs = ctx.app.embedder.encode(questions + queries)
+        keep = clustering.near_and_new(
+            vecs[: len(questions)], vecs[len(questions) :], np.asarray(plan.row.centroid), limit
+        )
+        questions = [q for q, kept in zip(questions, keep, strict=True) if kept]
+    return questions

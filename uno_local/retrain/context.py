@@ -201,6 +201,10 @@ class Context:
             self._trainer = self.tools.open_trainer(self.backend, self.app.model_path, self.app.cache_dir)
         return self._trainer
 
+    def count_tokens(self, text: str) -> int:
+        """How many of the model's tokens `text` takes."""
+        return len(self.app.runtime.tokenize(text))
+
     # generation: one function per kind of call
 
     def json_rules(self, messages: list[dict], schema: dict) -> str:

@@ -31,17 +31,19 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
         for item in [feedback_input(log)]
     ]
 
-    def count(text: str) -> int:
-        return len(ctx.app.runtime.tokenize(text))
-
     for d, pair in zip(data, ctx.cached_batch("pair", jobs), strict=True):
-        if pair:
-            pair = {**pair, **{k: drop_repeated_lines(pair[k]) for k in ("chosen", "rejected")}}
-        if (
-            pair
-            and pair["kind"] != "sft"
-            and (fitted := fit_to_budget(pair["chosen"], pair["rejected"], count, ctx.answer_tokens))
-        ):
-            pair = {**pair, "chosen": fitted[0], "rejected": fitted[1], "fitted": ctx.answer_tokens}
-        d.pair = pair or None
+        d.pair = finish(ctx, pair)
     return state
+
+
+def finish(ctx: Context, pair: dict) -> dict | None:
+    """A pair without the lines that repeat an earlier one, and cut to the chat's answer budget when its
+    chosen answer cannot be generated within the token limit (`fit_to_budget`); None for no pair."""
+    if not pair:
+        return None
+    pair = {**pair, **{k: drop_repeated_lines(pair[k]) for k in ("chosen", "rejected")}}
+    if pair["kind"] != "sft" and (
+        fitted := fit_to_budget(pair["chosen"], pair["rejected"], ctx.count_tokens, ctx.answer_tokens)
+    ):
+        pair = {**pair, "chosen": fitted[0], "rejected": fitted[1], "fitted": ctx.answer_tokens}
+    return pair

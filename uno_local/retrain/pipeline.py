@@ -80,6 +80,7 @@ def make_report(
             "label": p.row.label,
             "size": len(p.row.members),
             "kept_out": p.kept_out,
+            "practice": p.practice,
             "heldout": len(p.heldout_ids),
             "gap": p.row.gap,
             "intrinsic_gap": p.row.intrinsic_gap,

@@ -44,6 +44,8 @@ class ClusterPlan:
         default_factory=list
     )  # cluster: members whose rules disagree (`uno.rule_consistency`)
     train_ids: list[int] = field(default_factory=list)
+    practice: list[str] = field(default_factory=list)  # train: new questions its Expert practised on
+    practice_note: str = ""  # train: what the practice was, for the decision
     heldout_ids: list[int] = field(default_factory=list)
     reused: bool = False
     expert_ckpts: list[Path] = field(default_factory=list)

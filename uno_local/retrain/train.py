@@ -12,17 +12,22 @@ edited rules, so an edit retrains its cluster.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import asdict
 from enum import Enum
+from itertools import cycle
 
 from uno_local import gap as gaps
 from uno_local.errors import NothingToLearnError
+from uno_local.pair import common_edit, edit_of
+from uno_local.retrain.cluster import near_questions_of
 from uno_local.retrain.context import Context
+from uno_local.retrain.pair import finish
 from uno_local.retrain.state import ClusterPlan, RetrainState
 from uno_local.route import revise_many
 from uno_local.store.learning import ClusterRow, input_hash
-from uno_local.train import critic_examples, expert_examples, split, train_cached
+from uno_local.train import LogData, critic_examples, expert_examples, split, train_cached
 from uno_local.training import TrainExample
 from uno_local.validate import STAYS_ON_BASE, Validation, validate_revision
 
@@ -94,7 +99,7 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
             continue
         if plan.row.high_gap:
             skipped = sum(
-                len(ctx.app.runtime.tokenize(state.items[m].pair["chosen"])) * 2  # before any `release`
+                ctx.count_tokens(state.items[m].pair["chosen"]) * 2  # before any `release`
                 for m in plan.train_ids
                 if state.items[m].pair
             )
@@ -109,8 +114,10 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
 
 
 def train_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> None:
-    """The Expert for a cluster: preference pairs (and liked answers) of its training logs."""
-    examples = expert_examples([state.items[m] for m in plan.train_ids])
+    """The Expert for a cluster: preference pairs (and liked answers) of its training logs, and of new
+    questions like them answered as the user's corrections edit answers (`practice_logs`)."""
+    practice = practice_logs(ctx, state, plan, n, total)
+    examples = expert_examples([state.items[m] for m in plan.train_ids] + practice)
     if len(examples) < 2:
         plan.row.decision = "too few preference pairs to train an Expert"
         return
@@ -119,6 +126,48 @@ def train_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, t
         plan.row.intrinsic_gap = gaps.intrinsic_gap(
             metrics["reference_logp_chosen"], metrics["reference_logp_rejected"]
         )
+
+
+PRACTICE_SEED = 101  # not the validator's near questions (`validate.NEAR_SEED`): other samples
+
+
+def practice_logs(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> list[LogData]:
+    """Logs the user never wrote, for the Expert to practise the habit on questions worded otherwise
+    than the cluster's: where most of its training logs' corrections make one edit (`pair.common_edit`:
+    a sign-off added, an opening added, lowercase), the base model answers new questions like the
+    cluster's (`cluster.near_questions_of`) and each answer, so edited, is a correction of it. Trained
+    on its own logs' wording only, travel-format's lowercase Expert followed the habit in 3 of 3
+    held-out answers and 2 of 4 new questions (docs/eval.md, session 32). Each stands for the log whose
+    edit it copies (its rules, its id: forgetting that log retrains without it)."""
+    train = [state.items[m] for m in plan.train_ids]
+    corrected = [log for log in train if log.correction and log.correction.strip()]
+    edit = common_edit([(log.answer, log.correction) for log in corrected])
+    if edit is None or ctx.cfg.practice_questions < 1:
+        return []
+    label = f"expert c{plan.row.label} ({n}/{total})"
+    ctx.emit("train", 0, 1, f"{label}: new questions to practise on, {edit.describe()}")
+    questions = near_questions_of(ctx, state, plan, PRACTICE_SEED, n=ctx.cfg.practice_questions)
+    answers = ctx.answer([[{"role": "user", "content": q}] for q in questions], None) if questions else []
+    sources = [log for log in corrected if edit_of(log.answer, log.correction) == edit]
+    logs = []
+    for question, answer, source in zip(questions, answers, cycle(sources)):
+        correction = edit.apply(answer)
+        pair = {"chosen": correction, "rejected": answer, "kind": "correction"}
+        if correction.strip() != answer.strip() and (pair := finish(ctx, pair)):
+            prompt = [{"role": "user", "content": question}]
+            logs.append(
+                dataclasses.replace(
+                    source, prompt=prompt, query=question, answer=answer, correction=correction, pair=pair
+                )
+            )
+    plan.practice = [log.query for log in logs]
+    plan.practice_note = (
+        f"it practised on {len(logs)} new questions like the cluster's, answered as your corrections "
+        f"edit answers ({edit.describe()})"
+        if logs
+        else ""
+    )
+    return logs
 
 
 def train_critic(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> None:
@@ -166,7 +215,8 @@ def _train(
     n: int,
     total: int,
 ):
-    folder = ctx.app.home / "work" / f"{kind}-{plan.row.data_hash}"
+    # Named by the examples too: practice answers come from the base model, not from the data alone.
+    folder = ctx.app.home / "work" / f"{kind}-{input_hash(plan.row.data_hash, [asdict(e) for e in examples])}"
 
     def report(p) -> None:
         ctx.emit(

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from uno_local.cluster import near_and_new
+from uno_local.retrain.cluster import near_questions_of
 from uno_local.retrain.context import Context
 from uno_local.retrain.convert import gguf, judged_checkpoints
 from uno_local.retrain.state import ClusterPlan, RetrainState
@@ -26,14 +24,9 @@ from uno_local.retrain.train import train_critic, train_expert
 from uno_local.route import reflect_many
 from uno_local.validate import (
     NEAR_SEED,
-    NEAR_TEMPERATURE,
-    NEAR_TOKENS,
-    NEAR_TOP_P,
     STAYS_ON_BASE,
     Validation,
     near_guides,
-    near_prompts,
-    near_questions,
     validate_expert,
     validate_reflective,
 )
@@ -83,22 +76,12 @@ class Near:
 
 
 def near_of(ctx: Context, state: RetrainState, plan: ClusterPlan) -> Near:
-    """Ask the base model for questions like the cluster's (`validate.near_prompts`), and keep the new
-    ones that routing would send to this cluster: the questions its Expert would answer for the user."""
+    """New questions like the cluster's (`cluster.near_questions_of`), none of those its Expert practised
+    on (`train.practice_logs`): the questions its Expert would answer for the user."""
     logs = [state.items[m] for m in plan.learning_members]
     if not near_guides(logs, 1):
         return Near([], [])  # nothing in these logs' rules can be checked on a new answer
-    queries = [log.query for log in logs]
-    written = ctx.continue_texts(near_prompts(queries), NEAR_TOKENS, NEAR_TEMPERATURE, NEAR_TOP_P, NEAR_SEED)
-    questions = near_questions(written, [item.query for item in state.items.values()])
-    if questions and plan.row.centroid:
-        uno = ctx.app.config.uno
-        limit = plan.row.radius if uno.cluster_radius and plan.row.radius else uno.unseen_distance
-        vecs = ctx.app.embedder.encode(questions + queries)
-        keep = near_and_new(
-            vecs[: len(questions)], vecs[len(questions) :], np.asarray(plan.row.centroid), limit
-        )
-        questions = [q for q, kept in zip(questions, keep, strict=True) if kept]
+    questions = near_questions_of(ctx, state, plan, NEAR_SEED, plan.practice)
     return Near(questions, near_guides(logs, len(questions)))
 
 
@@ -176,10 +159,11 @@ def validate_expert_of(ctx: Context, state: RetrainState, plan: ClusterPlan, n: 
     lead = plan.row.decision if plan.row.high_gap else ""
     plan.validation = judge_expert(ctx, state, plan, n, total)
     plan.row.win_rate = shipped_win_rate(plan.validation)
-    plan.row.decision = plan.validation.reason
+    reason = plan.validation.reason + (f"; {plan.practice_note}" if plan.practice_note else "")
+    plan.row.decision = reason
     if plan.row.high_gap:
         tail = "" if plan.validation.ship else STAYS_ON_BASE
-        plan.row.decision = f"{lead}; an Expert was trained instead: {plan.validation.reason}{tail}"
+        plan.row.decision = f"{lead}; an Expert was trained instead: {reason}{tail}"
     elif needs_critic(plan.validation):
         train_critic(ctx, state, plan, n, total)
     ctx.emit("validate", n, total, f"c{plan.row.label}: {plan.row.decision}")
