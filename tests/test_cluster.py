@@ -379,3 +379,4 @@ def test_near_questions_stand_for_unseen_ones_only_when_routed_here_and_no_rewor
     )
     assert near_and_new(questions, members, centroid, limit=0.5) == [False, True, False]
     assert near_and_new(questions[:1], members[:1], centroid, limit=0.5) == [True]  # one member: no floor
+    assert near_and_new(questions, members, centroid, 0.5, unlike_members=False) == [True, True, False]

@@ -7,7 +7,10 @@ import pytest
 from uno_local.distill import FeedbackInput
 from uno_local.pair import (
     ANSWER_BUDGET_SHARE,
+    Edit,
+    common_edit,
     drop_repeated_lines,
+    edit_of,
     ends_mid_sentence,
     fit_to_budget,
     make_pair,
@@ -228,3 +231,45 @@ def test_ends_mid_sentence(text, cut):
 )
 def test_drop_repeated_lines(text, expected):
     assert drop_repeated_lines(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "correction", "edit"),
+    [
+        (ANSWER, f"{ANSWER}\n\nHappy cooking!", Edit("append", "\n\nHappy cooking!")),
+        (f"{ANSWER}\n", f"{ANSWER}\n\nTip: use a timer.\n", Edit("append", "\n\nTip: use a timer.")),
+        (ANSWER, f"Quick answer: {ANSWER}", Edit("prepend", "Quick answer: ")),
+        (ANSWER, ANSWER.lower(), Edit("lowercase")),
+        (ANSWER, "Boil water, then add the egg.", None),  # a rewrite
+        (ANSWER, f"- {ANSWER}", Edit("prepend", "- ")),
+        (ANSWER, ANSWER, None),
+        (ANSWER, None, None),
+        ("", "Happy cooking!", None),
+        ("ok.", "ok.", None),  # already lowercase: nothing was edited
+    ],
+)
+def test_edit_of(answer, correction, edit):
+    assert edit_of(answer, correction) == edit
+    if edit is not None:  # the edit, applied, makes the correction again
+        assert edit.apply(answer).strip() == correction.strip()
+
+
+def test_common_edit_needs_most_corrections_and_two_of_them():
+    sign_off = [(f"{ANSWER} {i}", f"{ANSWER} {i}\n\nHappy cooking!") for i in range(3)]
+    lower = [(f"Answer {i}.", f"answer {i}.") for i in range(2)]
+    rewrite = [("Long answer here.", "Short.")]
+    assert common_edit(sign_off + lower + rewrite) == Edit("append", "\n\nHappy cooking!")  # 3 of 6
+    assert common_edit(sign_off[:2] + lower + rewrite * 2) is None  # 2 of 6: no one habit
+    assert common_edit(sign_off[:1]) is None  # one correction is not yet a habit
+    assert common_edit(rewrite * 3) is None and common_edit([]) is None
+
+
+def test_an_edit_applied_to_a_new_answer():
+    assert Edit("append", "\n\nHope that helps!").apply("Restart the router.  \n") == (
+        "Restart the router.\n\nHope that helps!"
+    )
+    assert Edit("prepend", "Woof! ").apply("\nWalk her twice a day.") == "Woof! Walk her twice a day."
+    assert Edit("lowercase").apply("Rome has 900 Churches.") == "rome has 900 churches."
+    assert Edit("append", "\n\nHope that helps!").apply("  ") == "  "  # nothing to edit
+    assert Edit("append", "\n\nHope that helps!").describe() == "adds 'Hope that helps!' at the end"
+    assert Edit("lowercase").describe() == "writes it in lowercase"

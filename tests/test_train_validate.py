@@ -407,7 +407,8 @@ def test_near_prompts_list_windows_of_the_clusters_questions_up_to_the_next_numb
     )
     assert "4. How do I grow plant 0?\n5." in prompts[2]  # windows wrap round
     assert "3. Why do leaves curl?\n" in prompts[2]  # one line per question
-    assert near_prompts(["Only one?"], n=3) == ["Questions people asked:\n1. Only one?\n2."]
+    # more prompts than questions: a window repeats (each prompt is sampled with its own seed)
+    assert near_prompts(["Only one?"], n=3) == ["Questions people asked:\n1. Only one?\n2."] * 3
     assert near_prompts([], n=3) == [] and near_prompts(queries, n=0) == []
 
 

@@ -200,16 +200,20 @@ def spread_distances(member_eq: np.ndarray) -> np.ndarray:
 
 
 def near_and_new(
-    question_vecs: np.ndarray, member_vecs: np.ndarray, centroid: np.ndarray, limit: float
+    question_vecs: np.ndarray,
+    member_vecs: np.ndarray,
+    centroid: np.ndarray,
+    limit: float,
+    unlike_members: bool = True,
 ) -> list[bool]:
     """Pure: which new questions stand for the cluster's unseen ones: routing would send them to it
-    (within `limit` of its centroid), and none is nearer to one of the members' questions than the two
-    nearest members are to each other (a reworded member, "What's a fun fact about Paris?" beside "Tell me
-    a fun fact about Paris.", is answered as it was trained)."""
+    (within `limit` of its centroid), and, with `unlike_members`, none is nearer to one of the members'
+    questions than the two nearest members are to each other (a reworded member, "What's a fun fact
+    about Paris?" beside "Tell me a fun fact about Paris.", is answered as it was trained)."""
     members = l2_normalize(np.atleast_2d(np.asarray(member_vecs, dtype=np.float64)))
     between = 1.0 - members @ members.T
     np.fill_diagonal(between, np.inf)
-    floor = float(between.min()) if len(members) > 1 else 0.0
+    floor = float(between.min()) if len(members) > 1 and unlike_members else 0.0
     questions = l2_normalize(np.atleast_2d(np.asarray(question_vecs, dtype=np.float64)))
     nearest = (1.0 - questions @ members.T).min(axis=1)
     routed = cosine_distance(np.asarray(centroid, dtype=np.float64), questions) <= limit

@@ -202,7 +202,7 @@ class UnoConfig:
     )
     revisions: Count = _f(3, "Revision candidates per log when the user gave no correction.")
     practice_questions: Count = _f(
-        8,
+        12,
         "Lists of a cluster's questions the base model continues with a new one, for its Expert to practise "
         "on, answered as your corrections edit answers, when most of them make the same edit (a sign-off "
         "or an opening added, lowercase); 0 = off.",

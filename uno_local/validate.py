@@ -260,13 +260,13 @@ _NUMBER = re.compile(r"^\s*\d+[.)]\s*")
 
 def near_prompts(queries: Sequence[str], n: int = NEAR_QUESTIONS, listed: int = NEAR_LISTED) -> list[str]:
     """Pure: `n` plain-text prompts, each a numbered list of `listed` of `queries` (windows starting
-    evenly over them, wrapping round) that ends at the next number: a base model continues such a list
+    evenly over them, wrapping round; repeated when `n` is more than the queries) that ends at the next number: a base model continues such a list
     with a question like them, where in a chat the embedded model answers "I'm ready to help."."""
     lines = [" ".join(q.split()) for q in queries if q.strip()]
     if not lines or n < 1:
         return []
     k = min(listed, len(lines))
-    starts = sorted({round(i * len(lines) / n) % len(lines) for i in range(n)})
+    starts = [round(i * len(lines) / n) % len(lines) for i in range(n)]
     return [
         _NEAR_HEAD
         + "".join(f"{j}. {lines[(start + j - 1) % len(lines)]}\n" for j in range(1, k + 1))

@@ -71,6 +71,7 @@ class FakeRuntime:
         self.loops_on: tuple[str, ...] = ()  # questions an adapter answers with a loop
         self.model_loaded = True  # False after `release`, until the next generation loads it again
         self.writes: str | None = None  # what a continuation writes (None: one more like the last listed)
+        self.asked: list[tuple[str, str | None]] = []  # (question, adapter) of every answer
 
     def stream(self, messages, settings, *, adapter=None, json_schema=None):
         system = messages[0]["content"] if messages[0]["role"] == "system" else ""
@@ -80,6 +81,8 @@ class FakeRuntime:
             kind = "revise" if "\n## Suggestion\n" in messages[-1]["content"] else "answer"
         self.calls[kind] += 1
         self.last_kind = kind
+        if kind == "answer":
+            self.asked.append((messages[-1]["content"], adapter))
         self.model_loaded = True
         if self.fail == kind or (self.fail == "adapter" and adapter is not None):
             raise Failure(f"the runtime failed during {kind}")

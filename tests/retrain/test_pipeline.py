@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.retrain.fakes import COOKING, SIGN_OFF, Failure, add_cooking, add_garden, add_log
+from tests.retrain.fakes import COOKING, SIGN_OFF, Failure, add_cooking, add_garden, add_log, base_answer
 from uno_local.errors import NothingToLearnError, RetrainLockedError
 from uno_local.retrain import (
     PIPELINE,
@@ -249,7 +249,7 @@ def answer_batches(fakes) -> set[tuple[int, ...]]:
 def test_generation_is_batched_across_logs_and_cached_logs_generate_nothing(app, fakes):
     add_cooking(app)
     add_garden(app)
-    retrain(app, fakes)
+    practised = len(retrain(app, fakes).clusters[0]["practice"])
     by_kind = {}
     for batch in fakes.runtime.batches:
         for kind in set(batch):
@@ -257,12 +257,15 @@ def test_generation_is_batched_across_logs_and_cached_logs_generate_nothing(app,
     # the ten commented logs' distill calls in one batch (a correction's rules need no model), all
     # twenty logs' predictions in one, the garden logs' revisions in one, a cluster's 3 held-out answers
     # in one, the shipping epoch's answers to 8 of the other cluster's questions in one (the loop
-    # check's), and the base's answers to those 8 in one, both shorter than the chat's; the six new
-    # questions like the cluster's written in one, and the shipping epoch's answers to them in one
-    assert by_kind["distill"] == 10 and by_kind["predict"] == 20 and by_kind["continue"] == NEAR_QUESTIONS
+    # check's), and the base's answers to those 8 in one, both shorter than the chat's; the new
+    # questions like a cluster's written in one, and the shipping epoch's answers to them in one (the
+    # base's, for the cooking Expert to practise on, in one: more lists, and reworded questions count)
+    assert by_kind["distill"] == 10 and by_kind["predict"] == 20
+    assert by_kind["continue"] == app.config.uno.practice_questions > NEAR_QUESTIONS  # lists to practise
     answers = answer_batches(fakes)
     chat, fresh = app.config.generation.max_tokens, min(app.config.generation.max_tokens, FRESH_TOKENS)
-    assert fresh < chat and answers == {(3, chat), (FRESH, fresh), (NEAR_QUESTIONS, chat)}, answers
+    expected = {(3, chat), (FRESH, fresh), (NEAR_QUESTIONS, chat), (practised, chat)}
+    assert fresh < chat and answers == expected, answers
     assert by_kind["revise"] == 10 * app.config.uno.revisions
     assert all(len(set(batch)) == 1 for batch in fakes.runtime.batches)  # one kind of call per batch
     before = len(fakes.runtime.batches)
@@ -281,6 +284,30 @@ def test_near_questions_that_routing_would_send_elsewhere_are_not_asked(app, fak
     sizes = answer_batches(fakes)
     chat, fresh = app.config.generation.max_tokens, min(app.config.generation.max_tokens, FRESH_TOKENS)
     assert sizes == {(3, chat), (FRESH, fresh)}, sizes  # held-out and other questions only
+
+
+def test_an_expert_practises_its_clusters_edit_on_new_questions(app, fakes):
+    """Every cooking correction appends the sign-off: the Expert also trains on the base model's answers
+    to new questions like the cluster's, each with the sign-off appended; the validator asks none of
+    them. The garden logs have comments, not corrections: nothing to copy, no practice."""
+    add_cooking(app)
+    add_garden(app)
+    report = retrain(app, fakes)
+    cooking, garden = report.clusters
+    (expert_run, (_, garden_examples)) = fakes.trainer.runs
+    practice = [e for e in expert_run[1] if not e.prompt[-1]["content"].startswith("How do I ")]
+    assert [e.prompt[-1]["content"] for e in practice] == cooking["practice"]
+    assert len(practice) >= 3  # the fake continues each list with a question on its last one's topic
+    for e in practice:
+        question = e.prompt[-1]["content"]
+        assert question.startswith("Why do people talk about ")
+        assert (e.chosen, e.rejected) == (f"{base_answer(question)}\n{SIGN_OFF}", base_answer(question))
+    assert "practised on" in cooking["decision"] and "adds 'Happy cooking!' at the end" in cooking["decision"]
+    assert not garden["practice"] and all(
+        e.prompt[-1]["content"].startswith("How do I ") for e in garden_examples
+    )
+    asked = [(q, adapter) for q, adapter in fakes.runtime.asked if q in cooking["practice"]]
+    assert sorted(asked) == sorted((q, None) for q in cooking["practice"])  # by the base model, once
 
 
 @pytest.mark.parametrize(
@@ -413,13 +440,14 @@ def test_at_a_chat_budget_within_the_loop_checks_the_base_answers_held_out_logs_
     app.config.generation.max_tokens = FRESH_TOKENS
     add_cooking(app)
     add_garden(app)
-    retrain(app, fakes)
+    practised = len(retrain(app, fakes).clusters[0]["practice"])
     answers = answer_batches(fakes)
     assert answers == {
         (3, FRESH_TOKENS),
         (FRESH - 3, FRESH_TOKENS),
         (FRESH, FRESH_TOKENS),
         (NEAR_QUESTIONS, FRESH_TOKENS),
+        (practised, FRESH_TOKENS),
     }, answers
 
 

@@ -160,10 +160,12 @@ def near_questions_of(
     seed: int,
     known: Iterable[str] = (),
     n: int = NEAR_QUESTIONS,
+    unlike_members: bool = True,
 ) -> list[str]:
     """New questions like the cluster's: the base model continues lists of its questions
     (`validate.near_prompts`, sampled from `seed`), and those that routing would send to this cluster
-    and no log asked (nor `known`) are kept (`cluster.near_and_new`)."""
+    and no log asked (nor `known`) are kept, with `unlike_members` only those no nearer to a member's
+    question than its nearest members are to each other (`cluster.near_and_new`)."""
     logs = [state.items[m] for m in plan.learning_members]
     queries = [log.query for log in logs]
     written = ctx.continue_texts(near_prompts(queries, n), NEAR_TOKENS, NEAR_TEMPERATURE, NEAR_TOP_P, seed)
@@ -173,7 +175,11 @@ def near_questions_of(
         limit = plan.row.radius if uno.cluster_radius and plan.row.radius else uno.unseen_distance
         vecs = ctx.app.embedder.encode(questions + queries)
         keep = clustering.near_and_new(
-            vecs[: len(questions)], vecs[len(questions) :], np.asarray(plan.row.centroid), limit
+            vecs[: len(questions)],
+            vecs[len(questions) :],
+            np.asarray(plan.row.centroid),
+            limit,
+            unlike_members,
         )
         questions = [q for q, kept in zip(questions, keep, strict=True) if kept]
     return questions

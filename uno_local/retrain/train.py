@@ -146,7 +146,10 @@ def practice_logs(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, 
         return []
     label = f"expert c{plan.row.label} ({n}/{total})"
     ctx.emit("train", 0, 1, f"{label}: new questions to practise on, {edit.describe()}")
-    questions = near_questions_of(ctx, state, plan, PRACTICE_SEED, n=ctx.cfg.practice_questions)
+    # A reworded question of the cluster's is practice too: the habit must not hang on the wording.
+    questions = near_questions_of(
+        ctx, state, plan, PRACTICE_SEED, n=ctx.cfg.practice_questions, unlike_members=False
+    )
     answers = ctx.answer([[{"role": "user", "content": q}] for q in questions], None) if questions else []
     sources = [log for log in corrected if edit_of(log.answer, log.correction) == edit]
     logs = []
