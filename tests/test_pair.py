@@ -246,6 +246,10 @@ def test_drop_repeated_lines(text, expected):
         (ANSWER, None, None),
         ("", "Happy cooking!", None),
         ("ok.", "ok.", None),  # already lowercase: nothing was edited
+        ("Charge it. Keep it cool.", "- Charge it.\n- Keep it cool.", Edit("list", "- ")),
+        ("Pack light:\nSocks. A hat.", "Pack light:\n1. Socks.\n2. A hat.", Edit("list", "1. ")),
+        ("- Socks.\n- A hat.", "1. Socks.\n2. A hat.", None),  # a list already: another marker is no habit
+        ("Charge it. Keep it cool.", "- Charge it.\n- Keep it cold.", None),  # other words: a rewrite
     ],
 )
 def test_edit_of(answer, correction, edit):
@@ -273,3 +277,9 @@ def test_an_edit_applied_to_a_new_answer():
     assert Edit("append", "\n\nHope that helps!").apply("  ") == "  "  # nothing to edit
     assert Edit("append", "\n\nHope that helps!").describe() == "adds 'Hope that helps!' at the end"
     assert Edit("lowercase").describe() == "writes it in lowercase"
+    numbered = Edit("list", "1. ")
+    assert numbered.apply("Here is what to pack:\n- Socks. A hat!\n\nAnd a map") == (
+        "Here is what to pack:\n1. Socks.\n2. A hat!\n3. And a map"
+    )
+    assert numbered.describe() == "puts its sentences in a numbered list"
+    assert Edit("list", "* ").apply("One. Two.") == "* One.\n* Two."

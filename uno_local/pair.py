@@ -207,13 +207,17 @@ def fit_to_budget(chosen: str, rejected: str, count: CountTokens, limit: int) ->
     return body + gap + c_tail, body + (gap + r_tail if r_tail else "")
 
 
+_ITEM_BREAK = re.compile(r"(?<=[.!?])\s+")
+
+
 @dataclass(frozen=True)
 class Edit:
     """What the user's corrections in a cluster do to an answer, the same each time: add a line at its
-    end ("append"), words at its start ("prepend"), or write it in lowercase ("lowercase")."""
+    end ("append"), words at its start ("prepend"), write it in lowercase ("lowercase"), or put its
+    sentences in a list, one an item ("list")."""
 
     kind: str
-    text: str = ""  # what is added, with the separator the user put before or after it
+    text: str = ""  # what is added, with the separator the user put before or after it; a list's marker
 
     def apply(self, answer: str) -> str:
         """Pure: `answer` edited as the user edits answers (an empty answer stays empty)."""
@@ -223,24 +227,56 @@ class Edit:
             return answer.rstrip() + self.text
         if self.kind == "prepend":
             return self.text + answer.lstrip()
+        if self.kind == "list":
+            return as_list(answer, self.text)
         return answer.lower()
 
     def describe(self) -> str:
         """Pure: the edit in words, for decisions ("adds 'Hope that helps!' at the end")."""
         if self.kind == "lowercase":
             return "writes it in lowercase"
+        if self.kind == "list":
+            return f"puts its sentences in a {'numbered' if self.text[0].isdigit() else 'bulleted'} list"
         where = "at the end" if self.kind == "append" else "at the start"
         return f"adds {' '.join(self.text.split())!r} {where}"
 
 
+def list_marker(text: str) -> str | None:
+    """Pure: the marker before the items of a list answer ("- ", "* ", "1. " for a numbered one), when
+    every line but one (a lead-in) is an item, and there are two or more; None for any other answer."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    items = [m for line in lines if (m := _MARKER.match(line))]
+    if len(items) < 2 or len(items) < len(lines) - 1:
+        return None
+    return "1. " if items[0].group(2) else f"{items[0].group(0).strip()} "
+
+
+def as_list(answer: str, marker: str) -> str:
+    """Pure: `answer`'s sentences as list items after `marker` ("1. " numbers them), one a line (old
+    markers dropped); a first sentence that ends with a colon stays above the list as its lead-in."""
+    items = [
+        piece.strip()
+        for line in answer.split("\n")
+        for piece in _ITEM_BREAK.split(_MARKER.sub("", line).strip())
+        if piece.strip()
+    ]
+    lead = [items.pop(0)] if len(items) > 1 and items[0].endswith(":") else []
+    numbered = marker[0].isdigit()
+    return "\n".join(
+        lead + [f"{i}. {item}" if numbered else f"{marker}{item}" for i, item in enumerate(items, 1)]
+    )
+
+
 def edit_of(answer: str, correction: str | None) -> Edit | None:
-    """Pure: the `Edit` that makes `correction` from `answer`, when it is one of the three kinds
-    (None for any other correction: a rewrite, a list, a cut)."""
+    """Pure: the `Edit` that makes `correction` from `answer`, when it is one of its kinds (None for any
+    other correction: a rewrite, a cut)."""
     if not correction or not answer.strip() or correction.strip() == answer.strip():
         return None
     body = answer.strip()
     if correction.strip() == body.lower():
         return Edit("lowercase")
+    if reformats(answer, correction) and (marker := list_marker(correction)) and not list_marker(answer):
+        return Edit("list", marker)
     if correction.lstrip().startswith(body):
         added = correction.lstrip()[len(body) :].rstrip()
         return Edit("append", added) if added.strip() else None

@@ -152,14 +152,17 @@ def train_cached(
     objective: str,
     on_progress: Callable | None,
     should_stop: Callable[[], bool] | None,
+    epochs_for: int | None = None,
 ) -> tuple[list[Path], dict]:
-    """Run the trainer into `folder` unless a finished run is already there; returns (checkpoints, metrics)."""
+    """Run the trainer into `folder` unless a finished run is already there; returns (checkpoints, metrics).
+    A small cluster's epochs are counted for `epochs_for` examples (all of them by default): practice
+    examples (`retrain/train.practice_logs`) add steps instead of taking the logs' own."""
     done = folder / "done.json"
     if done.is_file():
         info = json.loads(done.read_text())
         return [Path(p) for p in info["checkpoints"]], {**info["metrics"], "reused": True}
     shutil.rmtree(folder, ignore_errors=True)  # a half-finished run from a crash starts over
-    config = with_min_steps(config, len(examples))
+    config = with_min_steps(config, epochs_for or len(examples))
     try:
         result = trainer.train(
             examples, config, folder, objective=objective, on_progress=on_progress, should_stop=should_stop

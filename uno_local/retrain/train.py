@@ -116,12 +116,15 @@ def run(ctx: Context, state: RetrainState) -> RetrainState:
 def train_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> None:
     """The Expert for a cluster: preference pairs (and liked answers) of its training logs, and of new
     questions like them answered as the user's corrections edit answers (`practice_logs`)."""
-    practice = practice_logs(ctx, state, plan, n, total)
-    examples = expert_examples([state.items[m] for m in plan.train_ids] + practice)
-    if len(examples) < 2:
+    logs = [state.items[m] for m in plan.train_ids]
+    own = expert_examples(logs)
+    if len(own) < 2:
         plan.row.decision = "too few preference pairs to train an Expert"
         return
-    plan.expert_ckpts, metrics = _train(ctx, "expert", plan, examples, "preference", n, total)
+    # With as many optimizer steps, ten practice answers beside eight logs taught the lowercase habit
+    # less (held-out 0.50, against 0.83 without them; docs/eval.md, session 33): they add steps instead.
+    examples = expert_examples(logs + practice_logs(ctx, state, plan, n, total))
+    plan.expert_ckpts, metrics = _train(ctx, "expert", plan, examples, "preference", n, total, len(own))
     if "reference_logp_chosen" in metrics:  # the trainer's own reference forwards, for free
         plan.row.intrinsic_gap = gaps.intrinsic_gap(
             metrics["reference_logp_chosen"], metrics["reference_logp_rejected"]
@@ -217,6 +220,7 @@ def _train(
     objective: str,
     n: int,
     total: int,
+    epochs_for: int | None = None,
 ):
     # Named by the examples too: practice answers come from the base model, not from the data alone.
     folder = ctx.app.home / "work" / f"{kind}-{input_hash(plan.row.data_hash, [asdict(e) for e in examples])}"
@@ -234,7 +238,7 @@ def _train(
     # trains; the next generation loads it again (docs/benchmarks.md, "uno retrain ... peak memory").
     ctx.app.runtime.release()
     ckpts, metrics = train_cached(
-        ctx.trainer, examples, ctx.app.config.train, folder, objective, report, ctx.should_stop
+        ctx.trainer, examples, ctx.app.config.train, folder, objective, report, ctx.should_stop, epochs_for
     )
     if metrics.get("reused"):
         ctx.cached["train"] += 1
