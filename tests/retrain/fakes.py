@@ -211,6 +211,7 @@ class FakeTrainer:
 
     def __init__(self) -> None:
         self.runs: list[tuple[str, list]] = []  # (objective, examples) per call
+        self.epochs: list[int] = []  # per call, the epochs it was asked for
         self.fail_on: int | None = None
         self.learns = True
         self.runtime: FakeRuntime | None = None  # the chat model's runtime, to see whether it is loaded
@@ -218,6 +219,7 @@ class FakeTrainer:
 
     def train(self, examples, config, out_dir, *, objective="preference", on_progress=None, should_stop=None):
         self.runs.append((objective, examples))
+        self.epochs.append(config.epochs)
         self.beside_the_chat_model.append(self.runtime is not None and self.runtime.model_loaded)
         if self.fail_on == len(self.runs):
             raise Failure("the trainer failed")

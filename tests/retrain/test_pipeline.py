@@ -21,6 +21,7 @@ from uno_local.retrain import (
 )
 from uno_local.retrain.validate import FRESH, FRESH_TOKENS, fresh_ids
 from uno_local.store.learning import last_run, load_clusters, start_run, update_cluster
+from uno_local.train import with_min_steps
 from uno_local.validate import NEAR_QUESTIONS
 
 
@@ -290,6 +291,7 @@ def test_an_expert_practises_its_clusters_edit_on_new_questions(app, fakes):
     """Every cooking correction appends the sign-off: the Expert also trains on the base model's answers
     to new questions like the cluster's, each with the sign-off appended; the validator asks none of
     them. The garden logs have comments, not corrections: nothing to copy, no practice."""
+    app.config.train.min_steps = 12  # a small cluster's epochs count its logs' examples only
     add_cooking(app)
     add_garden(app)
     report = retrain(app, fakes)
@@ -297,6 +299,9 @@ def test_an_expert_practises_its_clusters_edit_on_new_questions(app, fakes):
     (expert_run, (_, garden_examples)) = fakes.trainer.runs
     practice = [e for e in expert_run[1] if not e.prompt[-1]["content"].startswith("How do I ")]
     assert [e.prompt[-1]["content"] for e in practice] == cooking["practice"]
+    own = len(expert_run[1]) - len(practice)
+    assert fakes.trainer.epochs[0] == with_min_steps(app.config.train, own).epochs  # practice adds steps
+    assert fakes.trainer.epochs[0] > with_min_steps(app.config.train, len(expert_run[1])).epochs
     assert len(practice) >= 3  # the fake continues each list with a question on its last one's topic
     for e in practice:
         question = e.prompt[-1]["content"]
