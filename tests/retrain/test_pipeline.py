@@ -315,6 +315,43 @@ def test_an_expert_practises_its_clusters_edit_on_new_questions(app, fakes):
     assert sorted(asked) == sorted((q, None) for q in cooking["practice"])  # by the base model, once
 
 
+def add_answer(app, query: str, answer: str, **feedback) -> None:
+    store = app.store
+    cid = store.new_conversation()
+    store.add_message(cid, "user", query)
+    answer_id = store.start_answer(cid, model="fake.gguf")
+    store.finish_answer(answer_id, answer)
+    store.set_feedback(answer_id, **feedback)
+
+
+@pytest.mark.parametrize("liked_lists", [0, 3])
+def test_a_list_edit_is_practised_unless_liked_lists_teach_the_form(app, fakes, liked_lists):
+    """Corrections that put an answer's words in a bulleted list: practised on new questions, except
+    where the user liked answers that already are such lists (those teach the form, and corrections of
+    form only then train nothing: `train.expert_examples`); then no question is even written."""
+
+    def as_bullets(answer: str) -> str:
+        return "- " + answer.replace(" and ", "\n- and ")
+
+    for q in COOKING:
+        query = f"How do I {q}?"
+        add_answer(app, query, base_answer(query), correction=as_bullets(base_answer(query)))
+    for q in COOKING[:liked_lists]:
+        query = f"Should I {q} today?"
+        add_answer(app, query, "- Yes, today.\n- Early is best.\n- Check as you go.", rating=1)
+    (cluster,) = retrain(app, fakes).clusters
+    if liked_lists:
+        written = [len(b) for b in fakes.runtime.batches if b and b[0] == "continue"]
+        assert not cluster["practice"] and app.config.uno.practice_questions not in written
+    else:
+        assert (
+            len(cluster["practice"]) >= 3 and "puts its sentences in a bulleted list" in cluster["decision"]
+        )
+        (_, examples), *_ = fakes.trainer.runs
+        practised = [e for e in examples if e.prompt[-1]["content"] in cluster["practice"]]
+        assert all(e.chosen == "- " + e.rejected for e in practised) and practised
+
+
 @pytest.mark.parametrize(
     ("text", "cut"),
     [

@@ -13,6 +13,7 @@ edited rules, so an edit retrains its cluster.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import asdict
 from enum import Enum
@@ -20,7 +21,7 @@ from itertools import cycle
 
 from uno_local import gap as gaps
 from uno_local.errors import NothingToLearnError
-from uno_local.pair import common_edit, edit_of
+from uno_local.pair import Edit, common_edit, edit_of
 from uno_local.retrain.cluster import near_questions_of
 from uno_local.retrain.context import Context
 from uno_local.retrain.pair import finish
@@ -123,7 +124,15 @@ def train_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, t
         return
     # With as many optimizer steps, ten practice answers beside eight logs taught the lowercase habit
     # less (held-out 0.50, against 0.83 without them; docs/eval.md, session 33): they add steps instead.
-    examples = expert_examples(logs + practice_logs(ctx, state, plan, n, total))
+    practice, edit = practice_logs(ctx, state, plan, n, total)
+    examples = expert_examples(logs + practice)
+    trained = {json.dumps(e.prompt) for e in examples}
+    plan.practice = [log.query for log in practice if json.dumps(log.prompt) in trained]
+    if plan.practice and edit:
+        plan.practice_note = (
+            f"it practised on {len(plan.practice)} new questions like the cluster's, answered as your "
+            f"corrections edit answers ({edit.describe()})"
+        )
     plan.expert_ckpts, metrics = _train(ctx, "expert", plan, examples, "preference", n, total, len(own))
     if "reference_logp_chosen" in metrics:  # the trainer's own reference forwards, for free
         plan.row.intrinsic_gap = gaps.intrinsic_gap(
@@ -134,19 +143,29 @@ def train_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, t
 PRACTICE_SEED = 101  # not the validator's near questions (`validate.NEAR_SEED`): other samples
 
 
-def practice_logs(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> list[LogData]:
+def practice_logs(
+    ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int
+) -> tuple[list[LogData], Edit | None]:
     """Logs the user never wrote, for the Expert to practise the habit on questions worded otherwise
     than the cluster's: where most of its training logs' corrections make one edit (`pair.common_edit`:
-    a sign-off added, an opening added, lowercase), the base model answers new questions like the
+    a sign-off or an opening added, lowercase, a list), the base model answers new questions like the
     cluster's (`cluster.near_questions_of`) and each answer, so edited, is a correction of it. Trained
     on its own logs' wording only, travel-format's lowercase Expert followed the habit in 3 of 3
-    held-out answers and 2 of 4 new questions (docs/eval.md, session 32). Each stands for the log whose
-    edit it copies (its rules, its id: forgetting that log retrains without it)."""
+    held-out answers and 2 of 4 new questions (docs/eval.md, session 32). Each stands for a log whose
+    edit it copies and that trains (its rules, its id: forgetting that log retrains without it); where
+    none of those trains (corrections of form only beside liked answers of that form,
+    `train.expert_examples`), neither would the practice, and no question is written."""
     train = [state.items[m] for m in plan.train_ids]
     corrected = [log for log in train if log.correction and log.correction.strip()]
     edit = common_edit([(log.answer, log.correction) for log in corrected])
     if edit is None or ctx.cfg.practice_questions < 1:
-        return []
+        return [], None
+    trains = {i for example in expert_examples(train) for i in example.source_ids}
+    sources = [
+        log for log in corrected if edit_of(log.answer, log.correction) == edit and log.message_id in trains
+    ]
+    if not sources:
+        return [], None
     label = f"expert c{plan.row.label} ({n}/{total})"
     ctx.emit("train", 0, 1, f"{label}: new questions to practise on, {edit.describe()}")
     # A reworded question of the cluster's is practice too: the habit must not hang on the wording.
@@ -154,7 +173,6 @@ def practice_logs(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, 
         ctx, state, plan, PRACTICE_SEED, n=ctx.cfg.practice_questions, unlike_members=False
     )
     answers = ctx.answer([[{"role": "user", "content": q}] for q in questions], None) if questions else []
-    sources = [log for log in corrected if edit_of(log.answer, log.correction) == edit]
     logs = []
     for question, answer, source in zip(questions, answers, cycle(sources)):
         correction = edit.apply(answer)
@@ -166,14 +184,7 @@ def practice_logs(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, 
                     source, prompt=prompt, query=question, answer=answer, correction=correction, pair=pair
                 )
             )
-    plan.practice = [log.query for log in logs]
-    plan.practice_note = (
-        f"it practised on {len(logs)} new questions like the cluster's, answered as your corrections "
-        f"edit answers ({edit.describe()})"
-        if logs
-        else ""
-    )
-    return logs
+    return logs, edit
 
 
 def train_critic(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> None:
