@@ -202,10 +202,12 @@ class UnoConfig:
     )
     revisions: Count = _f(3, "Revision candidates per log when the user gave no correction.")
     practice_questions: Count = _f(
-        12,
-        "Lists of a cluster's questions the base model continues with a new one, for its Expert to practise "
-        "on, answered as your corrections edit answers, when most of them make the same edit (a sign-off "
-        "or an opening added, lowercase); 0 = off.",
+        0,
+        "Lists of a cluster's questions the base model continues with a new one for its Expert to practise "
+        "on, each answered and edited as your corrections edit answers, when most of them make the same "
+        "edit (a sign-off or an opening added, lowercase, a list); 0 = off. 12 took travel-format from 40% "
+        "to 100% and tech-support from 17% to 61%, and the example scenario (the suite's gate) from 93% to "
+        "87% (gardening 80% -> 60%): opt-in until the gate passes with it (docs/eval.md, session 33).",
     )
     critic_max_rounds: Count = _f(1, "Critique-revise rounds on the Reflective path.")
 

@@ -250,7 +250,7 @@ def answer_batches(fakes) -> set[tuple[int, ...]]:
 def test_generation_is_batched_across_logs_and_cached_logs_generate_nothing(app, fakes):
     add_cooking(app)
     add_garden(app)
-    practised = len(retrain(app, fakes).clusters[0]["practice"])
+    retrain(app, fakes)
     by_kind = {}
     for batch in fakes.runtime.batches:
         for kind in set(batch):
@@ -260,13 +260,11 @@ def test_generation_is_batched_across_logs_and_cached_logs_generate_nothing(app,
     # in one, the shipping epoch's answers to 8 of the other cluster's questions in one (the loop
     # check's), and the base's answers to those 8 in one, both shorter than the chat's; the new
     # questions like a cluster's written in one, and the shipping epoch's answers to them in one (the
-    # base's, for the cooking Expert to practise on, in one: more lists, and reworded questions count)
-    assert by_kind["distill"] == 10 and by_kind["predict"] == 20
-    assert by_kind["continue"] == app.config.uno.practice_questions > NEAR_QUESTIONS  # lists to practise
+    # with `uno.practice_questions`, the base's, for an Expert to practise on, in one: see below)
+    assert by_kind["distill"] == 10 and by_kind["predict"] == 20 and by_kind["continue"] == NEAR_QUESTIONS
     answers = answer_batches(fakes)
     chat, fresh = app.config.generation.max_tokens, min(app.config.generation.max_tokens, FRESH_TOKENS)
-    expected = {(3, chat), (FRESH, fresh), (NEAR_QUESTIONS, chat), (practised, chat)}
-    assert fresh < chat and answers == expected, answers
+    assert fresh < chat and answers == {(3, chat), (FRESH, fresh), (NEAR_QUESTIONS, chat)}, answers
     assert by_kind["revise"] == 10 * app.config.uno.revisions
     assert all(len(set(batch)) == 1 for batch in fakes.runtime.batches)  # one kind of call per batch
     before = len(fakes.runtime.batches)
@@ -291,6 +289,7 @@ def test_an_expert_practises_its_clusters_edit_on_new_questions(app, fakes):
     """Every cooking correction appends the sign-off: the Expert also trains on the base model's answers
     to new questions like the cluster's, each with the sign-off appended; the validator asks none of
     them. The garden logs have comments, not corrections: nothing to copy, no practice."""
+    app.config.uno.practice_questions = 12  # opt-in
     app.config.train.min_steps = 12  # a small cluster's epochs count its logs' examples only
     add_cooking(app)
     add_garden(app)
@@ -333,6 +332,7 @@ def test_a_list_edit_is_practised_unless_liked_lists_teach_the_form(app, fakes, 
     def as_bullets(answer: str) -> str:
         return "- " + answer.replace(" and ", "\n- and ")
 
+    app.config.uno.practice_questions = 12  # opt-in
     for q in COOKING:
         query = f"How do I {q}?"
         add_answer(app, query, base_answer(query), correction=as_bullets(base_answer(query)))
@@ -482,14 +482,13 @@ def test_at_a_chat_budget_within_the_loop_checks_the_base_answers_held_out_logs_
     app.config.generation.max_tokens = FRESH_TOKENS
     add_cooking(app)
     add_garden(app)
-    practised = len(retrain(app, fakes).clusters[0]["practice"])
+    retrain(app, fakes)
     answers = answer_batches(fakes)
     assert answers == {
         (3, FRESH_TOKENS),
         (FRESH - 3, FRESH_TOKENS),
         (FRESH, FRESH_TOKENS),
         (NEAR_QUESTIONS, FRESH_TOKENS),
-        (practised, FRESH_TOKENS),
     }, answers
 
 
