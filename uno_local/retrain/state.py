@@ -45,7 +45,7 @@ class ClusterPlan:
     )  # cluster: members whose rules disagree (`uno.rule_consistency`)
     train_ids: list[int] = field(default_factory=list)
     practice: list[str] = field(default_factory=list)  # train: new questions its Expert practised on
-    practice_note: str = ""  # train: what the practice was, for the decision
+    practice_edit: str = ""  # train: the edit practised, in words (`pair.Edit.describe`)
     heldout_ids: list[int] = field(default_factory=list)
     reused: bool = False
     expert_ckpts: list[Path] = field(default_factory=list)

@@ -124,15 +124,11 @@ def train_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, t
         return
     # With as many optimizer steps, ten practice answers beside eight logs taught the lowercase habit
     # less (held-out 0.50, against 0.83 without them; docs/eval.md, session 33): they add steps instead.
-    practice, edit = practice_logs(ctx, state, plan, n, total)
+    practice, edit = practice_logs(ctx, state, plan, own, n, total)
     examples = expert_examples(logs + practice)
     trained = {json.dumps(e.prompt) for e in examples}
     plan.practice = [log.query for log in practice if json.dumps(log.prompt) in trained]
-    if plan.practice and edit:
-        plan.practice_note = (
-            f"it practised on {len(plan.practice)} new questions like the cluster's, answered as your "
-            f"corrections edit answers ({edit.describe()})"
-        )
+    plan.practice_edit = edit.describe() if plan.practice and edit else ""
     plan.expert_ckpts, metrics = _train(ctx, "expert", plan, examples, "preference", n, total, len(own))
     if "reference_logp_chosen" in metrics:  # the trainer's own reference forwards, for free
         plan.row.intrinsic_gap = gaps.intrinsic_gap(
@@ -144,7 +140,7 @@ PRACTICE_SEED = 101  # not the validator's near questions (`validate.NEAR_SEED`)
 
 
 def practice_logs(
-    ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int
+    ctx: Context, state: RetrainState, plan: ClusterPlan, own: list[TrainExample], n: int, total: int
 ) -> tuple[list[LogData], Edit | None]:
     """Logs the user never wrote, for the Expert to practise the habit on questions worded otherwise
     than the cluster's: where most of its training logs' corrections make one edit (`pair.common_edit`:
@@ -160,7 +156,7 @@ def practice_logs(
     edit = common_edit([(log.answer, log.correction) for log in corrected])
     if edit is None or ctx.cfg.practice_questions < 1:
         return [], None
-    trains = {i for example in expert_examples(train) for i in example.source_ids}
+    trains = {i for example in own for i in example.source_ids}  # `own`: the logs' Expert examples
     sources = [
         log for log in corrected if edit_of(log.answer, log.correction) == edit and log.message_id in trains
     ]

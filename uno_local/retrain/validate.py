@@ -159,7 +159,12 @@ def validate_expert_of(ctx: Context, state: RetrainState, plan: ClusterPlan, n: 
     lead = plan.row.decision if plan.row.high_gap else ""
     plan.validation = judge_expert(ctx, state, plan, n, total)
     plan.row.win_rate = shipped_win_rate(plan.validation)
-    reason = plan.validation.reason + (f"; {plan.practice_note}" if plan.practice_note else "")
+    reason = plan.validation.reason + (
+        f"; it practised on {len(plan.practice)} new questions like the cluster's, answered as your "
+        f"corrections edit answers ({plan.practice_edit})"
+        if plan.practice
+        else ""
+    )
     plan.row.decision = reason
     if plan.row.high_gap:
         tail = "" if plan.validation.ship else STAYS_ON_BASE
