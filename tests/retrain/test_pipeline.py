@@ -22,7 +22,7 @@ from uno_local.retrain import (
 from uno_local.retrain.validate import FRESH, FRESH_TOKENS, fresh_ids
 from uno_local.store.learning import last_run, load_clusters, start_run, update_cluster
 from uno_local.train import with_min_steps
-from uno_local.validate import NEAR_QUESTIONS
+from uno_local.validate import NEAR_QUESTIONS, terse_question
 
 
 def retrain(app, fakes, events=None, **options):
@@ -259,12 +259,14 @@ def test_generation_is_batched_across_logs_and_cached_logs_generate_nothing(app,
     # twenty logs' predictions in one, the garden logs' revisions in one, a cluster's 3 held-out answers
     # in one, the shipping epoch's answers to 8 of the other cluster's questions in one (the loop
     # check's), and the base's answers to those 8 in one, both shorter than the chat's; the new
-    # questions like a cluster's written in one, and the shipping epoch's answers to them in one (the
-    # with `uno.practice_questions`, the base's, for an Expert to practise on, in one: see below)
+    # questions like a cluster's written in one, and with the 3 held-out questions typed tersely, the
+    # base's answers to them in one and the shipping epoch's in one (with `uno.practice_questions`, the
+    # base's, for an Expert to practise on, in one: see below)
     assert by_kind["distill"] == 10 and by_kind["predict"] == 20 and by_kind["continue"] == NEAR_QUESTIONS
     answers = answer_batches(fakes)
     chat, fresh = app.config.generation.max_tokens, min(app.config.generation.max_tokens, FRESH_TOKENS)
-    assert fresh < chat and answers == {(3, chat), (FRESH, fresh), (NEAR_QUESTIONS, chat)}, answers
+    near = NEAR_QUESTIONS + 3
+    assert fresh < chat and answers == {(3, chat), (FRESH, fresh), (near, chat)}, answers
     assert by_kind["revise"] == 10 * app.config.uno.revisions
     assert all(len(set(batch)) == 1 for batch in fakes.runtime.batches)  # one kind of call per batch
     before = len(fakes.runtime.batches)
@@ -301,10 +303,15 @@ def test_an_expert_practises_its_clusters_edit_on_new_questions(app, fakes):
     own = len(expert_run[1]) - len(practice)
     assert fakes.trainer.epochs[0] == with_min_steps(app.config.train, own).epochs  # practice adds steps
     assert fakes.trainer.epochs[0] > with_min_steps(app.config.train, len(expert_run[1])).epochs
-    assert len(practice) >= 3  # the fake continues each list with a question on its last one's topic
+    questions = [e.prompt[-1]["content"] for e in practice]
+    near = [q for q in questions if q.startswith("Why do people talk about ")]
+    assert len(near) >= 3  # the fake continues each list with a question on its last one's topic
+    # and a third as many of its training questions as a user types them in a hurry ("Steam broccoli?")
+    trained = {terse_question(q): q for q in (f"How do I {c}?" for c in COOKING)}
+    terse = [q for q in questions if q not in near]
+    assert len(terse) == 12 // 3 and all(q in trained for q in terse), terse
     for e in practice:
         question = e.prompt[-1]["content"]
-        assert question.startswith("Why do people talk about ")
         assert (e.chosen, e.rejected) == (f"{base_answer(question)}\n{SIGN_OFF}", base_answer(question))
     assert "practised on" in cooking["decision"] and "adds 'Happy cooking!' at the end" in cooking["decision"]
     assert not garden["practice"] and all(
@@ -488,7 +495,7 @@ def test_at_a_chat_budget_within_the_loop_checks_the_base_answers_held_out_logs_
         (3, FRESH_TOKENS),
         (FRESH - 3, FRESH_TOKENS),
         (FRESH, FRESH_TOKENS),
-        (NEAR_QUESTIONS, FRESH_TOKENS),
+        (NEAR_QUESTIONS + 3, FRESH_TOKENS),  # and the 3 held-out questions typed tersely
     }, answers
 
 

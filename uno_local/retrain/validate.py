@@ -81,7 +81,10 @@ def near_of(ctx: Context, state: RetrainState, plan: ClusterPlan) -> Near:
     logs = [state.items[m] for m in plan.learning_members]
     if not near_guides(logs, 1):
         return Near([], [])  # nothing in these logs' rules can be checked on a new answer
-    questions = near_questions_of(ctx, state, plan, NEAR_SEED, plan.practice)
+    heldout = [state.items[m].query for m in plan.heldout_ids]
+    questions = near_questions_of(
+        ctx, state, plan, NEAR_SEED, plan.practice, shortened=heldout, terse=len(heldout)
+    )
     return Near(questions, near_guides(logs, len(questions)))
 
 
@@ -126,11 +129,18 @@ def judge_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, t
         asked = f"{len(fresh)} other questions, {len(near.questions)} new ones like its own"
         ctx.emit("validate", n, total, f"c{plan.row.label} epoch {epoch}: {asked}")
         checked.add(epoch)
-        if fresh:  # the base answers them once, only when an epoch needs them
-            fresh_base = fresh_base or ctx.base_answers(fresh, fresh_tokens)
-            fresh_per_epoch[epoch] = ctx.answer([log.prompt for log in fresh], adapter, fresh_tokens)
+        # The loop check reads every answer to a question it never trained on: the user's other
+        # questions and the near ones (a terse "Cat hairballs?" answered "Purr-fect." alone, session 34),
+        # each beside the base's answer to the same question, made once, when an epoch needs them.
+        if fresh_base is None:
+            fresh_base = ctx.base_answers(fresh, fresh_tokens)
+            fresh_base += ctx.answer(near.prompts, None) if near.questions else []
+        fresh_per_epoch[epoch] = (
+            ctx.answer([log.prompt for log in fresh], adapter, fresh_tokens) if fresh else []
+        )
         if near.questions:
             near_per_epoch[epoch] = ctx.answer(near.prompts, adapter)
+            fresh_per_epoch[epoch] += near_per_epoch[epoch]
 
 
 def run(ctx: Context, state: RetrainState) -> RetrainState:
