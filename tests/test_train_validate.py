@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from uno_local.judge import follows_rules
@@ -466,8 +468,18 @@ def test_terse_questions_are_taken_evenly_and_once():
 def test_near_questions_are_checked_against_the_clusters_checkable_rules_in_turn():
     pirate = log(1, rules=["Talk like a pirate."])  # nothing checkable
     sign, bullets = heldout(1)[0], log(2, rules=["Answer as a bullet list."])
-    assert near_guides([pirate, sign, bullets], 3) == [sign.guide, bullets.guide, sign.guide]
-    assert near_guides([pirate], 3) == [] and near_guides([sign], 0) == []
+    three = ["Why boil eggs?", "Why fry eggs?", "Why poach eggs?"]
+    assert near_guides([pirate, sign, bullets], three) == [sign.guide, bullets.guide, sign.guide]
+    assert near_guides([pirate], three) == [] and near_guides([sign], []) == []
+
+
+def test_a_held_out_question_typed_tersely_is_checked_against_its_own_logs_rules():
+    """Not the cluster's rules in turn, which hold a noisy log's: the example's history cluster held a
+    fitness log asking for a numbered list, and its Expert's short answers "failed" it (session 34)."""
+    noisy = log(2, rules=["Answer as a numbered list."])
+    short = dataclasses.replace(log(3, rules=["Keep it under 40 words."]), query="Why did the Titanic sink?")
+    assert near_guides([noisy, short], ["Titanic sink?"], [short]) == [short.guide]
+    assert near_guides([noisy, short], ["Titanic sink?"]) == [noisy.guide]  # in turn
 
 
 def test_an_epoch_that_follows_only_on_its_held_out_logs_does_not_ship():
@@ -477,7 +489,7 @@ def test_an_epoch_that_follows_only_on_its_held_out_logs_does_not_ship():
     passed over for one that follows there too, and when every epoch fails them, nothing ships."""
     logs = heldout(3)
     followed, missed = SIGN + "\nHappy cooking!", SIGN
-    guides = near_guides(logs, 5)
+    guides = near_guides(logs, [f"Question {i}?" for i in range(5)])
     epochs = {1: [followed] * 3, 2: ["Boil the egg for eight minutes.\nHappy cooking!"] * 3}
     two_of_five = {1: [followed] * 2 + [missed] * 3}
     result = validate_expert(logs, [SIGN] * 3, epochs, 0.6, 3, near=guides, near_answers=two_of_five)

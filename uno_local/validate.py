@@ -318,11 +318,19 @@ def checkable(guide: Sequence[str]) -> bool:
     return rule_check("", guide) is not None
 
 
-def near_guides(logs: Sequence[LogData], n: int) -> list[list[str]]:
-    """Pure: the rules each of `n` near questions is checked against: the checkable guides of the
-    cluster's `logs`, in turn (none when no log has one: the questions then check nothing)."""
+def near_guides(
+    logs: Sequence[LogData], questions: Sequence[str], heldout: Sequence[LogData] = ()
+) -> list[list[str]]:
+    """Pure: the rules each near question's answer is checked against: a `heldout` log's question typed
+    tersely (`terse_question`), that log's own; any other, the checkable guides of the cluster's `logs`
+    in turn (none when no log has one: the questions then check nothing). A terse form checked in turn
+    could meet a noisy log's rule: the example's history cluster holds a fitness log that asks for a
+    numbered list (session 34)."""
     guides = [list(log.guide) for log in logs if checkable(log.guide)]
-    return [guides[i % len(guides)] for i in range(n)] if guides else []
+    if not guides:
+        return []
+    own = {terse_question(log.query): list(log.guide) for log in heldout}
+    return [own.get(q) or guides[i % len(guides)] for i, q in enumerate(questions)]
 
 
 def too_few_follow(followed: int, checkable: int, threshold: float) -> bool:

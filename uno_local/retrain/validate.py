@@ -26,6 +26,7 @@ from uno_local.validate import (
     NEAR_SEED,
     STAYS_ON_BASE,
     Validation,
+    checkable,
     near_guides,
     validate_expert,
     validate_reflective,
@@ -79,13 +80,14 @@ def near_of(ctx: Context, state: RetrainState, plan: ClusterPlan) -> Near:
     """New questions like the cluster's (`cluster.near_questions_of`), none of those its Expert practised
     on (`train.practice_logs`): the questions its Expert would answer for the user."""
     logs = [state.items[m] for m in plan.learning_members]
-    if not near_guides(logs, 1):
+    if not any(checkable(log.guide) for log in logs):
         return Near([], [])  # nothing in these logs' rules can be checked on a new answer
-    heldout = [state.items[m].query for m in plan.heldout_ids]
+    heldout = [state.items[m] for m in plan.heldout_ids]
+    shortened = [log.query for log in heldout]
     questions = near_questions_of(
-        ctx, state, plan, NEAR_SEED, plan.practice, shortened=heldout, terse=len(heldout)
+        ctx, state, plan, NEAR_SEED, plan.practice, shortened=shortened, terse=len(shortened)
     )
-    return Near(questions, near_guides(logs, len(questions)))
+    return Near(questions, near_guides(logs, questions, heldout))
 
 
 def judge_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> Validation:
