@@ -2,9 +2,11 @@
 (`uno_local/validate.py` decides); the epoch that would ship also answers a few of the user's
 questions from outside the cluster (`fresh_ids`, in at most `FRESH_TOKENS`), which only the loop
 check reads, and new questions like the cluster's own that routing would send to it (`near_of`: the
-base model continues a list of the cluster's questions), whose answers must follow the cluster's
-checkable rules as the held-out answers must (three held-out logs did not predict the test:
-travel-format's lowercase Expert followed in 3 of 3 held-out answers and 1 of 5 test ones). An Expert
+base model continues a list of the cluster's questions, and the held-out questions are typed tersely),
+whose answers must follow the cluster's checkable rules as the held-out answers must (three held-out
+logs did not predict the test: travel-format's lowercase Expert followed in 3 of 3 held-out answers and
+1 of 5 test ones), and must neither loop nor collapse (pet-care's cats Expert answered "Cat hairballs?"
+with "Purr-fect." alone) more than the base model's answers to them. An Expert
 that does not ship sends its cluster to the Reflective path (`needs_critic`): a Critic is trained for it here, once the base model shows it can revise these answers at all
 (`train.train_critic`). Every new Critic's Reflective path (draft, critique, revision, as
 `route.reflect` serves it) then answers the same held-out logs, and is chosen only when it beats the
