@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from uno_local.judge import follows_rules
@@ -16,8 +14,6 @@ from uno_local.validate import (
     near_prompts,
     near_questions,
     rule_followers,
-    terse_question,
-    terse_questions,
     validate_expert,
     validate_reflective,
     validate_revision,
@@ -431,55 +427,11 @@ def test_near_questions_keep_each_new_question_once():
     ]
 
 
-def test_a_two_word_line_is_a_question_only_when_asked_for():
-    assert near_questions(["Cat hairballs?", "Tips"], []) == []
-    assert near_questions(["Cat hairballs?", "Tips"], [], least_words=2) == ["Cat hairballs?"]
-
-
-@pytest.mark.parametrize(
-    ("question", "terse"),
-    [
-        ("Why does my cat knead blankets?", "Cat knead blankets?"),
-        ("How do I clean my cat's litter box properly?", "Clean cat's litter box?"),  # the first four
-        ("Should my cat drink cat milk?", "Cat drink milk?"),  # each word once
-        ("Cat hairballs?", None),  # terse already
-        ("Cat won't drink water", None),
-        ("What is it?", None),  # nothing left to ask
-    ],
-)
-def test_a_terse_question_keeps_its_first_content_words(question, terse):
-    assert terse_question(question) == terse
-
-
-def test_terse_questions_are_taken_evenly_and_once():
-    questions = [f"How do I grow plant number {i}?" for i in range(6)] + [
-        "Hi?",
-        "How do I grow plant number 0?",
-    ]
-    assert terse_questions(questions, 3) == [
-        "Grow plant number?",  # "0" is too short to be a content word: the same form for every i
-    ]
-    named = [f"How do I grow {p} indoors?" for p in ("basil", "mint", "sage", "thyme")]
-    assert terse_questions(named, 2) == ["Grow basil indoors?", "Grow sage indoors?"]
-    assert terse_questions(named, 9) == [f"Grow {p} indoors?" for p in ("basil", "mint", "sage", "thyme")]
-    assert terse_questions(named, 0) == []
-
-
 def test_near_questions_are_checked_against_the_clusters_checkable_rules_in_turn():
     pirate = log(1, rules=["Talk like a pirate."])  # nothing checkable
     sign, bullets = heldout(1)[0], log(2, rules=["Answer as a bullet list."])
-    three = ["Why boil eggs?", "Why fry eggs?", "Why poach eggs?"]
-    assert near_guides([pirate, sign, bullets], three) == [sign.guide, bullets.guide, sign.guide]
-    assert near_guides([pirate], three) == [] and near_guides([sign], []) == []
-
-
-def test_a_held_out_question_typed_tersely_is_checked_against_its_own_logs_rules():
-    """Not the cluster's rules in turn, which hold a noisy log's: the example's history cluster held a
-    fitness log asking for a numbered list, and its Expert's short answers "failed" it (session 34)."""
-    noisy = log(2, rules=["Answer as a numbered list."])
-    short = dataclasses.replace(log(3, rules=["Keep it under 40 words."]), query="Why did the Titanic sink?")
-    assert near_guides([noisy, short], ["Titanic sink?"], [short]) == [short.guide]
-    assert near_guides([noisy, short], ["Titanic sink?"]) == [noisy.guide]  # in turn
+    assert near_guides([pirate, sign, bullets], 3) == [sign.guide, bullets.guide, sign.guide]
+    assert near_guides([pirate], 3) == [] and near_guides([sign], 0) == []
 
 
 def test_an_epoch_that_follows_only_on_its_held_out_logs_does_not_ship():
@@ -489,7 +441,7 @@ def test_an_epoch_that_follows_only_on_its_held_out_logs_does_not_ship():
     passed over for one that follows there too, and when every epoch fails them, nothing ships."""
     logs = heldout(3)
     followed, missed = SIGN + "\nHappy cooking!", SIGN
-    guides = near_guides(logs, [f"Question {i}?" for i in range(5)])
+    guides = near_guides(logs, 5)
     epochs = {1: [followed] * 3, 2: ["Boil the egg for eight minutes.\nHappy cooking!"] * 3}
     two_of_five = {1: [followed] * 2 + [missed] * 3}
     result = validate_expert(logs, [SIGN] * 3, epochs, 0.6, 3, near=guides, near_answers=two_of_five)

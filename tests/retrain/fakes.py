@@ -69,9 +69,6 @@ class FakeRuntime:
         self.fail: str | None = None
         self.revises = True  # False: a revision gives back the answer it was asked to revise
         self.loops_on: tuple[str, ...] = ()  # questions an adapter answers with a loop
-        # questions an adapter answers with a word (the fake base answers are too short for a sign-off
-        # alone to be under a tenth of theirs, as "Purr-fect." was of the embedded model's)
-        self.collapses_on: tuple[str, ...] = ()
         self.model_loaded = True  # False after `release`, until the next generation loads it again
         self.writes: str | None = None  # what a continuation writes (None: one more like the last listed)
         self.asked: list[tuple[str, str | None]] = []  # (question, adapter) of every answer
@@ -105,8 +102,6 @@ class FakeRuntime:
         learned = self.loaded.get(adapter, "") if adapter else ""
         if learned and any(q in content for q in self.loops_on):
             return "Happy cooking!\n\n" * 12
-        if learned and content in self.collapses_on:
-            return "Yum!"
         if learned.startswith(CRITIQUE):  # a Critic: its critique for a critic prompt, else a plain answer
             return (
                 learned[len(CRITIQUE) :] if content.startswith(CRITIC_INSTRUCTION) else base_answer(content)

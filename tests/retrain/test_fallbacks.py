@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.retrain.fakes import COOKING, GARDEN, add_cooking, add_garden
+from tests.retrain.fakes import GARDEN, add_cooking, add_garden
 from tests.retrain.test_pipeline import retrain
 from uno_local.store.learning import load_clusters, update_cluster
-from uno_local.validate import terse_question
 
 
 def test_high_gap_trains_a_critic_on_the_edited_rules(app, fakes):
@@ -68,22 +67,6 @@ def test_an_expert_that_loops_on_the_users_other_questions_does_not_ship(app, fa
     assert cooking["expert"] is None, cooking
     assert "answers to questions it never trained on" in cooking["decision"], cooking["decision"]
     assert "loop (the base model's: 0)" in cooking["decision"], cooking["decision"]
-
-
-def test_an_expert_that_answers_terse_questions_with_a_word_does_not_ship(app, fakes):
-    """Its held-out answers win, but the held-out questions typed tersely ("Steam broccoli?"), which
-    the validator asks beside the new ones like the cluster's, get a word, where the base model answers
-    them (pet-care's "Cat hairballs?" got "Purr-fect." alone; docs/eval.md, session 34). No epoch
-    ships, and `uno rules` says why."""
-    add_cooking(app)
-    add_garden(app)
-    fakes.runtime.collapses_on = tuple(terse_question(f"How do I {c}?") for c in COOKING)
-    report = retrain(app, fakes)
-    cooking = next(c for c in report.clusters if "Happy cooking!" in " ".join(c["rules"]))
-    assert cooking["expert"] is None, cooking
-    asked = {q for q, adapter in fakes.runtime.asked if adapter and q in fakes.runtime.collapses_on}
-    assert len(asked) == 3  # the three held-out questions, typed tersely
-    assert "3 are under a tenth of the base model's answer" in cooking["decision"], cooking["decision"]
 
 
 def test_a_reflective_path_that_does_not_beat_the_base_is_not_chosen(app, fakes):

@@ -22,7 +22,7 @@ from uno_local.retrain import (
 from uno_local.retrain.validate import FRESH, FRESH_TOKENS, fresh_ids
 from uno_local.store.learning import last_run, load_clusters, start_run, update_cluster
 from uno_local.train import with_min_steps
-from uno_local.validate import NEAR_QUESTIONS, terse_question
+from uno_local.validate import NEAR_QUESTIONS
 
 
 def retrain(app, fakes, events=None, **options):
@@ -248,7 +248,6 @@ def answer_batches(fakes) -> set[tuple[int, ...]]:
 
 
 def test_generation_is_batched_across_logs_and_cached_logs_generate_nothing(app, fakes):
-    app.config.uno.practice_questions = 0  # the validator's batches alone: practice's are tested below
     add_cooking(app)
     add_garden(app)
     retrain(app, fakes)
@@ -260,14 +259,12 @@ def test_generation_is_batched_across_logs_and_cached_logs_generate_nothing(app,
     # twenty logs' predictions in one, the garden logs' revisions in one, a cluster's 3 held-out answers
     # in one, the shipping epoch's answers to 8 of the other cluster's questions in one (the loop
     # check's), and the base's answers to those 8 in one, both shorter than the chat's; the new
-    # questions like a cluster's written in one, and with the 3 held-out questions typed tersely, the
-    # base's answers to them in one and the shipping epoch's in one (practice, off here, would add the
-    # base's, for an Expert to practise on, in one: see below)
+    # questions like a cluster's written in one, and the shipping epoch's answers to them in one (the
+    # with `uno.practice_questions`, the base's, for an Expert to practise on, in one: see below)
     assert by_kind["distill"] == 10 and by_kind["predict"] == 20 and by_kind["continue"] == NEAR_QUESTIONS
     answers = answer_batches(fakes)
     chat, fresh = app.config.generation.max_tokens, min(app.config.generation.max_tokens, FRESH_TOKENS)
-    near = NEAR_QUESTIONS + 3
-    assert fresh < chat and answers == {(3, chat), (FRESH, fresh), (near, chat)}, answers
+    assert fresh < chat and answers == {(3, chat), (FRESH, fresh), (NEAR_QUESTIONS, chat)}, answers
     assert by_kind["revise"] == 10 * app.config.uno.revisions
     assert all(len(set(batch)) == 1 for batch in fakes.runtime.batches)  # one kind of call per batch
     before = len(fakes.runtime.batches)
@@ -279,7 +276,6 @@ def test_generation_is_batched_across_logs_and_cached_logs_generate_nothing(app,
 def test_near_questions_that_routing_would_send_elsewhere_are_not_asked(app, fakes):
     """The base model's new questions count only where the cluster's Expert would answer them: one off
     the topic (routed to the base model) is dropped, and with none left no epoch answers any."""
-    app.config.uno.practice_questions = 0  # the validator's batches alone: practice's are tested below
     fakes.runtime.writes = " What is the capital of France?"
     add_cooking(app)
     add_garden(app)
@@ -293,6 +289,7 @@ def test_an_expert_practises_its_clusters_edit_on_new_questions(app, fakes):
     """Every cooking correction appends the sign-off: the Expert also trains on the base model's answers
     to new questions like the cluster's, each with the sign-off appended; the validator asks none of
     them. The garden logs have comments, not corrections: nothing to copy, no practice."""
+    app.config.uno.practice_questions = 12  # opt-in
     app.config.train.min_steps = 12  # a small cluster's epochs count its logs' examples only
     add_cooking(app)
     add_garden(app)
@@ -304,15 +301,10 @@ def test_an_expert_practises_its_clusters_edit_on_new_questions(app, fakes):
     own = len(expert_run[1]) - len(practice)
     assert fakes.trainer.epochs[0] == with_min_steps(app.config.train, own).epochs  # practice adds steps
     assert fakes.trainer.epochs[0] > with_min_steps(app.config.train, len(expert_run[1])).epochs
-    questions = [e.prompt[-1]["content"] for e in practice]
-    near = [q for q in questions if q.startswith("Why do people talk about ")]
-    assert len(near) >= 3  # the fake continues each list with a question on its last one's topic
-    # and a third as many of its training questions as a user types them in a hurry ("Steam broccoli?")
-    trained = {terse_question(q): q for q in (f"How do I {c}?" for c in COOKING)}
-    terse = [q for q in questions if q not in near]
-    assert len(terse) == 12 // 3 and all(q in trained for q in terse), terse
+    assert len(practice) >= 3  # the fake continues each list with a question on its last one's topic
     for e in practice:
         question = e.prompt[-1]["content"]
+        assert question.startswith("Why do people talk about ")
         assert (e.chosen, e.rejected) == (f"{base_answer(question)}\n{SIGN_OFF}", base_answer(question))
     assert "practised on" in cooking["decision"] and "adds 'Happy cooking!' at the end" in cooking["decision"]
     assert not garden["practice"] and all(
@@ -340,6 +332,7 @@ def test_a_list_edit_is_practised_unless_liked_lists_teach_the_form(app, fakes, 
     def as_bullets(answer: str) -> str:
         return "- " + answer.replace(" and ", "\n- and ")
 
+    app.config.uno.practice_questions = 12  # opt-in
     for q in COOKING:
         query = f"How do I {q}?"
         add_answer(app, query, base_answer(query), correction=as_bullets(base_answer(query)))
@@ -486,7 +479,6 @@ def test_fresh_questions_come_from_outside_the_cluster_evenly():
 def test_at_a_chat_budget_within_the_loop_checks_the_base_answers_held_out_logs_once(app, fakes):
     """With answers no longer than the loop check's (the e2e settings), its base answers and the
     held-out baselines are the same answers: the 3 made for validation are not made again."""
-    app.config.uno.practice_questions = 0  # the validator's batches alone: practice's are tested below
     app.config.generation.max_tokens = FRESH_TOKENS
     add_cooking(app)
     add_garden(app)
@@ -496,7 +488,7 @@ def test_at_a_chat_budget_within_the_loop_checks_the_base_answers_held_out_logs_
         (3, FRESH_TOKENS),
         (FRESH - 3, FRESH_TOKENS),
         (FRESH, FRESH_TOKENS),
-        (NEAR_QUESTIONS + 3, FRESH_TOKENS),  # and the 3 held-out questions typed tersely
+        (NEAR_QUESTIONS, FRESH_TOKENS),
     }, answers
 
 

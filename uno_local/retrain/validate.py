@@ -2,11 +2,9 @@
 (`uno_local/validate.py` decides); the epoch that would ship also answers a few of the user's
 questions from outside the cluster (`fresh_ids`, in at most `FRESH_TOKENS`), which only the loop
 check reads, and new questions like the cluster's own that routing would send to it (`near_of`: the
-base model continues a list of the cluster's questions, and the held-out questions are typed tersely),
-whose answers must follow the cluster's checkable rules as the held-out answers must (three held-out
-logs did not predict the test: travel-format's lowercase Expert followed in 3 of 3 held-out answers and
-1 of 5 test ones), and must neither loop nor collapse (pet-care's cats Expert answered "Cat hairballs?"
-with "Purr-fect." alone) more than the base model's answers to them. An Expert
+base model continues a list of the cluster's questions), whose answers must follow the cluster's
+checkable rules as the held-out answers must (three held-out logs did not predict the test:
+travel-format's lowercase Expert followed in 3 of 3 held-out answers and 1 of 5 test ones). An Expert
 that does not ship sends its cluster to the Reflective path (`needs_critic`): a Critic is trained for it here, once the base model shows it can revise these answers at all
 (`train.train_critic`). Every new Critic's Reflective path (draft, critique, revision, as
 `route.reflect` serves it) then answers the same held-out logs, and is chosen only when it beats the
@@ -28,7 +26,6 @@ from uno_local.validate import (
     NEAR_SEED,
     STAYS_ON_BASE,
     Validation,
-    checkable,
     near_guides,
     validate_expert,
     validate_reflective,
@@ -82,14 +79,10 @@ def near_of(ctx: Context, state: RetrainState, plan: ClusterPlan) -> Near:
     """New questions like the cluster's (`cluster.near_questions_of`), none of those its Expert practised
     on (`train.practice_logs`): the questions its Expert would answer for the user."""
     logs = [state.items[m] for m in plan.learning_members]
-    if not any(checkable(log.guide) for log in logs):
+    if not near_guides(logs, 1):
         return Near([], [])  # nothing in these logs' rules can be checked on a new answer
-    heldout = [state.items[m] for m in plan.heldout_ids]
-    shortened = [log.query for log in heldout]
-    questions = near_questions_of(
-        ctx, state, plan, NEAR_SEED, plan.practice, shortened=shortened, terse=len(shortened)
-    )
-    return Near(questions, near_guides(logs, questions, heldout))
+    questions = near_questions_of(ctx, state, plan, NEAR_SEED, plan.practice)
+    return Near(questions, near_guides(logs, len(questions)))
 
 
 def judge_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, total: int) -> Validation:
@@ -133,18 +126,11 @@ def judge_expert(ctx: Context, state: RetrainState, plan: ClusterPlan, n: int, t
         asked = f"{len(fresh)} other questions, {len(near.questions)} new ones like its own"
         ctx.emit("validate", n, total, f"c{plan.row.label} epoch {epoch}: {asked}")
         checked.add(epoch)
-        # The loop check reads every answer to a question it never trained on: the user's other
-        # questions and the near ones (a terse "Cat hairballs?" answered "Purr-fect." alone, session 34),
-        # each beside the base's answer to the same question, made once, when an epoch needs them.
-        if fresh_base is None:
-            fresh_base = ctx.base_answers(fresh, fresh_tokens)
-            fresh_base += ctx.answer(near.prompts, None) if near.questions else []
-        fresh_per_epoch[epoch] = (
-            ctx.answer([log.prompt for log in fresh], adapter, fresh_tokens) if fresh else []
-        )
+        if fresh:  # the base answers them once, only when an epoch needs them
+            fresh_base = fresh_base or ctx.base_answers(fresh, fresh_tokens)
+            fresh_per_epoch[epoch] = ctx.answer([log.prompt for log in fresh], adapter, fresh_tokens)
         if near.questions:
             near_per_epoch[epoch] = ctx.answer(near.prompts, adapter)
-            fresh_per_epoch[epoch] += near_per_epoch[epoch]
 
 
 def run(ctx: Context, state: RetrainState) -> RetrainState:
