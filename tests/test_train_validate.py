@@ -14,6 +14,8 @@ from uno_local.validate import (
     near_prompts,
     near_questions,
     rule_followers,
+    terse_question,
+    terse_questions,
     validate_expert,
     validate_reflective,
     validate_revision,
@@ -425,6 +427,40 @@ def test_near_questions_keep_each_new_question_once():
         "How do I care for rosemary?",
         "What is a tax credit?",
     ]
+
+
+def test_a_two_word_line_is_a_question_only_when_asked_for():
+    assert near_questions(["Cat hairballs?", "Tips"], []) == []
+    assert near_questions(["Cat hairballs?", "Tips"], [], least_words=2) == ["Cat hairballs?"]
+
+
+@pytest.mark.parametrize(
+    ("question", "terse"),
+    [
+        ("Why does my cat knead blankets?", "Cat knead blankets?"),
+        ("How do I clean my cat's litter box properly?", "Clean cat's litter box?"),  # the first four
+        ("Should my cat drink cat milk?", "Cat drink milk?"),  # each word once
+        ("Cat hairballs?", None),  # terse already
+        ("Cat won't drink water", None),
+        ("What is it?", None),  # nothing left to ask
+    ],
+)
+def test_a_terse_question_keeps_its_first_content_words(question, terse):
+    assert terse_question(question) == terse
+
+
+def test_terse_questions_are_taken_evenly_and_once():
+    questions = [f"How do I grow plant number {i}?" for i in range(6)] + [
+        "Hi?",
+        "How do I grow plant number 0?",
+    ]
+    assert terse_questions(questions, 3) == [
+        "Grow plant number?",  # "0" is too short to be a content word: the same form for every i
+    ]
+    named = [f"How do I grow {p} indoors?" for p in ("basil", "mint", "sage", "thyme")]
+    assert terse_questions(named, 2) == ["Grow basil indoors?", "Grow sage indoors?"]
+    assert terse_questions(named, 9) == [f"Grow {p} indoors?" for p in ("basil", "mint", "sage", "thyme")]
+    assert terse_questions(named, 0) == []
 
 
 def test_near_questions_are_checked_against_the_clusters_checkable_rules_in_turn():

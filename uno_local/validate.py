@@ -39,7 +39,7 @@ from uno_local.judge import (
     win_rate,
 )
 from uno_local.quality import loops, repetition_share
-from uno_local.text import words
+from uno_local.text import STOPWORDS, words
 from uno_local.train import LogData
 
 # Where a decision leaves its cluster on the base model (callers add it: a high gap tries an Expert first).
@@ -275,19 +275,42 @@ def near_prompts(queries: Sequence[str], n: int = NEAR_QUESTIONS, listed: int = 
     ]
 
 
-def near_questions(continuations: Sequence[str], known: Iterable[str]) -> list[str]:
+def near_questions(continuations: Sequence[str], known: Iterable[str], least_words: int = 3) -> list[str]:
     """Pure: the new questions in `continuations` (each one's first line, a list number stripped), once
     each and none the user already asked (`known`; words compared, case and punctuation aside). A line
-    of fewer than three words is not a question."""
+    of fewer than `least_words` words is not a question."""
     seen = {" ".join(words(q)) for q in known}
     out = []
     for text in continuations:
         line = _NUMBER.sub("", (text.strip().splitlines() or [""])[0]).strip()
         key = " ".join(words(line))
-        if len(key.split()) >= 3 and key not in seen:
+        if len(key.split()) >= least_words and key not in seen:
             seen.add(key)
             out.append(line)
     return out
+
+
+TERSE_WORDS = 4  # content words a terse question keeps
+
+
+def terse_question(question: str, most: int = TERSE_WORDS) -> str | None:
+    """Pure: `question` as a user types it in a hurry: its first `most` content words (`text.STOPWORDS`
+    aside), in order, capitalised, with a question mark ("Why does my cat knead blankets?" -> "Cat knead
+    blankets?"). None when it keeps fewer than two words or is that terse already. The scenarios' users
+    ask "Cat hairballs?" beside full questions, and an Expert that learned a sign-off from full questions
+    answered such ones with the sign-off alone (pet-care's cats, docs/eval.md, session 34)."""
+    kept = list(dict.fromkeys(w for w in words(question) if len(w) > 2 and w not in STOPWORDS))[:most]
+    if len(kept) < 2 or len(kept) >= len(words(question)):
+        return None
+    return " ".join(kept).capitalize() + "?"
+
+
+def terse_questions(questions: Sequence[str], n: int) -> list[str]:
+    """Pure: up to `n` terse forms (`terse_question`) of `questions`, taken evenly over them, each once."""
+    forms = list(dict.fromkeys(t for q in questions if (t := terse_question(q))))
+    if n < 1:
+        return []
+    return forms if len(forms) <= n else [forms[i * len(forms) // n] for i in range(n)]
 
 
 def checkable(guide: Sequence[str]) -> bool:

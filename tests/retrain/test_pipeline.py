@@ -22,7 +22,7 @@ from uno_local.retrain import (
 from uno_local.retrain.validate import FRESH, FRESH_TOKENS, fresh_ids
 from uno_local.store.learning import last_run, load_clusters, start_run, update_cluster
 from uno_local.train import with_min_steps
-from uno_local.validate import NEAR_QUESTIONS
+from uno_local.validate import NEAR_QUESTIONS, terse_question
 
 
 def retrain(app, fakes, events=None, **options):
@@ -301,10 +301,15 @@ def test_an_expert_practises_its_clusters_edit_on_new_questions(app, fakes):
     own = len(expert_run[1]) - len(practice)
     assert fakes.trainer.epochs[0] == with_min_steps(app.config.train, own).epochs  # practice adds steps
     assert fakes.trainer.epochs[0] > with_min_steps(app.config.train, len(expert_run[1])).epochs
-    assert len(practice) >= 3  # the fake continues each list with a question on its last one's topic
+    questions = [e.prompt[-1]["content"] for e in practice]
+    near = [q for q in questions if q.startswith("Why do people talk about ")]
+    assert len(near) >= 3  # the fake continues each list with a question on its last one's topic
+    # and a third as many of its training questions as a user types them in a hurry ("Steam broccoli?")
+    trained = {terse_question(q): q for q in (f"How do I {c}?" for c in COOKING)}
+    terse = [q for q in questions if q not in near]
+    assert len(terse) == 12 // 3 and all(q in trained for q in terse), terse
     for e in practice:
         question = e.prompt[-1]["content"]
-        assert question.startswith("Why do people talk about ")
         assert (e.chosen, e.rejected) == (f"{base_answer(question)}\n{SIGN_OFF}", base_answer(question))
     assert "practised on" in cooking["decision"] and "adds 'Happy cooking!' at the end" in cooking["decision"]
     assert not garden["practice"] and all(

@@ -10,7 +10,7 @@ afresh. The user's edits and vetoes stay with their cluster's label. A member wh
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from uno_local.validate import (
     NEAR_TOP_P,
     near_prompts,
     near_questions,
+    terse_questions,
 )
 
 TOP_RULES = 5
@@ -161,25 +162,29 @@ def near_questions_of(
     known: Iterable[str] = (),
     n: int = NEAR_QUESTIONS,
     unlike_members: bool = True,
+    shortened: Sequence[str] = (),
+    terse: int = 0,
 ) -> list[str]:
     """New questions like the cluster's: the base model continues lists of its questions
     (`validate.near_prompts`, sampled from `seed`), and those that routing would send to this cluster
     and no log asked (nor `known`) are kept, with `unlike_members` only those no nearer to a member's
-    question than its nearest members are to each other (`cluster.near_and_new`)."""
+    question than its nearest members are to each other (`cluster.near_and_new`). Then up to `terse`
+    of the questions in `shortened` as a user types them in a hurry (`validate.terse_questions`), kept
+    where routing sends them here however near a member they are: the same question, worded shorter."""
     logs = [state.items[m] for m in plan.learning_members]
     queries = [log.query for log in logs]
     written = ctx.continue_texts(near_prompts(queries, n), NEAR_TOKENS, NEAR_TEMPERATURE, NEAR_TOP_P, seed)
-    questions = near_questions(written, [*(item.query for item in state.items.values()), *known])
-    if questions and plan.row.centroid:
+    asked = [*(item.query for item in state.items.values()), *known]
+    questions = near_questions(written, asked)
+    short = near_questions(terse_questions(shortened, terse), [*asked, *questions], least_words=2)
+    if (questions or short) and plan.row.centroid:
         uno = ctx.app.config.uno
         limit = plan.row.radius if uno.cluster_radius and plan.row.radius else uno.unseen_distance
-        vecs = ctx.app.embedder.encode(questions + queries)
-        keep = clustering.near_and_new(
-            vecs[: len(questions)],
-            vecs[len(questions) :],
-            np.asarray(plan.row.centroid),
-            limit,
-            unlike_members,
+        vecs = ctx.app.embedder.encode(questions + short + queries)
+        centroid, members = np.asarray(plan.row.centroid), vecs[len(questions) + len(short) :]
+        keep = clustering.near_and_new(vecs[: len(questions)], members, centroid, limit, unlike_members)
+        keep += clustering.near_and_new(
+            vecs[len(questions) : len(questions) + len(short)], members, centroid, limit, False
         )
-        questions = [q for q, kept in zip(questions, keep, strict=True) if kept]
+        questions = [q for q, kept in zip(questions + short, keep, strict=True) if kept]
     return questions

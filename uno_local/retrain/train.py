@@ -164,9 +164,18 @@ def practice_logs(
         return [], None
     label = f"expert c{plan.row.label} ({n}/{total})"
     ctx.emit("train", 0, 1, f"{label}: new questions to practise on, {edit.describe()}")
-    # A reworded question of the cluster's is practice too: the habit must not hang on the wording.
+    # A reworded question of the cluster's is practice too: the habit must not hang on the wording; nor
+    # on the length: a third as many again are its training questions typed tersely ("Cat sleep much?").
+    n_questions = ctx.cfg.practice_questions
     questions = near_questions_of(
-        ctx, state, plan, PRACTICE_SEED, n=ctx.cfg.practice_questions, unlike_members=False
+        ctx,
+        state,
+        plan,
+        PRACTICE_SEED,
+        n=n_questions,
+        unlike_members=False,
+        shortened=[log.query for log in train],
+        terse=n_questions // 3,
     )
     answers = ctx.answer([[{"role": "user", "content": q}] for q in questions], None) if questions else []
     logs = []
