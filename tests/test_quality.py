@@ -91,6 +91,15 @@ def test_a_brief_revision_of_a_long_draft_is_plausible():
         ("- Rinse the filter.\n- Change a third of the water.\n- Test the pH.\n- Feed less.", False),
         ("Woof! Crate training takes patience. Start with short stays and praise every calm minute.", False),
         ("a type of animal that is " * 8, True),
+        # measured on pet-care's aquarium Expert (session 34): every 3-gram new, and no word a word
+        ('- "-1-1-1-2-1-1-3-2-2-3-' + "-".join(str(i) for i in range(4, 52)), True),
+        # numbers inside an answer are words of it
+        (
+            "Cycle the tank for 4 to 6 weeks: test ammonia on day 1, 3, 7, 14, 21 and 28, and add fish "
+            "only when ammonia and nitrite read 0 for 7 days in a row.",
+            False,
+        ),
+        ("1, 2, 3", False),  # too short to tell
     ],
 )
 def test_loops(text, looping):

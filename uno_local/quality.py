@@ -3,7 +3,8 @@
 - `repetition_share(text)`: share of the word n-grams (n = 3) that repeat an earlier n-gram of the same
   text; 0 for varied prose, towards 1 for a loop ("a bit of a bit of a bit of ...").
 - `loops(text)`: whether the answer is a loop: most of its word 3-grams repeat, or most of its lines
-  repeat an earlier line (a "- - - -" line forty times has no words to repeat).
+  repeat an earlier line (a "- - - -" line forty times has no words to repeat), or it counts instead of
+  writing ("-1-1-1-2-1-1-3-2-2-3-4-5-6-...": its 3-grams are all new, and its words are numbers).
 - `content_kept(base, answer, ignore)`: share of the base answer's content words (`text.content_words`,
   the habit's own words set aside) that the answer still contains.
 - `revision_problem(revised, query, draft, suggestions)`: why a Reflective revision must not be shown
@@ -28,6 +29,10 @@ SCAFFOLD_LINES = (
 )
 MIN_WORDS_SHARE = 0.05  # under a twentieth of the draft's words is no answer; a "be brief" habit keeps more
 MAX_REPETITION = 0.5  # a revision whose 3-grams repeat this much is looping
+# An answer of at least NUMBER_RUN_WORDS words, over MAX_NUMBER_SHARE of them numbers, counts instead of
+# writing (pet-care's aquarium Expert: "- -1-1-1-2-1-1-3-2-2-3-4-5-6-7-8-...-51", docs/eval.md session 34).
+NUMBER_RUN_WORDS = 20
+MAX_NUMBER_SHARE = 0.75
 _NUMBERED = re.compile(r"^\s*\d+\s*[.)]\s*(\S.*?)\s*$", re.M)
 
 
@@ -48,9 +53,22 @@ def repeated_lines_share(text: str) -> float:
     return 1.0 - len(set(lines)) / len(lines)
 
 
+def number_share(text: str) -> float:
+    """Share of the text's words that are numbers (0 with fewer than `NUMBER_RUN_WORDS` words)."""
+    w = words(text)
+    if len(w) < NUMBER_RUN_WORDS:
+        return 0.0
+    return sum(word.isdigit() for word in w) / len(w)
+
+
 def loops(text: str) -> bool:
-    """The answer is a loop: over `MAX_REPETITION` of its word 3-grams or of its lines repeat."""
-    return repetition_share(text) > MAX_REPETITION or repeated_lines_share(text) > MAX_REPETITION
+    """The answer is a loop: over `MAX_REPETITION` of its word 3-grams or of its lines repeat, or over
+    `MAX_NUMBER_SHARE` of its words are numbers (a count, not an answer)."""
+    return (
+        repetition_share(text) > MAX_REPETITION
+        or repeated_lines_share(text) > MAX_REPETITION
+        or number_share(text) > MAX_NUMBER_SHARE
+    )
 
 
 def content_kept(base: str, answer: str, ignore: Iterable[str] = ()) -> float:
