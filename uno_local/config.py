@@ -202,12 +202,13 @@ class UnoConfig:
     )
     revisions: Count = _f(3, "Revision candidates per log when the user gave no correction.")
     practice_questions: Count = _f(
-        0,
+        12,
         "Lists of a cluster's questions the base model continues with a new one for its Expert to practise "
-        "on, each answered and edited as your corrections edit answers, when most of them make the same "
-        "edit (a sign-off or an opening added, lowercase, a list); 0 = off. 12 took travel-format from 40% "
-        "to 100% and tech-support from 17% to 61%, and the example scenario (the suite's gate) from 93% to "
-        "87% (gardening 80% -> 60%): opt-in until the gate passes with it (docs/eval.md, session 33).",
+        "on (and a third as many of its questions typed tersely), each answered and edited as your "
+        "corrections edit answers, when most of them make the same edit (a sign-off or an opening added, "
+        "lowercase, a list); 0 = off. 12 took travel-format from 40% to 100%, tech-support from 17% to 61%, "
+        "money-matters from 50% to 78% and pet-care from 78% to 83%, and kept the example scenario at 93%; "
+        "the train stage takes 1.5-2x as long (docs/eval.md, sessions 33-35).",
     )
     critic_max_rounds: Count = _f(1, "Critique-revise rounds on the Reflective path.")
 

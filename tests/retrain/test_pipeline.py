@@ -248,6 +248,7 @@ def answer_batches(fakes) -> set[tuple[int, ...]]:
 
 
 def test_generation_is_batched_across_logs_and_cached_logs_generate_nothing(app, fakes):
+    app.config.uno.practice_questions = 0  # the validator's batches alone: practice's are tested below
     add_cooking(app)
     add_garden(app)
     retrain(app, fakes)
@@ -276,6 +277,7 @@ def test_generation_is_batched_across_logs_and_cached_logs_generate_nothing(app,
 def test_near_questions_that_routing_would_send_elsewhere_are_not_asked(app, fakes):
     """The base model's new questions count only where the cluster's Expert would answer them: one off
     the topic (routed to the base model) is dropped, and with none left no epoch answers any."""
+    app.config.uno.practice_questions = 0  # the validator's batches alone: practice's are tested below
     fakes.runtime.writes = " What is the capital of France?"
     add_cooking(app)
     add_garden(app)
@@ -289,7 +291,6 @@ def test_an_expert_practises_its_clusters_edit_on_new_questions(app, fakes):
     """Every cooking correction appends the sign-off: the Expert also trains on the base model's answers
     to new questions like the cluster's, each with the sign-off appended; the validator asks none of
     them. The garden logs have comments, not corrections: nothing to copy, no practice."""
-    app.config.uno.practice_questions = 12  # opt-in
     app.config.train.min_steps = 12  # a small cluster's epochs count its logs' examples only
     add_cooking(app)
     add_garden(app)
@@ -337,7 +338,6 @@ def test_a_list_edit_is_practised_unless_liked_lists_teach_the_form(app, fakes, 
     def as_bullets(answer: str) -> str:
         return "- " + answer.replace(" and ", "\n- and ")
 
-    app.config.uno.practice_questions = 12  # opt-in
     for q in COOKING:
         query = f"How do I {q}?"
         add_answer(app, query, base_answer(query), correction=as_bullets(base_answer(query)))
@@ -484,6 +484,7 @@ def test_fresh_questions_come_from_outside_the_cluster_evenly():
 def test_at_a_chat_budget_within_the_loop_checks_the_base_answers_held_out_logs_once(app, fakes):
     """With answers no longer than the loop check's (the e2e settings), its base answers and the
     held-out baselines are the same answers: the 3 made for validation are not made again."""
+    app.config.uno.practice_questions = 0  # the validator's batches alone: practice's are tested below
     app.config.generation.max_tokens = FRESH_TOKENS
     add_cooking(app)
     add_garden(app)
