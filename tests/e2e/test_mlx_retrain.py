@@ -28,6 +28,9 @@ max_answer_tokens = 32
 # Learning the habit is test_habit.py's; here any trained adapter ships, so that the MLX export, the
 # llama.cpp parity gate and the deploy always run, whatever two training steps learned.
 win_rate = 0.0
+# Practice (on by default) adds its questions' examples and their steps: 96 s -> 407 s in session 35's
+# clean clone, for nothing MLX-specific (the habit and the gate practise with torch).
+practice_questions = 0
 """
 
 
