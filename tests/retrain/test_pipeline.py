@@ -260,8 +260,8 @@ def test_generation_is_batched_across_logs_and_cached_logs_generate_nothing(app,
     # twenty logs' predictions in one, the garden logs' revisions in one, a cluster's 3 held-out answers
     # in one, the shipping epoch's answers to 8 of the other cluster's questions in one (the loop
     # check's), and the base's answers to those 8 in one, both shorter than the chat's; the new
-    # questions like a cluster's written in one, and the shipping epoch's answers to them in one (the
-    # with `uno.practice_questions`, the base's, for an Expert to practise on, in one: see below)
+    # questions like a cluster's written in one, and the shipping epoch's answers to them in one
+    # (practice, off here, would add the base's answers for an Expert to practise on: see below)
     assert by_kind["distill"] == 10 and by_kind["predict"] == 20 and by_kind["continue"] == NEAR_QUESTIONS
     answers = answer_batches(fakes)
     chat, fresh = app.config.generation.max_tokens, min(app.config.generation.max_tokens, FRESH_TOKENS)
