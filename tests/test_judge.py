@@ -103,6 +103,9 @@ PROSE = "Warm up for five minutes, then do ten slow squats and stretch your legs
         ("Answer fitness questions as a numbered list of steps.", LIST, 1.0),
         ("Give me numbered steps, please.", PROSE, 0.0),
         ("Use bullet points.", "- one\n- two", 2 / 3),
+        ("At least three bullet points for phone stuff.", "- one\n- two\n- three", 1.0),
+        # numbered items are not bullets: tech-support's phones Expert answered "1. **Battery**: ..."
+        ("At least three bullet points for phone stuff.", LIST, 0.0),
         ("Write in all lowercase.", "all lower here.", 1.0),
         ("Write in all lowercase.", "Not here.", 0.0),
         ("Answer in capital letters only.", "YES, WATER DAILY.", 1.0),

@@ -123,6 +123,8 @@ def _count(text: str, unit: str) -> int:
         return len([s for s in _SENTENCE_END.split(body) if any(c.isalnum() for c in s)])
     if unit.startswith("line"):
         return len([line for line in text.splitlines() if line.strip()])
+    if unit.startswith("bullet"):  # "at least three bullet points": a numbered list is not bullets
+        return len(_BULLET_LINE.findall(text))
     return len(_NUMBERED_LINE.findall(text)) + len(_BULLET_LINE.findall(text))  # items, steps, points
 
 
