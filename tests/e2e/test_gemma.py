@@ -27,6 +27,12 @@ max_tokens = 48
 epochs = 2
 max_answer_tokens = 64
 max_prompt_tokens = 128
+
+[uno]
+# Practice (on by default) trains more steps on questions of its own making (266 s -> 316 s for this
+# module in session 35's clean clone) and proves nothing Gemma-specific: the UNO-loop gate and the habit
+# test practise on the embedded model.
+practice_questions = 0
 """
 
 
