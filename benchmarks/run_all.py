@@ -53,6 +53,7 @@ def main() -> None:
     run("adapters", [py, "benchmarks/bench_adapters.py"], args.out)
     run("trainer", [py, "benchmarks/bench_trainer.py"], args.out)
     run("train-floor", [py, "benchmarks/bench_train_floor.py", "--tokens", "307546"], args.out)
+    run("forward-size", [py, "benchmarks/bench_forward_size.py"], args.out)
     run("retrain", [py, "benchmarks/bench_retrain.py", "--sizes", sizes], args.out)
     if not args.quick:  # MLX trains about 14x slower than torch on a CPU: the full run only
         run("habit-backends", [py, "benchmarks/bench_habit_backends.py"], args.out)
