@@ -248,11 +248,7 @@ def guide_followers(guides: Sequence[Sequence[str]], answers: list[str]) -> tupl
 
 # ---- near questions: new questions like a cluster's own, which no log asked ----
 
-# Prompts per cluster; each may give one new question. 8 gave 5-7 questions, where one answer moved the
-# share by 0.17 across the 0.60 bar: tech-support's passwords Expert passed at 4 of 6 and failed at 3 of 6
-# from one run to the next; with 16 (7 of 11) it shipped and followed in 5 of 6 test answers, and the
-# phones Expert (numbered lists where bullets were asked; 0 of 6 test answers) fell to 1 of 7 (session 36).
-NEAR_QUESTIONS = 16
+NEAR_QUESTIONS = 8  # prompts per cluster; each may give one new question
 NEAR_LISTED = 6  # the cluster's questions one prompt lists before the model writes the next
 NEAR_TOKENS = 40  # a question's budget; the first line is kept
 # Sampled, one seed per prompt (greedy, the embedded model wrote "What's a fun fact about Rome?" for
