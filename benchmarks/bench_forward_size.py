@@ -20,13 +20,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-WORDS = ["the", "garden", "needs", "water", "and", "light", "every", "day", "so", "plants", "grow", "strong"]
+from benchmarks.bench_train_floor import text  # noqa: E402  (the same filler answers)
+
 PREFERENCE_WORDS = [70, 85, 60, 80]
 SFT_WORDS = [20, 80, 40, 75]
-
-
-def text(n: int) -> str:
-    return " ".join(WORDS[i % len(WORDS)] for i in range(n))
 
 
 def measure(size: int, rounds: int, threads: int) -> list[dict]:
