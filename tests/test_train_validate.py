@@ -465,9 +465,25 @@ def test_terse_questions_are_taken_evenly_and_once():
 
 def test_near_questions_are_checked_against_the_clusters_checkable_rules_in_turn():
     pirate = log(1, rules=["Talk like a pirate."])  # nothing checkable
-    sign, bullets = heldout(1)[0], log(2, rules=["Answer as a bullet list."])
+    listed = "- Boil the egg.\n- Cool it in water.\n- Peel it."
+    sign, bullets = heldout(1)[0], log(2, correction=listed, rules=["Answer as a bullet list."])
     assert near_guides([pirate, sign, bullets], 3) == [sign.guide, bullets.guide, sign.guide]
     assert near_guides([pirate], 3) == [] and near_guides([sign], 0) == []
+
+
+def test_near_questions_are_not_checked_against_a_noisy_logs_rules():
+    """The example scenario's history cluster held a log whose comment was "Answer in capital letters
+    only.": its Expert followed the cluster's habit on the test, and in 2 of 4 near answers when every
+    other one was checked for capitals. Rules that most of the answers the user preferred (pairs' chosen
+    answers, else corrections) do not follow are not the cluster's habit."""
+    signs = heldout(3)
+    caps = ["Answer in capital letters only."]
+    revised = {"chosen": "BOIL THE EGG.", "rejected": "Boil the egg.", "kind": "revision"}
+    noisy = log(9, rules=caps, pair=revised)
+    assert near_guides([*signs, noisy], 4) == [signs[0].guide] * 4
+    assert near_guides([signs[0], noisy], 2) == [signs[0].guide, caps]  # one against one: both kept
+    unsure = log(8, rules=caps)  # no pair, no correction: nothing preferred, every guide checked
+    assert near_guides([unsure], 2) == [caps, caps]
 
 
 def test_an_epoch_that_follows_only_on_its_held_out_logs_does_not_ship():

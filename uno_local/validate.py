@@ -248,7 +248,12 @@ def guide_followers(guides: Sequence[Sequence[str]], answers: list[str]) -> tupl
 
 # ---- near questions: new questions like a cluster's own, which no log asked ----
 
-NEAR_QUESTIONS = 8  # prompts per cluster; each may give one new question
+# Prompts per cluster; each may give one new question. 8 gave 5-7 questions, where one answer moved the
+# share by 0.17 across the 0.60 bar: tech-support's passwords Expert passed at 4 of 6 and failed at 3 of 6
+# from one run to the next; with 16 (7 of 11) it shipped and followed in 5 of 6 test answers, and the
+# phones Expert (numbered lists where bullets were asked; 0 of 6 test answers) fell to 1 of 7 (session 36;
+# with every guide checked, not `near_guides`' consensus ones, which session 37 added).
+NEAR_QUESTIONS = 16
 NEAR_LISTED = 6  # the cluster's questions one prompt lists before the model writes the next
 NEAR_TOKENS = 40  # a question's budget; the first line is kept
 # Sampled, one seed per prompt (greedy, the embedded model wrote "What's a fun fact about Rome?" for
@@ -318,10 +323,26 @@ def checkable(guide: Sequence[str]) -> bool:
     return rule_check("", guide) is not None
 
 
-def near_guides(logs: Sequence[LogData], n: int) -> list[list[str]]:
+# A rule counts for the near check when at least this share of the cluster's preferred answers follow it
+CONSENSUS = 0.5
+
+
+def near_guides(logs: Sequence[LogData], n: int, consensus: float = CONSENSUS) -> list[list[str]]:
     """Pure: the rules each of `n` near questions is checked against: the checkable guides of the
-    cluster's `logs`, in turn (none when no log has one: the questions then check nothing)."""
+    cluster's `logs`, in turn, that at least `consensus` of the answers the user preferred follow (each
+    log's pair's chosen answer, else its correction; every guide when no log has one). A noisy log's
+    rules are not the cluster's habit: the example scenario's history cluster holds a log whose comment
+    was "Answer in capital letters only.", and its Expert, which follows the cluster's habit on the test,
+    followed in 2 of 4 near answers when every other one was checked for capitals (docs/eval.md, session
+    36). None when no guide is left: the questions then check nothing."""
     guides = [list(log.guide) for log in logs if checkable(log.guide)]
+    preferred = [a for log in logs if (a := log.pair["chosen"] if log.pair else log.correction)]
+    if preferred:
+        guides = [
+            g
+            for g in guides
+            if sum(rule_check(a, g) is True for a in preferred) >= consensus * len(preferred)
+        ]
     return [guides[i % len(guides)] for i in range(n)] if guides else []
 
 
