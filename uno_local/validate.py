@@ -31,6 +31,7 @@ from statistics import fmean
 from uno_local.judge import (
     JudgeCase,
     best_epoch,
+    follows_rules,
     judge_trial,
     length_gate,
     rule_check,
@@ -339,9 +340,7 @@ def near_guides(logs: Sequence[LogData], n: int, consensus: float = CONSENSUS) -
     preferred = [a for log in logs if (a := log.pair["chosen"] if log.pair else log.correction)]
     if preferred:
         guides = [
-            g
-            for g in guides
-            if sum(rule_check(a, g) is True for a in preferred) >= consensus * len(preferred)
+            g for g in guides if sum(follows_rules(a, g) for a in preferred) >= consensus * len(preferred)
         ]
     return [guides[i % len(guides)] for i in range(n)] if guides else []
 
