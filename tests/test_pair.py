@@ -15,6 +15,7 @@ from uno_local.pair import (
     fit_to_budget,
     make_pair,
     parting_sentence,
+    recases,
     reformats,
 )
 
@@ -71,6 +72,21 @@ LISTED = "1. Warm up for five minutes.\n2. Run slowly for ten minutes.\n3. Walk 
 )
 def test_reformats(answer, correction, expected):
     assert reformats(answer, correction) is expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "correction", "expected"),
+    [
+        ("Rome is in Italy.", "rome is in italy.", True),
+        ("Rome is in Italy.\n", "rome is in italy.", True),  # spacing around it aside
+        ("Rome is in Italy.", "Rome is in Italy.", False),  # nothing changed
+        ("Rome is in Italy.", "rome is in italy. ciao!", False),  # words added
+        (PROSE, LISTED, False),  # re-cut into a list
+        ("Rome is in Italy.", None, False),
+    ],
+)
+def test_recases(answer, correction, expected):
+    assert recases(answer, correction) is expected
 
 
 @pytest.mark.parametrize(

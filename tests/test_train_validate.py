@@ -164,6 +164,10 @@ def test_corrections_of_form_only_learn_against_the_sentence_where_the_answers_p
     worded = {"chosen": PROSE + " Done!", "rejected": PROSE, "kind": "correction"}
     (other,) = expert_examples([log(1, PROSE, PROSE + " Done!", ["End with Done!"], worded)])
     assert other.rejected == PROSE  # a correction that changes the words keeps its whole rejected answer
+    cased = "Rome is old. It was founded in Italy by Romulus."
+    lowered = {"chosen": cased.lower(), "rejected": cased, "kind": "correction"}
+    (lower,) = expert_examples([log(1, cased, cased.lower(), ["Write in lowercase."], lowered)])
+    assert lower.rejected == cased  # only the case changed: "Italy", "Romulus" must be pushed down too
 
 
 SIGN = "Boil the egg for eight minutes in water."

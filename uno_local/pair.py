@@ -107,6 +107,12 @@ def reformats(answer: str, correction: str | None) -> bool:
     return prose(answer) == prose(correction)
 
 
+def recases(answer: str, correction: str | None) -> bool:
+    """Pure: the correction is the answer with only the case of some letters changed ("Paris is old."
+    -> "paris is old."): each letter stays in its place, so the two part at every capital, not once."""
+    return bool(correction) and correction != answer and correction.strip().lower() == answer.strip().lower()
+
+
 def parting_sentence(chosen: str, rejected: str) -> str:
     """Pure: the rejected answer up to the end of the sentence in which it parts from the chosen one
     (all of it when it never does). For a correction of form only, the rejected answer a preference is

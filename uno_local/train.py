@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from uno_local.judge import follows_rules
-from uno_local.pair import parting_sentence, reformats
+from uno_local.pair import parting_sentence, recases, reformats
 from uno_local.route import critic_prompt
 from uno_local.training import TrainExample, steps_per_epoch
 
@@ -88,7 +88,10 @@ def expert_examples(logs: list[LogData]) -> list[TrainExample]:
       epochs 6-9; docs/eval.md, session 17). They still validate.
     - otherwise they train against the rejected answer's `pair.parting_sentence` only, not all of it
       (travel-format's packing Expert: 5 of 5 unseen questions at epochs 9-12, no more repetition than
-      the base, against 2-4 of 5 and loops; docs/eval.md, session 18)."""
+      the base, against 2-4 of 5 and loops; docs/eval.md, session 18). A correction that changes only
+      the case (`pair.recases`: lowercase) keeps its whole rejected answer: its words stay in place,
+      and the answers part at every capital, most after the first sentence ("a melting pot of Berlin's
+      history": the capitals the lowercase Expert kept, docs/eval.md, session 38)."""
     liked = [log.answer for log in logs if log.pair and log.pair["kind"] == "sft"]
     examples = []
     for log in logs:
@@ -98,7 +101,8 @@ def expert_examples(logs: list[LogData]) -> list[TrainExample]:
         if log.pair["kind"] == "correction" and reformats(log.answer, log.correction):
             if any(follows_rules(answer, log.guide) for answer in liked):
                 continue
-            rejected = parting_sentence(chosen, rejected)
+            if not recases(log.answer, log.correction):
+                rejected = parting_sentence(chosen, rejected)
         examples.append(
             TrainExample(
                 prompt=log.prompt,
